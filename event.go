@@ -1,0 +1,96 @@
+package audit
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Status is the outcome of the audited action.
+type Status string
+
+const (
+	StatusAttempt Status = "attempt"
+	StatusSuccess Status = "success"
+	StatusFailure Status = "failure"
+)
+
+// Classification is the sensitivity of the data the event is about.
+type Classification string
+
+const (
+	ClassPublic       Classification = "PUBLIC"
+	ClassInternal     Classification = "INTERNAL"
+	ClassConfidential Classification = "CONFIDENTIAL"
+	ClassPHI          Classification = "PHI"
+)
+
+// Event is a validated audit event, holding every value exactly as the producer
+// sent it: strings are not trimmed, escaped or normalised, and Timestamp keeps its
+// original text so that the producer hash can be verified again years later.
+type Event struct {
+	Timestamp          string    // as sent, e.g. "2023-10-26T10:30:00.000Z"
+	Time               time.Time // Timestamp parsed (RFC 3339), used for partitioning and queries
+	TTL                string
+	PrincipalID        string
+	OrganizationID     string
+	Action             string
+	TargetResourceType string
+	TargetResourceID   string
+	Status             Status
+	OutcomeDescription string
+	Hash               string // producer's SHA-256 hex over the 8 critical fields, if sent
+	HashAlgorithm      string
+	Signature          string // producer's signature over Hash, if sent
+	SignatureAlgorithm string // the event's "algorithm" field
+	EventVersion       string
+	CorrelationID      string
+	DataClassification Classification
+	RetentionPolicy    string   // a numeric retentionPolicy is kept as its JSON text
+	ProcessingLatency  *float64 // milliseconds, as reported by the producer
+	SessionContext     *SessionContext
+	// Details is a JSON object with every other top-level field (sessionContext,
+	// queueDepth and custom fields included), raw and in source order; nil if none.
+	Details json.RawMessage
+}
+
+// SessionContext describes the session the event happened in. It is stored in
+// Details (as the original worker did) and exposed here already decoded.
+type SessionContext struct {
+	SessionID   string `json:"sessionId"`
+	IPAddress   string `json:"ipAddress"`
+	UserAgent   string `json:"userAgent"`
+	Geolocation string `json:"geolocation,omitempty"`
+}
+
+// columnFields are the top-level fields that have their own place in Event (and a
+// column in storage). Every other field goes to Details.
+var columnFields = map[string]bool{
+	"timestamp": true, "ttl": true, "principalId": true, "organizationId": true,
+	"action": true, "targetResourceType": true, "targetResourceId": true, "status": true,
+	"outcomeDescription": true, "hash": true, "hashAlgorithm": true, "signature": true,
+	"algorithm": true, "eventVersion": true, "correlationId": true,
+	"dataClassification": true, "retentionPolicy": true, "processingLatency": true,
+}
+
+// buildDetails writes the members that are not column fields as one JSON object,
+// copying their raw bytes in source order.
+func buildDetails(members []member) json.RawMessage {
+	var out []byte
+	for _, m := range members {
+		if columnFields[m.key] {
+			continue
+		}
+		if out == nil {
+			out = append(make([]byte, 0, 512), '{')
+		} else {
+			out = append(out, ',')
+		}
+		out = appendJSString(out, m.key)
+		out = append(out, ':')
+		out = append(out, m.raw...)
+	}
+	if out == nil {
+		return nil
+	}
+	return append(out, '}')
+}

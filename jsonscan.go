@@ -1,0 +1,167 @@
+package audit
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// member is one top-level "key": value pair of an event, value kept as raw JSON.
+type member struct {
+	key string
+	raw []byte
+	// depth is how many objects/arrays the value nests (a scalar is 0, {} is 1).
+	depth int
+	// problem names a string inside the value that no store can hold, or is "".
+	problem string
+}
+
+// decodeObject splits a JSON object into its members in source order, without
+// decoding the values. It rejects non-objects, invalid UTF-8 and duplicate keys
+// (two parsers could disagree on which duplicate wins, which is an opening for
+// smuggling values past the hash).
+func decodeObject(data []byte) ([]member, error) {
+	if !utf8.Valid(data) {
+		return nil, errors.New("payload is not valid UTF-8")
+	}
+	if !json.Valid(data) {
+		return nil, errors.New("payload is not valid JSON")
+	}
+	i := skipSpace(data, 0)
+	if data[i] != '{' {
+		return nil, errors.New("payload is not a JSON object")
+	}
+	members := make([]member, 0, 24)
+	i = skipSpace(data, i+1)
+	if data[i] == '}' {
+		return members, nil
+	}
+	for {
+		keyEnd, _, keyProblem := walkValue(data, i)
+		key, err := unquoteJSON(data[i:keyEnd])
+		if err != nil {
+			return nil, fmt.Errorf("key at byte %d: %w", i, err)
+		}
+		for _, m := range members {
+			if m.key == key {
+				return nil, fmt.Errorf("duplicate key %q", key)
+			}
+		}
+		i = skipSpace(data, keyEnd)
+		i = skipSpace(data, i+1) // past ':'
+		end, depth, problem := walkValue(data, i)
+		if problem == "" && keyProblem != "" {
+			problem = keyProblem + " in key"
+		}
+		members = append(members, member{key: key, raw: data[i:end], depth: depth, problem: problem})
+		i = skipSpace(data, end)
+		if data[i] == '}' {
+			return members, nil
+		}
+		i = skipSpace(data, i+1) // past ','
+	}
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) {
+		switch data[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// walkValue scans the syntactically valid JSON value starting at data[i] and returns
+// where it ends, how deep it nests, and the first string problem found in it
+// (a NUL character or a lone UTF-16 surrogate, neither of which PostgreSQL stores).
+func walkValue(data []byte, i int) (end, depth int, problem string) {
+	switch data[i] {
+	case '"':
+		return walkString(data, i)
+	case '{', '[':
+		maxChild := 0
+		i++
+		for {
+			i = skipSpace(data, i)
+			switch data[i] {
+			case '}', ']':
+				return i + 1, maxChild + 1, problem
+			case ',', ':':
+				i++
+				continue
+			}
+			var d int
+			var p string
+			i, d, p = walkValue(data, i)
+			if d > maxChild {
+				maxChild = d
+			}
+			if problem == "" {
+				problem = p
+			}
+		}
+	default: // number, true, false, null
+		for i < len(data) {
+			switch data[i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return i, 0, ""
+			}
+			i++
+		}
+		return i, 0, ""
+	}
+}
+
+func walkString(data []byte, i int) (end, depth int, problem string) {
+	i++ // opening quote
+	pendingHigh := false
+	for {
+		switch c := data[i]; c {
+		case '"':
+			if pendingHigh {
+				problem = "lone UTF-16 surrogate"
+			}
+			return i + 1, 0, problem
+		case '\\':
+			if data[i+1] != 'u' {
+				if pendingHigh {
+					problem = "lone UTF-16 surrogate"
+					pendingHigh = false
+				}
+				i += 2
+				continue
+			}
+			r, _ := hex4(data, i+2)
+			i += 6
+			switch {
+			case r == 0:
+				problem = "NUL character"
+			case r >= 0xD800 && r <= 0xDBFF:
+				if pendingHigh {
+					problem = "lone UTF-16 surrogate"
+				}
+				pendingHigh = true
+				continue
+			case r >= 0xDC00 && r <= 0xDFFF:
+				if !pendingHigh {
+					problem = "lone UTF-16 surrogate"
+				}
+			default:
+				if pendingHigh {
+					problem = "lone UTF-16 surrogate"
+				}
+			}
+			pendingHigh = false
+		default:
+			if pendingHigh {
+				problem = "lone UTF-16 surrogate"
+				pendingHigh = false
+			}
+			i++
+		}
+	}
+}

@@ -1,0 +1,133 @@
+package audit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"strconv"
+	"time"
+)
+
+// Record is an accepted event as it is stored: the event exactly as sent, plus
+// what the worker adds (idempotency key, where it came from, what verification
+// found, when it arrived, and a hash over all of it).
+type Record struct {
+	Event
+	// IdempotencyKey identifies the delivery: a second record with the same key
+	// and the same event timestamp is a duplicate and is not stored again.
+	IdempotencyKey  string
+	Source          string // e.g. "http", "bullmq:audit-events"
+	HashStatus      string // HashVerified or HashAbsent
+	SignatureStatus string // SignatureVerified, SignatureAbsent or SignatureUnverified
+	ReceivedAt      time.Time
+	// RecordHash is the SHA-256 (hex) of the stored content, see ComputeRecordHash.
+	RecordHash string
+}
+
+// NewRecord builds the record for a verified event and computes its record hash.
+func NewRecord(e Event, key, source string, integrity IntegrityResult, receivedAt time.Time) Record {
+	r := Record{
+		Event: e, IdempotencyKey: key, Source: source,
+		HashStatus: integrity.HashStatus, SignatureStatus: integrity.SignatureStatus,
+		ReceivedAt: receivedAt.UTC().Truncate(time.Microsecond),
+	}
+	r.RecordHash = r.ComputeRecordHash()
+	return r
+}
+
+// ComputeRecordHash hashes the record's stored content: every event field as sent
+// (Details byte for byte) and the idempotency key and source. Each value is
+// length-prefixed so that no two different records share an encoding. Stores keep
+// all of these exactly, so the hash can be recomputed from a stored row; tamper-
+// evident checkpoints chain these hashes in sequence order.
+func (r *Record) ComputeRecordHash() string {
+	h := sha256.New()
+	var lenBuf [binary.MaxVarintLen64]byte
+	put := func(s string) {
+		n := binary.PutUvarint(lenBuf[:], uint64(len(s)))
+		h.Write(lenBuf[:n])
+		h.Write([]byte(s))
+	}
+	put("audit-record-v1")
+	latency := ""
+	if r.ProcessingLatency != nil {
+		latency = strconv.FormatFloat(*r.ProcessingLatency, 'g', -1, 64)
+	}
+	for _, s := range []string{
+		r.IdempotencyKey, r.Source, r.Timestamp, r.TTL, r.PrincipalID, r.OrganizationID,
+		r.Action, r.TargetResourceType, r.TargetResourceID, string(r.Status),
+		r.OutcomeDescription, r.Hash, r.HashAlgorithm, r.Signature, r.SignatureAlgorithm,
+		r.EventVersion, r.CorrelationID, string(r.DataClassification), r.RetentionPolicy,
+		latency, string(r.Details),
+	} {
+		put(s)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Reasons an event is dead-lettered instead of stored.
+const (
+	ReasonValidation         = "validation_failed"
+	ReasonIntegrityViolation = "integrity_violation"
+)
+
+// DeadLetter is an event that was refused, kept with the reason so that nothing
+// is lost: it can be inspected, fixed at the producer and sent again.
+type DeadLetter struct {
+	IdempotencyKey string
+	Source         string
+	Reason         string       // ReasonValidation or ReasonIntegrityViolation
+	Message        string       // human-readable summary
+	Errors         []FieldError // the rules broken, for validation failures
+	Payload        []byte       // the event exactly as received
+	ReceivedAt     time.Time
+}
+
+// Batch is what a store writes in one transaction. Idempotency keys are distinct
+// within Records and within DeadLetters.
+type Batch struct {
+	Records     []Record
+	DeadLetters []DeadLetter
+}
+
+// StoreResult is the outcome for one record of a batch.
+type StoreResult struct {
+	Seq       int64 // sequence number of the stored row; 0 for a duplicate
+	Duplicate bool  // the key was stored before, nothing was written
+}
+
+// StoredEvent is a record read back from a store.
+type StoredEvent struct {
+	Record
+	Seq      int64
+	StoredAt time.Time
+}
+
+// StoredDeadLetter is a dead letter read back from a store.
+type StoredDeadLetter struct {
+	DeadLetter
+	ID       int64
+	Count    int // how many times this key was refused
+	StoredAt time.Time
+}
+
+// EventStore keeps audit records durably. Implementations: postgres, sqlite.
+type EventStore interface {
+	// StoreBatch writes the batch in one transaction: all of it or none of it.
+	// results[i] belongs to b.Records[i]. A record whose (idempotency key, event
+	// time) is already stored is reported as a duplicate; a dead letter whose key
+	// is already stored only has its count raised. Errors are transient
+	// (CodeUnavailable) unless the batch itself is malformed.
+	StoreBatch(ctx context.Context, b Batch) ([]StoreResult, error)
+	// GetEvent returns the newest record with this idempotency key (CodeNotFound if none).
+	GetEvent(ctx context.Context, idempotencyKey string) (StoredEvent, error)
+	// ListEvents returns up to limit records with Seq > afterSeq, in Seq order.
+	ListEvents(ctx context.Context, afterSeq int64, limit int) ([]StoredEvent, error)
+	// ListDeadLetters returns up to limit dead letters with ID > afterID, in ID order.
+	ListDeadLetters(ctx context.Context, afterID int64, limit int) ([]StoredDeadLetter, error)
+	// Ping checks that the store can be reached.
+	Ping(ctx context.Context) error
+	// Close releases the store's connections.
+	Close() error
+}

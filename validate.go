@@ -1,0 +1,359 @@
+package audit
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Validation error codes, as the original validator named them.
+const (
+	ErrRequiredFieldMissing = "REQUIRED_FIELD_MISSING"
+	ErrInvalidType          = "INVALID_TYPE"
+	ErrInvalidFormat        = "INVALID_FORMAT"
+	ErrEmptyValue           = "EMPTY_VALUE"
+	ErrExceedsMaxLength     = "EXCEEDS_MAX_LENGTH"
+	ErrInvalidValue         = "INVALID_VALUE"
+	ErrExceedsMaxDepth      = "EXCEEDS_MAX_DEPTH"
+)
+
+// FieldError says which field broke which rule.
+type FieldError struct {
+	Field   string `json:"field"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// ValidationError is returned when an event breaks one or more rules.
+// Its Code is CodeInvalid: an invalid event is never retried.
+type ValidationError struct {
+	Errors []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Errors))
+	for i, fe := range e.Errors {
+		parts[i] = fmt.Sprintf("%s: %s (%s)", fe.Field, fe.Message, fe.Code)
+	}
+	return "invalid event: " + strings.Join(parts, "; ")
+}
+
+// Unwrap lets errors.As find a *Error with CodeInvalid.
+func (e *ValidationError) Unwrap() error { return &Error{Code: CodeInvalid, Message: "invalid event"} }
+
+// Rules are the limits validation applies. The zero value is not useful; start from DefaultRules.
+type Rules struct {
+	MaxStringLength        int           // characters (code points), not bytes or UTF-16 units
+	MaxCustomFieldDepth    int           // how deep a field's value may nest objects/arrays
+	MaxFutureSkew          time.Duration // how far in the future a timestamp may be
+	MaxEventBytes          int           // size of the whole event JSON
+	AllowedClassifications []Classification
+	KnownEventVersions     []string // others are accepted with a warning
+}
+
+// DefaultRules returns the original validator's defaults plus the limits it lacked.
+func DefaultRules() Rules {
+	return Rules{
+		MaxStringLength:        10000,
+		MaxCustomFieldDepth:    3,
+		MaxFutureSkew:          5 * time.Minute,
+		MaxEventBytes:          256 << 10,
+		AllowedClassifications: []Classification{ClassPublic, ClassInternal, ClassConfidential, ClassPHI},
+		KnownEventVersions:     []string{"1.0", "1.1", "2.0"},
+	}
+}
+
+var (
+	hashPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	// signatureAlgorithms are the values the producer's "algorithm" field may take.
+	signatureAlgorithms = map[string]bool{
+		"HMAC-SHA256": true, "RSASSA_PSS_SHA_256": true, "RSASSA_PSS_SHA_384": true,
+		"RSASSA_PSS_SHA_512": true, "RSASSA_PKCS1_V1_5_SHA_256": true,
+		"RSASSA_PKCS1_V1_5_SHA_384": true, "RSASSA_PKCS1_V1_5_SHA_512": true,
+	}
+	// lengthLimited are the optional string fields whose length is limited.
+	lengthLimited = []string{"principalId", "organizationId", "targetResourceType",
+		"targetResourceId", "outcomeDescription", "correlationId", "ttl"}
+)
+
+// ParseEvent decodes and validates one event. now is the reference for the
+// clock-skew rule. On failure the error is a *ValidationError listing every rule
+// broken; warnings (such as an unknown eventVersion) never make an event invalid.
+func ParseEvent(data []byte, rules Rules, now time.Time) (Event, []string, error) {
+	if rules.MaxEventBytes > 0 && len(data) > rules.MaxEventBytes {
+		return Event{}, nil, &ValidationError{Errors: []FieldError{{Field: "", Code: ErrExceedsMaxLength,
+			Message: fmt.Sprintf("event is %d bytes, the limit is %d", len(data), rules.MaxEventBytes)}}}
+	}
+	members, err := decodeObject(data)
+	if err != nil {
+		return Event{}, nil, &ValidationError{Errors: []FieldError{{Field: "", Code: ErrInvalidFormat, Message: err.Error()}}}
+	}
+	v := validator{rules: rules, now: now, fields: make(map[string]*member, len(members))}
+	for i := range members {
+		v.fields[members[i].key] = &members[i]
+	}
+	ev := v.run(members)
+	if len(v.errs) > 0 {
+		return Event{}, v.warnings, &ValidationError{Errors: v.errs}
+	}
+	return ev, v.warnings, nil
+}
+
+type validator struct {
+	rules    Rules
+	now      time.Time
+	fields   map[string]*member
+	errs     []FieldError
+	warnings []string
+}
+
+func (v *validator) fail(field, code, format string, args ...any) {
+	v.errs = append(v.errs, FieldError{Field: field, Code: code, Message: fmt.Sprintf(format, args...)})
+}
+
+// present returns the raw value of a field that is neither absent nor null.
+func (v *validator) present(name string) ([]byte, bool) {
+	m, ok := v.fields[name]
+	if !ok || string(m.raw) == "null" {
+		return nil, false
+	}
+	return m.raw, true
+}
+
+// str decodes an optional string field; "" when absent or null.
+func (v *validator) str(name string) (string, bool) {
+	raw, ok := v.present(name)
+	if !ok {
+		return "", false
+	}
+	if raw[0] != '"' {
+		v.fail(name, ErrInvalidType, "must be a string")
+		return "", false
+	}
+	s, err := unquoteJSON(raw)
+	if err != nil {
+		v.fail(name, ErrInvalidFormat, "%v", err)
+		return "", false
+	}
+	return s, true
+}
+
+func (v *validator) checkLength(name, s string) {
+	if n := utf8.RuneCountInString(s); n > v.rules.MaxStringLength {
+		v.fail(name, ErrExceedsMaxLength, "is %d characters, the limit is %d", n, v.rules.MaxStringLength)
+	}
+}
+
+func (v *validator) run(members []member) Event {
+	var ev Event
+	for _, name := range []string{"timestamp", "action", "status"} {
+		if _, ok := v.present(name); !ok {
+			v.fail(name, ErrRequiredFieldMissing, "is required")
+		}
+	}
+	// Strings no store can hold are refused wherever they are, nested fields included.
+	for _, m := range members {
+		if m.problem != "" {
+			v.fail(m.key, ErrInvalidValue, "contains a %s, which cannot be stored", m.problem)
+		}
+	}
+
+	if ts, ok := v.str("timestamp"); ok {
+		ev.Timestamp = ts
+		ev.Time = v.timestamp(ts)
+	}
+	if action, ok := v.str("action"); ok {
+		if action == "" {
+			v.fail("action", ErrEmptyValue, "must not be empty")
+		}
+		v.checkLength("action", action)
+		ev.Action = action
+	}
+	if status, ok := v.str("status"); ok {
+		switch Status(status) {
+		case StatusAttempt, StatusSuccess, StatusFailure:
+			ev.Status = Status(status)
+		default:
+			v.fail("status", ErrInvalidValue, "must be one of attempt, success, failure")
+		}
+	}
+	if class, ok := v.str("dataClassification"); ok {
+		ev.DataClassification = Classification(class)
+		if !containsClass(v.rules.AllowedClassifications, ev.DataClassification) {
+			v.fail("dataClassification", ErrInvalidValue, "must be one of %v", v.rules.AllowedClassifications)
+		}
+	}
+	if version, ok := v.str("eventVersion"); ok {
+		ev.EventVersion = version
+		v.checkLength("eventVersion", version)
+		if !containsString(v.rules.KnownEventVersions, version) {
+			v.warnings = append(v.warnings, fmt.Sprintf("eventVersion %q is not one of the known versions %v", version, v.rules.KnownEventVersions))
+		}
+	}
+	if alg, ok := v.str("hashAlgorithm"); ok {
+		ev.HashAlgorithm = alg
+		if alg != "SHA-256" {
+			v.fail("hashAlgorithm", ErrInvalidValue, "must be SHA-256")
+		}
+	}
+	if hash, ok := v.str("hash"); ok {
+		ev.Hash = hash
+		if !hashPattern.MatchString(hash) {
+			v.fail("hash", ErrInvalidFormat, "must be 64 lowercase hexadecimal characters")
+		}
+	}
+	if sig, ok := v.str("signature"); ok {
+		ev.Signature = sig
+		v.checkLength("signature", sig)
+	}
+	if alg, ok := v.str("algorithm"); ok {
+		ev.SignatureAlgorithm = alg
+		if !signatureAlgorithms[alg] {
+			v.fail("algorithm", ErrInvalidValue, "is not a known signature algorithm")
+		}
+	}
+	strs := map[string]*string{
+		"principalId": &ev.PrincipalID, "organizationId": &ev.OrganizationID,
+		"targetResourceType": &ev.TargetResourceType, "targetResourceId": &ev.TargetResourceID,
+		"outcomeDescription": &ev.OutcomeDescription, "correlationId": &ev.CorrelationID,
+		"ttl": &ev.TTL,
+	}
+	for _, name := range lengthLimited {
+		if s, ok := v.str(name); ok {
+			v.checkLength(name, s)
+			*strs[name] = s
+		}
+	}
+	ev.RetentionPolicy = v.retentionPolicy()
+	ev.ProcessingLatency = v.nonNegative("processingLatency")
+	v.nonNegative("queueDepth")
+	ev.SessionContext = v.sessionContext()
+
+	for _, m := range members {
+		if m.depth > v.rules.MaxCustomFieldDepth {
+			v.fail(m.key, ErrExceedsMaxDepth, "nests %d levels deep, the limit is %d", m.depth, v.rules.MaxCustomFieldDepth)
+		}
+	}
+	ev.Details = buildDetails(members)
+	return ev
+}
+
+// timestamp parses an RFC 3339 timestamp with an explicit offset and applies the skew rule.
+func (v *validator) timestamp(ts string) time.Time {
+	if ts == "" {
+		v.fail("timestamp", ErrEmptyValue, "must not be empty")
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil || !strings.ContainsAny(ts[10:11], "T") {
+		v.fail("timestamp", ErrInvalidFormat, "must be an RFC 3339 timestamp with an offset, like 2023-10-26T10:30:00.000Z")
+		return time.Time{}
+	}
+	if v.rules.MaxFutureSkew > 0 && t.After(v.now.Add(v.rules.MaxFutureSkew)) {
+		v.fail("timestamp", ErrInvalidValue, "is %s in the future, more than the allowed clock skew of %s",
+			t.Sub(v.now).Round(time.Second), v.rules.MaxFutureSkew)
+	}
+	return t
+}
+
+// retentionPolicy accepts a string or, as the producer's config defaults send it, a number.
+func (v *validator) retentionPolicy() string {
+	raw, ok := v.present("retentionPolicy")
+	if !ok {
+		return ""
+	}
+	if raw[0] == '"' {
+		s, _ := v.str("retentionPolicy")
+		v.checkLength("retentionPolicy", s)
+		return s
+	}
+	if _, err := strconv.ParseFloat(string(raw), 64); err != nil {
+		v.fail("retentionPolicy", ErrInvalidType, "must be a string or a number")
+		return ""
+	}
+	return string(raw)
+}
+
+func (v *validator) nonNegative(name string) *float64 {
+	raw, ok := v.present(name)
+	if !ok {
+		return nil
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || f < 0 {
+		v.fail(name, ErrInvalidValue, "must be a number >= 0")
+		return nil
+	}
+	return &f
+}
+
+func (v *validator) sessionContext() *SessionContext {
+	raw, ok := v.present("sessionContext")
+	if !ok {
+		return nil
+	}
+	if raw[0] != '{' {
+		v.fail("sessionContext", ErrInvalidType, "must be an object")
+		return nil
+	}
+	var sc map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &sc); err != nil {
+		v.fail("sessionContext", ErrInvalidFormat, "%v", err)
+		return nil
+	}
+	get := func(name string, required bool) string {
+		field := "sessionContext." + name
+		r, ok := sc[name]
+		if !ok || string(r) == "null" {
+			if required {
+				v.fail(field, ErrInvalidValue, "must be a non-empty string")
+			}
+			return ""
+		}
+		if r[0] != '"' {
+			v.fail(field, ErrInvalidValue, "must be a non-empty string")
+			return ""
+		}
+		s, _ := unquoteJSON(r)
+		if required && s == "" {
+			v.fail(field, ErrInvalidValue, "must be a non-empty string")
+		}
+		v.checkLength(field, s)
+		return s
+	}
+	out := &SessionContext{
+		SessionID:   get("sessionId", true),
+		IPAddress:   get("ipAddress", true),
+		UserAgent:   get("userAgent", true),
+		Geolocation: get("geolocation", false),
+	}
+	if out.IPAddress != "" {
+		if addr, err := netip.ParseAddr(out.IPAddress); err != nil || addr.Zone() != "" {
+			v.fail("sessionContext.ipAddress", ErrInvalidFormat, "must be an IPv4 or IPv6 address")
+		}
+	}
+	return out
+}
+
+func containsClass(list []Classification, c Classification) bool {
+	for _, x := range list {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
