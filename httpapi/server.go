@@ -1,0 +1,122 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/smartlogs/audit-worker/pipeline"
+)
+
+// Ingester takes a request's events and answers once they are durable.
+// *pipeline.Batcher implements it.
+type Ingester interface {
+	Submit(ctx context.Context, inputs []pipeline.Input) ([]pipeline.Outcome, error)
+}
+
+// Pinger checks a dependency; audit.EventStore implements it.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Options configure the server.
+type Options struct {
+	Ingester     Ingester
+	Store        Pinger   // checked by /healthz
+	APIKeys      []string // bearer keys accepted by ingest
+	MaxBodyBytes int64    // request body limit for ingest
+	MaxEvents    int      // events per request; default 10,000
+	Logger       *slog.Logger
+}
+
+// Server serves the worker's HTTP endpoints.
+type Server struct {
+	opts    Options
+	keyHash [][sha256.Size]byte
+	mux     *http.ServeMux
+}
+
+// New builds the server. Keys are kept only as SHA-256 digests, so comparison
+// takes the same time whatever the key's length and content.
+func New(opts Options) *Server {
+	if opts.MaxEvents <= 0 {
+		opts.MaxEvents = 10000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{opts: opts, mux: http.NewServeMux()}
+	for _, k := range opts.APIKeys {
+		s.keyHash = append(s.keyHash, sha256.Sum256([]byte(k)))
+	}
+	s.mux.HandleFunc("POST /v1/events", s.requireKey(s.ingest))
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// requireKey lets a request through only with a valid "Authorization: Bearer <key>".
+func (s *Server) requireKey(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || !s.validKey(token) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="audit-worker"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid API key is required: Authorization: Bearer <key>")
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (s *Server) validKey(token string) bool {
+	presented := sha256.Sum256([]byte(token))
+	match := 0
+	for _, k := range s.keyHash { // no early exit: every key is compared
+		match |= subtle.ConstantTimeCompare(presented[:], k[:])
+	}
+	return match == 1 && token != ""
+}
+
+type componentHealth struct {
+	Status       string `json:"status"`
+	Message      string `json:"message,omitempty"`
+	ResponseTime int64  `json:"responseTime"` // milliseconds
+}
+
+// healthz reports liveness and whether the store answers, in the original's
+// HealthStatus shape: 200 when OK, 503 when CRITICAL.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	db := componentHealth{Status: "OK"}
+	if err := s.opts.Store.Ping(ctx); err != nil {
+		db = componentHealth{Status: "CRITICAL", Message: "store unreachable: " + err.Error()}
+	}
+	db.ResponseTime = time.Since(start).Milliseconds()
+	code := http.StatusOK
+	if db.Status != "OK" {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{
+		"status":     db.Status,
+		"components": map[string]componentHealth{"database": db},
+		"timestamp":  time.Now().UTC().Format(time.RFC3339Nano),
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, errCode, message string) {
+	writeJSON(w, code, map[string]any{"error": map[string]string{"code": errCode, "message": message}})
+}
