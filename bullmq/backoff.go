@@ -1,0 +1,42 @@
+package bullmq
+
+import (
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// BackoffDelay decides, for a job whose current attempt just failed, whether it
+// is retried and after how long (spec §7.6). It retries iff attemptsMade+1 <
+// opts.attempts and the job carries no deferred failure ("defa"). A zero delay
+// means "retry now" (no backoff configured, or a zero backoff delay).
+//
+// With n = attemptsMade+1 (the attempt that failed): fixed waits delay, exponential
+// waits round(delay * 2^(n-1)); a jitter j spreads either over [d*(1-j), d).
+// Custom backoff types cannot be evaluated here, so they are never retried;
+// Job.Unsupported gives the reason to record.
+func BackoffDelay(job *Job) (time.Duration, bool) {
+	if job.DeferredFailure != "" || job.AttemptsMade+1 >= job.Opts.Attempts {
+		return 0, false
+	}
+	b := job.Opts.Backoff
+	if b == nil {
+		return 0, true
+	}
+	var ms float64
+	switch b.Type {
+	case BackoffFixed:
+		ms = float64(b.Delay)
+	case BackoffExponential:
+		ms = math.Round(float64(b.Delay) * math.Pow(2, float64(job.AttemptsMade)))
+	default:
+		return 0, false
+	}
+	if j := math.Min(b.Jitter, 1); j > 0 {
+		ms = math.Floor(ms*(1-j) + rand.Float64()*ms*j)
+	}
+	if ms < 0 {
+		ms = 0
+	}
+	return time.Duration(ms) * time.Millisecond, true
+}

@@ -1,0 +1,68 @@
+-- fetch: move up to N jobs to active (our batch form of "moveToActive").
+-- ARGV: 1 base, 2 now (ms), 3 lock token, 4 lock duration (ms), 5 max jobs,
+--       6 worker name for "pb" ("" = none).
+-- Returns {nextDelayedDue, {{id, HGETALL}, ...}}; nextDelayedDue is 0 when jobs
+-- were returned or nothing is delayed.
+--
+-- Each loop iteration is exactly one single fetch (state read, promotion, take,
+-- lock, events, marker), so one call with N leaves Redis as N calls with 1 would.
+local now = tonumber(ARGV[2])
+local token = ARGV[3]
+local lockMs = tonumber(ARGV[4])
+local n = tonumber(ARGV[5])
+local worker = ARGV[6]
+
+local maxEv = maxEvents()
+
+-- Takes the next id: wait first (consumer end = right), then the lowest priority
+-- score. Legacy v4 marker ids ("0:...") and ids whose hash is gone are dropped.
+local function takeNext()
+  while true do
+    local id = redis.call("RPOPLPUSH", K.wait, K.active)
+    if not id then break end
+    if string.sub(id, 1, 2) ~= "0:" and redis.call("EXISTS", base .. id) == 1 then
+      return id
+    end
+    redis.call("LREM", K.active, 1, id)
+  end
+  while true do
+    local popped = redis.call("ZPOPMIN", K.prioritized)
+    if not popped[1] then break end
+    local id = popped[1]
+    if redis.call("EXISTS", base .. id) == 1 then
+      redis.call("LPUSH", K.active, id)
+      return id
+    end
+  end
+  -- Nothing prioritized left: reset the FIFO counter, as producers expect.
+  redis.call("DEL", K.pc)
+  return nil
+end
+
+local jobs = {}
+for _ = 1, n do
+  local paused, maxed = queueState()
+  promoteDelayed(now, paused, maxed, maxEv)
+  if paused or maxed then break end
+  local id = takeNext()
+  if not id then break end
+  local jobKey = base .. id
+  if token ~= "0" then
+    redis.call("SET", jobKey .. ":lock", token, "PX", lockMs)
+  end
+  redis.call("XADD", K.events, "*", "event", "active", "jobId", id, "prev", "waiting")
+  if worker ~= "" then
+    redis.call("HSET", jobKey, "processedOn", now, "pb", worker)
+  else
+    redis.call("HSET", jobKey, "processedOn", now)
+  end
+  redis.call("HINCRBY", jobKey, "ats", 1)
+  -- Wake the next idle worker: BZPOPMIN consumed the marker that woke us.
+  addReadyMarker()
+  jobs[#jobs + 1] = {id, redis.call("HGETALL", jobKey)}
+end
+
+if #jobs > 0 then
+  return {0, jobs}
+end
+return {nextDelayedDue(), jobs}

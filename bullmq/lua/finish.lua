@@ -1,0 +1,103 @@
+-- finish: move N active jobs to completed or failed (our batch form of
+-- "moveToFinished"). Each job is checked on its own; a failing check gives that
+-- job a negative code and does not stop the others.
+-- ARGV: 1 base, 2 now (ms), 3 target "completed" | "failed", 4 job count, then per
+-- job 8 values: id, token, value (returnvalue JSON | failedReason),
+-- keep count (-1 all, 0 none, N newest), keep age (seconds, -1 = no age limit),
+-- stacktrace entry (failed only), stacktrace limit (-1 = none), attempts.
+-- Returns one code per job: 0 ok, -1 job missing, -2 lock missing, -3 not active,
+-- -6 lock held by another token.
+local now = tonumber(ARGV[2])
+local target = ARGV[3]
+local n = tonumber(ARGV[4])
+local failed = target == "failed"
+local setKey = K.completed
+if failed then setKey = K.failed end
+
+local maxEv = maxEvents()
+redis.call("XTRIM", K.events, "MAXLEN", "~", maxEv)
+
+-- Releases a deduplication key that still points at this job and has no TTL
+-- left to expire it on its own; otherwise later adds with that id are dropped.
+local function releaseDedup(jobKey, id)
+  local deid = redis.call("HGET", jobKey, "deid")
+  if not deid then return end
+  local deKey = base .. "de:" .. deid
+  local ttl = redis.call("PTTL", deKey)
+  if (ttl == -1 or ttl == 0) and redis.call("GET", deKey) == id then
+    redis.call("DEL", deKey)
+  end
+end
+
+local function applyKeep(keepCount, keepAge)
+  if keepAge >= 0 then
+    local cutoff = "(" .. string.format("%.0f", now - keepAge * 1000)
+    local old = redis.call("ZRANGEBYSCORE", setKey, "-inf", cutoff)
+    for _, oid in ipairs(old) do removeJobKeys(base .. oid) end
+    if #old > 0 then redis.call("ZREMRANGEBYSCORE", setKey, "-inf", cutoff) end
+  end
+  if keepCount > 0 then
+    local extra = redis.call("ZREVRANGE", setKey, keepCount, -1)
+    for _, oid in ipairs(extra) do removeJobKeys(base .. oid) end
+    if #extra > 0 then redis.call("ZREMRANGEBYRANK", setKey, 0, -(keepCount + 1)) end
+  end
+end
+
+local function finishOne(i)
+  local id = ARGV[i]
+  local token = ARGV[i + 1]
+  local value = ARGV[i + 2]
+  local keepCount = tonumber(ARGV[i + 3])
+  local keepAge = tonumber(ARGV[i + 4])
+  local stackEntry = ARGV[i + 5]
+  local stackLimit = tonumber(ARGV[i + 6])
+  local attempts = tonumber(ARGV[i + 7]) or 0
+
+  local jobKey = base .. id
+  if redis.call("EXISTS", jobKey) == 0 then return -1 end
+  local rc = checkLock(jobKey, token)
+  if rc ~= 0 then return rc end
+  if redis.call("LREM", K.active, -1, id) == 0 then return -3 end
+  releaseLock(jobKey, id, token)
+  releaseDedup(jobKey, id)
+
+  local atm = redis.call("HINCRBY", jobKey, "atm", 1)
+  if failed then
+    redis.call("HSET", jobKey, "failedReason", value)
+    appendStacktrace(jobKey, stackEntry, stackLimit)
+    redis.call("HDEL", jobKey, "defa")
+  end
+
+  if keepCount ~= 0 then
+    redis.call("ZADD", setKey, now, id)
+    if failed then
+      redis.call("HSET", jobKey, "finishedOn", now)
+    else
+      redis.call("HSET", jobKey, "returnvalue", value, "finishedOn", now)
+    end
+    applyKeep(keepCount, keepAge)
+  else
+    removeJobKeys(jobKey)
+  end
+
+  if failed then
+    redis.call("XADD", K.events, "*", "event", "failed", "jobId", id, "failedReason", value, "prev", "active")
+    if atm >= attempts then
+      redis.call("XADD", K.events, "*", "event", "retries-exhausted", "jobId", id, "attemptsMade", atm)
+    end
+  else
+    redis.call("XADD", K.events, "*", "event", "completed", "jobId", id, "returnvalue", value, "prev", "active")
+  end
+  return 0
+end
+
+local codes = {}
+for j = 0, n - 1 do
+  codes[#codes + 1] = finishOne(5 + j * 8)
+end
+
+if redis.call("LLEN", K.wait) == 0 and redis.call("LLEN", K.active) == 0
+    and redis.call("ZCARD", K.prioritized) == 0 then
+  redis.call("XADD", K.events, "*", "event", "drained")
+end
+return codes

@@ -1,0 +1,54 @@
+// Command audit-worker takes audit events from producers, checks them, and stores
+// them durably. Run with no configuration it uses the embedded default: SQLite in
+// ./audit-data and HTTP on 127.0.0.1:3001.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newRootCommand().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "audit-worker:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCommand() *cobra.Command {
+	var configPath string
+	root := &cobra.Command{
+		Use:   "audit-worker",
+		Short: "Store audit events durably, with their integrity verified",
+		Long: `audit-worker takes audit events (HTTP now; BullMQ queues on Redis next), validates
+them, verifies their producer hash and signature, and stores them in batches in
+PostgreSQL or, by default, in an embedded SQLite database.
+
+With no configuration (no --config and no CONFIG_PATH) it runs the embedded
+default: SQLite in ./audit-data and HTTP on 127.0.0.1:3001.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runWorker(cmd.Context(), configPath)
+		},
+	}
+	root.PersistentFlags().StringVar(&configPath, "config", os.Getenv("CONFIG_PATH"),
+		"configuration file (JSON, the original worker's shape); default $CONFIG_PATH")
+	run := &cobra.Command{
+		Use:   "run",
+		Short: "Run the worker (the default command)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runWorker(cmd.Context(), configPath)
+		},
+	}
+	root.AddCommand(run, newMigrateCommand(&configPath), newEventCommand(), newDemoCommand())
+	return root
+}

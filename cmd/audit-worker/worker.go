@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/config"
+	"github.com/smartlogs/audit-worker/httpapi"
+	"github.com/smartlogs/audit-worker/pipeline"
+	"github.com/smartlogs/audit-worker/postgres"
+	"github.com/smartlogs/audit-worker/sqlite"
+	"github.com/smartlogs/audit-worker/telemetry"
+)
+
+// loadConfig reads the configuration file, or returns the embedded default when there is none.
+func loadConfig(path string) (cfg config.Config, embedded bool, err error) {
+	if path == "" {
+		return config.Default(), true, nil
+	}
+	cfg, err = config.Load(path)
+	return cfg, false, err
+}
+
+func newLogger(cfg config.Config) (*slog.Logger, error) {
+	level := cfg.Logging.Level
+	if env := os.Getenv("LOG_LEVEL"); env != "" {
+		level = env
+	}
+	return telemetry.NewLogger(os.Stderr, level, cfg.Logging.Format)
+}
+
+// openStore opens PostgreSQL when the configuration names it, else the embedded
+// SQLite store. Both apply their migrations on open. For PostgreSQL it also starts
+// the partition maintenance loop, which stops with ctx.
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (audit.EventStore, string, error) {
+	if cfg.UsesPostgres() {
+		store, err := postgres.Open(ctx, postgres.Config{
+			URL:             cfg.EnhancedClient.ConnectionString,
+			MaxConns:        int32(cfg.EnhancedClient.MaxConnections),
+			PartitionsAhead: cfg.Storage.PartitionsAhead,
+			Logger:          log,
+		})
+		if err != nil {
+			return nil, "", fmt.Errorf("open PostgreSQL store: %w", err)
+		}
+		go store.MaintainPartitions(ctx, time.Hour)
+		return store, "PostgreSQL " + redactURL(cfg.EnhancedClient.ConnectionString), nil
+	}
+	path := cfg.SQLitePath()
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: path, Logger: log})
+	if err != nil {
+		return nil, "", fmt.Errorf("open SQLite store: %w", err)
+	}
+	abs, _ := filepath.Abs(path)
+	return store, "SQLite " + abs, nil
+}
+
+// redactURL hides the password of a connection URL, for logs.
+func redactURL(raw string) string {
+	i := strings.Index(raw, "://")
+	at := strings.LastIndex(raw, "@")
+	if i < 0 || at < i {
+		return raw
+	}
+	userinfo := raw[i+3 : at]
+	if user, _, ok := strings.Cut(userinfo, ":"); ok {
+		return raw[:i+3] + user + ":***" + raw[at:]
+	}
+	return raw
+}
+
+// apiKeys returns the configured ingest keys or, when there are none, the key
+// kept in the data directory, creating it (mode 0600) on first start.
+func apiKeys(cfg config.Config) (keys []string, keyFile string, err error) {
+	if len(cfg.HTTP.APIKeys) > 0 {
+		return cfg.HTTP.APIKeys, "", nil
+	}
+	keyFile = filepath.Join(cfg.Storage.DataDir, "api-key")
+	data, err := os.ReadFile(keyFile)
+	if err == nil {
+		key := strings.TrimSpace(string(data))
+		if len(key) < 16 {
+			return nil, keyFile, fmt.Errorf("API key file %s holds a key shorter than 16 characters", keyFile)
+		}
+		return []string{key}, keyFile, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, keyFile, fmt.Errorf("read API key: %w", err)
+	}
+	if err := os.MkdirAll(cfg.Storage.DataDir, 0o700); err != nil {
+		return nil, keyFile, fmt.Errorf("create data directory: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, keyFile, fmt.Errorf("generate API key: %w", err)
+	}
+	key := "awk_" + base64.RawURLEncoding.EncodeToString(raw)
+	f, err := os.OpenFile(keyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, keyFile, fmt.Errorf("save API key: %w", err)
+	}
+	if _, err := f.WriteString(key + "\n"); err != nil {
+		f.Close()
+		return nil, keyFile, fmt.Errorf("save API key: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, keyFile, fmt.Errorf("save API key: %w", err)
+	}
+	return []string{key}, keyFile, nil
+}
+
+// worker is a running worker: store, pipeline and HTTP server.
+type worker struct {
+	cfg       config.Config
+	log       *slog.Logger
+	store     audit.EventStore
+	proc      *pipeline.Processor
+	batcher   *pipeline.Batcher
+	server    *http.Server
+	listener  net.Listener
+	keys      []string
+	keyFile   string
+	storeDesc string
+}
+
+// startWorker opens everything and starts serving; ctx bounds background loops.
+func startWorker(ctx context.Context, cfg config.Config, log *slog.Logger) (*worker, error) {
+	w := &worker{cfg: cfg, log: log}
+	var err error
+	if w.keys, w.keyFile, err = apiKeys(cfg); err != nil {
+		return nil, err
+	}
+	if w.store, w.storeDesc, err = openStore(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	w.proc = pipeline.NewProcessor(w.store, pipeline.Config{
+		Rules:   cfg.Rules(),
+		HMACKey: []byte(cfg.Security.EncryptionKey),
+	})
+	w.batcher = pipeline.NewBatcher(w.proc, pipeline.BatcherConfig{
+		MaxSize: cfg.Storage.BatchMaxSize,
+		MaxWait: cfg.BatchMaxWait(),
+	})
+	handler := httpapi.New(httpapi.Options{
+		Ingester: w.batcher, Store: w.store, APIKeys: w.keys,
+		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Logger: log,
+	})
+	w.listener, err = net.Listen("tcp", cfg.HTTP.Address)
+	if err != nil {
+		w.store.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTP.Address, err)
+	}
+	w.server = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := w.server.Serve(w.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("HTTP server stopped", "err", err)
+		}
+	}()
+	return w, nil
+}
+
+// URL is the base URL the worker serves on.
+func (w *worker) URL() string { return "http://" + w.listener.Addr().String() }
+
+// shutdown stops taking requests, stores what was accepted, and closes the store.
+func (w *worker) shutdown(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	errHTTP := w.server.Shutdown(ctx)
+	errBatch := w.batcher.Close(ctx)
+	errStore := w.store.Close()
+	return errors.Join(errHTTP, errBatch, errStore)
+}
+
+func runWorker(ctx context.Context, configPath string) error {
+	cfg, embedded, err := loadConfig(configPath)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg)
+	if err != nil {
+		return err
+	}
+	if embedded {
+		log.Info("no configuration given (--config or CONFIG_PATH): running the embedded default")
+	}
+	w, err := startWorker(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	attrs := []any{"http", w.URL(), "store", w.storeDesc, "ingest", "POST " + w.URL() + "/v1/events", "health", w.URL() + "/healthz"}
+	if w.keyFile != "" {
+		attrs = append(attrs, "apiKeyFile", w.keyFile)
+	}
+	log.Info("audit worker started", attrs...)
+	<-ctx.Done()
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout())
+	if err := w.shutdown(cfg.ShutdownTimeout()); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	st := w.proc.Stats()
+	log.Info("stopped", "stored", st.Stored, "duplicates", st.Duplicates,
+		"rejectedValidation", st.RejectedValidation, "integrityViolations", st.IntegrityViolations)
+	return nil
+}
