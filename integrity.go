@@ -172,7 +172,7 @@ type IntegrityResult struct {
 }
 
 // ErrIntegrityViolation is wrapped by every integrity failure.
-var ErrIntegrityViolation = &Error{Code: CodeIntegrity, Message: "integrity_violation"}
+var ErrIntegrityViolation = &Error{Code: CodeIntegrity, Message: "event integrity violated"}
 
 // VerifyIntegrity checks a provided hash against the event and, when hmacKey is
 // set, an HMAC-SHA256 signature against the hash. A mismatch is an error wrapping

@@ -41,8 +41,8 @@ func newLogger(cfg config.Config) (*slog.Logger, error) {
 }
 
 // openStore opens PostgreSQL when the configuration names it, else the embedded
-// SQLite store. Both apply their migrations on open. For PostgreSQL it also starts
-// the partition maintenance loop, which stops with ctx.
+// SQLite store. Both apply their migrations on open (PostgreSQL also creates the
+// partitions ahead).
 func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (audit.EventStore, string, error) {
 	if cfg.UsesPostgres() {
 		store, err := postgres.Open(ctx, postgres.Config{
@@ -54,7 +54,6 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (audit.
 		if err != nil {
 			return nil, "", fmt.Errorf("open PostgreSQL store: %w", err)
 		}
-		go store.MaintainPartitions(ctx, time.Hour)
 		return store, "PostgreSQL " + redactURL(cfg.EnhancedClient.ConnectionString), nil
 	}
 	path := cfg.SQLitePath()
@@ -143,6 +142,10 @@ func startWorker(ctx context.Context, cfg config.Config, log *slog.Logger) (*wor
 	}
 	if w.store, w.storeDesc, err = openStore(ctx, cfg, log); err != nil {
 		return nil, err
+	}
+	if pg, ok := w.store.(*postgres.Store); ok {
+		// Keeps monthly partitions created ahead; stops with ctx. It logs its own failures.
+		go pg.MaintainPartitions(ctx, time.Hour)
 	}
 	w.proc = pipeline.NewProcessor(w.store, pipeline.Config{
 		Rules:   cfg.Rules(),

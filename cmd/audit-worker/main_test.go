@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smartlogs/audit-worker/config"
+	"github.com/smartlogs/audit-worker/internal/eventgen"
+	"github.com/smartlogs/audit-worker/internal/testenv"
+)
+
+// Vector A of spec §2.2 through the CLI, as an operator would run it.
+func TestEventHashCommand(t *testing.T) {
+	event := `{"timestamp":"2023-10-26T10:30:00.000Z","action":"userLogin","status":"success","principalId":"user-12345",
+		"organizationId":"org-67890","targetResourceType":"User","targetResourceId":"user-12345",
+		"outcomeDescription":"User logged in successfully","eventVersion":"1.0","hashAlgorithm":"SHA-256"}`
+	var out bytes.Buffer
+	cmd := newRootCommand()
+	cmd.SetArgs([]string{"event", "hash", "--hmac-key", "test-secret-key-for-testing-purposes-only"})
+	cmd.SetIn(strings.NewReader(event))
+	cmd.SetOut(&out)
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"hash":"1a5173f0c32c592cbe9d3c03c2af6ab212b16de1c903bfe2d1f231e926adf2b7","signature":"f28d2a320fda4af94c2f50b867aa72d5f51735118e827eef82b1dd2cf88f0a44"}`
+	if got := strings.TrimSpace(out.String()); got != want {
+		t.Errorf("output = %s\nwant     %s", got, want)
+	}
+
+	out.Reset()
+	cmd = newRootCommand()
+	cmd.SetArgs([]string{"event", "hash", "--hmac-key", ""})
+	cmd.SetIn(strings.NewReader(event))
+	cmd.SetOut(&out)
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "signature") {
+		t.Errorf("signature printed without a key: %s", out.String())
+	}
+
+	cmd = newRootCommand()
+	cmd.SetArgs([]string{"event", "hash"})
+	cmd.SetIn(strings.NewReader(`not json`))
+	cmd.SetOut(io.Discard)
+	if err := cmd.Execute(); err == nil {
+		t.Error("garbage hashed without an error")
+	}
+}
+
+func TestAPIKeyIsCreatedOncePrivately(t *testing.T) {
+	cfg := config.Default()
+	cfg.Storage.DataDir = filepath.Join(t.TempDir(), "data")
+	keys, file, err := apiKeys(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v, want 0600", info.Mode().Perm())
+	}
+	again, _, err := apiKeys(cfg)
+	if err != nil || again[0] != keys[0] || len(keys[0]) < 32 {
+		t.Errorf("second start: %v %v, first %v", again, err, keys)
+	}
+	cfg.HTTP.APIKeys = []string{"configured-key-0123456789"}
+	if k, f, _ := apiKeys(cfg); k[0] != "configured-key-0123456789" || f != "" {
+		t.Errorf("configured keys ignored: %v %q", k, f)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	if got := redactURL("postgres://audit:s3cret@db:5432/audit"); got != "postgres://audit:***@db:5432/audit" {
+		t.Errorf("got %s", got)
+	}
+	if got := redactURL("postgres://db/audit"); got != "postgres://db/audit" {
+		t.Errorf("got %s", got)
+	}
+}
+
+// The worker on each store: start, ingest over HTTP, shut down gracefully.
+func TestWorkerIngestsAndShutsDown(t *testing.T) {
+	stores := map[string]func(*config.Config){
+		"sqlite":   func(*config.Config) {},
+		"postgres": func(c *config.Config) { c.EnhancedClient.ConnectionString = testenv.PostgresDatabase(t) },
+	}
+	for name, setup := range stores {
+		t.Run(name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Storage.DataDir = t.TempDir()
+			cfg.HTTP.Address = "127.0.0.1:0"
+			setup(&cfg)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			w, err := startWorker(ctx, cfg, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequest(http.MethodPost, w.URL()+"/v1/events", bytes.NewReader(eventgen.New(5).Valid()))
+			req.Header.Set("Authorization", "Bearer "+w.keys[0])
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body struct{ Stored int }
+			json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || body.Stored != 1 {
+				t.Fatalf("ingest: %s, %+v", resp.Status, body)
+			}
+			if err := w.shutdown(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := http.Get(w.URL() + "/healthz"); err == nil {
+				t.Error("still serving after shutdown")
+			}
+		})
+	}
+}
