@@ -33,12 +33,18 @@ type Config struct {
 	Logging    Logging    `json:"logging"`
 }
 
-// Redis is the original's redis section (used by the BullMQ consumer).
+// Redis is the original's redis section. When host or url is set, the worker
+// consumes the BullMQ queue reliableProcessor.queueName.
 type Redis struct {
 	Host     string  `json:"host"`
 	Port     int     `json:"port"`
 	Password *string `json:"password"`
 	DB       int     `json:"db"`
+	// Ours: a redis:// or rediss:// URL instead of host/port/password/db, the
+	// nodes of a Redis Cluster, and BullMQ's key prefix (default "bull").
+	URL          string   `json:"url"`
+	ClusterNodes []string `json:"clusterNodes"`
+	KeyPrefix    string   `json:"keyPrefix"`
 }
 
 // EnhancedClient is the original's database section. A connectionString selects PostgreSQL.
@@ -58,8 +64,11 @@ type Security struct {
 
 // ReliableProcessor is the original's queue section.
 type ReliableProcessor struct {
-	QueueName            string `json:"queueName"`
-	Concurrency          int    `json:"concurrency"`
+	QueueName string `json:"queueName"`
+	// Concurrency is how many batches are in flight at once (the original: jobs).
+	Concurrency int `json:"concurrency"`
+	// BatchSize is how many jobs one fetch takes and one transaction stores (ours).
+	BatchSize            int `json:"batchSize"`
 	CircuitBreakerConfig struct {
 		FailureThreshold int `json:"failureThreshold"`
 		RecoveryTimeout  int `json:"recoveryTimeout"` // milliseconds
@@ -133,7 +142,17 @@ func (c *Config) applyDefaults() {
 	setInt(&c.Validation.MaxCustomFieldDepth, rules.MaxCustomFieldDepth)
 	setInt(&c.Validation.MaxFutureSkewMs, int(rules.MaxFutureSkew/time.Millisecond))
 	setInt(&c.Validation.MaxEventBytes, rules.MaxEventBytes)
-	setInt(&c.ReliableProcessor.Concurrency, 5)
+	setInt(&c.ReliableProcessor.Concurrency, 2)
+	setInt(&c.ReliableProcessor.BatchSize, 500)
+	setInt(&c.ReliableProcessor.CircuitBreakerConfig.FailureThreshold, 5)
+	setInt(&c.ReliableProcessor.CircuitBreakerConfig.RecoveryTimeout, 60000)
+	setInt(&c.ReliableProcessor.DeadLetterConfig.AlertThreshold, 10)
+	if c.Redis.Host != "" {
+		setInt(&c.Redis.Port, 6379)
+	}
+	if c.Redis.KeyPrefix == "" {
+		c.Redis.KeyPrefix = "bull"
+	}
 	if c.ReliableProcessor.QueueName == "" {
 		c.ReliableProcessor.QueueName = "audit-events"
 	}
@@ -227,7 +246,24 @@ func (c *Config) Validate() error {
 	}
 	between(c.Worker.Port, 1, 65535, "worker.port")
 	between(c.Worker.ShutdownTimeout, 1000, 600000, "worker.shutdownTimeout")
+	if c.Redis.Host != "" {
+		between(c.Redis.Port, 1, 65535, "redis.port")
+	}
+	between(c.Redis.DB, 0, 1000, "redis.db")
+	if c.Redis.URL != "" {
+		u, err := url.Parse(c.Redis.URL)
+		check(err == nil && (u.Scheme == "redis" || u.Scheme == "rediss"), "redis.url", "must be a redis:// or rediss:// URL")
+	}
+	for i, n := range c.Redis.ClusterNodes {
+		_, _, err := net.SplitHostPort(n)
+		check(err == nil, fmt.Sprintf("redis.clusterNodes[%d]", i), "must be host:port")
+	}
+	check(!strings.ContainsAny(c.Redis.KeyPrefix, " \t\r\n"), "redis.keyPrefix", "must not contain whitespace")
 	between(c.ReliableProcessor.Concurrency, 1, 50, "reliableProcessor.concurrency")
+	between(c.ReliableProcessor.BatchSize, 1, 10000, "reliableProcessor.batchSize")
+	between(c.ReliableProcessor.CircuitBreakerConfig.FailureThreshold, 1, 100, "reliableProcessor.circuitBreakerConfig.failureThreshold")
+	between(c.ReliableProcessor.CircuitBreakerConfig.RecoveryTimeout, 1000, 300000, "reliableProcessor.circuitBreakerConfig.recoveryTimeout")
+	between(c.ReliableProcessor.DeadLetterConfig.AlertThreshold, 1, 1000000, "reliableProcessor.deadLetterConfig.alertThreshold")
 	check(queueNamePattern.MatchString(c.ReliableProcessor.QueueName), "reliableProcessor.queueName",
 		"must match "+queueNamePattern.String())
 	check(queueNamePattern.MatchString(c.ReliableProcessor.DeadLetterConfig.QueueName),
@@ -261,6 +297,16 @@ func (c *Config) Validate() error {
 		return &Error{Problems: probs}
 	}
 	return nil
+}
+
+// UsesRedis reports whether the worker consumes the BullMQ queue on Redis.
+func (c *Config) UsesRedis() bool {
+	return c.Redis.Host != "" || c.Redis.URL != "" || len(c.Redis.ClusterNodes) > 0
+}
+
+// RecoveryTimeout is how long the circuit breaker stays open before a probe.
+func (c *Config) RecoveryTimeout() time.Duration {
+	return time.Duration(c.ReliableProcessor.CircuitBreakerConfig.RecoveryTimeout) * time.Millisecond
 }
 
 // UsesPostgres reports whether events go to PostgreSQL (else to the embedded SQLite store).

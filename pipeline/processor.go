@@ -53,6 +53,9 @@ type Config struct {
 	Rules   audit.Rules
 	HMACKey []byte           // verifies HMAC-SHA256 signatures when set
 	Now     func() time.Time // clock for the skew rule; time.Now when nil
+	// Breaker, when set, guards the store: while it is open, Process refuses
+	// batches with ErrBreakerOpen instead of calling the store.
+	Breaker *Breaker
 }
 
 // Processor validates, verifies and stores batches of events.
@@ -118,7 +121,7 @@ func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, err
 	}
 
 	if len(batch.Records) > 0 || len(batch.DeadLetters) > 0 {
-		results, err := p.store.StoreBatch(ctx, batch)
+		results, err := p.storeBatch(ctx, batch)
 		if err != nil {
 			p.stats.storeFailures.Add(1)
 			if ctx.Err() != nil {
@@ -137,6 +140,24 @@ func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, err
 	}
 	p.stats.count(outcomes)
 	return outcomes, nil
+}
+
+// storeBatch calls the store through the breaker, if there is one.
+func (p *Processor) storeBatch(ctx context.Context, batch audit.Batch) ([]audit.StoreResult, error) {
+	br := p.cfg.Breaker
+	if br == nil {
+		return p.store.StoreBatch(ctx, batch)
+	}
+	if !br.allow() {
+		return nil, ErrBreakerOpen
+	}
+	results, err := p.store.StoreBatch(ctx, batch)
+	if ctx.Err() == nil {
+		br.record(err)
+	} else {
+		br.release() // a caller giving up says nothing about the store
+	}
+	return results, err
 }
 
 // deadLetter describes why an input was refused.

@@ -131,6 +131,9 @@ type worker struct {
 	keys      []string
 	keyFile   string
 	storeDesc string
+	breaker   *pipeline.Breaker
+	queue     *queueConsumer // nil without Redis
+	stopQueue context.CancelFunc
 }
 
 // startWorker opens everything and starts serving; ctx bounds background loops.
@@ -147,10 +150,27 @@ func startWorker(ctx context.Context, cfg config.Config, log *slog.Logger) (*wor
 		// Keeps monthly partitions created ahead; stops with ctx. It logs its own failures.
 		go pg.MaintainPartitions(ctx, time.Hour)
 	}
+	w.breaker = pipeline.NewBreaker(pipeline.BreakerConfig{
+		FailureThreshold: cfg.ReliableProcessor.CircuitBreakerConfig.FailureThreshold,
+		RecoveryTimeout:  cfg.RecoveryTimeout(),
+		OnChange: func(from, to pipeline.BreakerState) {
+			log.Warn("circuit breaker changed state", "from", from, "to", to)
+		},
+	})
 	w.proc = pipeline.NewProcessor(w.store, pipeline.Config{
 		Rules:   cfg.Rules(),
 		HMACKey: []byte(cfg.Security.EncryptionKey),
+		Breaker: w.breaker,
 	})
+	if cfg.UsesRedis() {
+		queueCtx, cancel := context.WithCancel(ctx)
+		if w.queue, err = startQueueConsumer(queueCtx, cfg, w.proc, w.breaker, log); err != nil {
+			cancel()
+			w.store.Close()
+			return nil, err
+		}
+		w.stopQueue = cancel
+	}
 	w.batcher = pipeline.NewBatcher(w.proc, pipeline.BatcherConfig{
 		MaxSize: cfg.Storage.BatchMaxSize,
 		MaxWait: cfg.BatchMaxWait(),
@@ -161,7 +181,7 @@ func startWorker(ctx context.Context, cfg config.Config, log *slog.Logger) (*wor
 	})
 	w.listener, err = net.Listen("tcp", cfg.HTTP.Address)
 	if err != nil {
-		w.store.Close()
+		w.shutdown(cfg.ShutdownTimeout())
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTP.Address, err)
 	}
 	w.server = &http.Server{
@@ -182,14 +202,21 @@ func startWorker(ctx context.Context, cfg config.Config, log *slog.Logger) (*wor
 // URL is the base URL the worker serves on.
 func (w *worker) URL() string { return "http://" + w.listener.Addr().String() }
 
-// shutdown stops taking requests, stores what was accepted, and closes the store.
+// shutdown stops taking work (HTTP requests, queue jobs), finishes what it
+// accepted, and closes the store.
 func (w *worker) shutdown(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	errHTTP := w.server.Shutdown(ctx)
-	errBatch := w.batcher.Close(ctx)
-	errStore := w.store.Close()
-	return errors.Join(errHTTP, errBatch, errStore)
+	var errs []error
+	if w.queue != nil {
+		w.stopQueue() // the consumer finishes or gives back its batches within timeout
+		errs = append(errs, w.queue.stop())
+	}
+	if w.server != nil {
+		errs = append(errs, w.server.Shutdown(ctx))
+	}
+	errs = append(errs, w.batcher.Close(ctx), w.store.Close())
+	return errors.Join(errs...)
 }
 
 func runWorker(ctx context.Context, configPath string) error {

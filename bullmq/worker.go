@@ -1,0 +1,366 @@
+package bullmq
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Handler processes a batch of jobs. It returns one Result per job, or an error
+// when the batch could not be processed at all for a passing reason (its store
+// was down, say): the Worker then keeps the jobs locked, waits, and offers the
+// same batch again, so an outage burns no attempt and loses no job.
+type Handler interface {
+	Handle(ctx context.Context, jobs []*Job) ([]Result, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, jobs []*Job) ([]Result, error)
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, jobs []*Job) ([]Result, error) { return f(ctx, jobs) }
+
+// Result is what happened to one job.
+type Result struct {
+	// ReturnValue is the JSON stored as the completed job's returnvalue.
+	ReturnValue []byte
+	// Failure, when not empty, fails the job with this reason.
+	Failure string
+	// Retry lets a failed job be retried per its attempts and backoff; without
+	// it the failure is final (an invalid event will not become valid).
+	Retry bool
+}
+
+// WorkerOptions configure a Worker. Zero values take the defaults.
+type WorkerOptions struct {
+	BatchSize   int // jobs per fetch and per Handle call; default 100
+	Concurrency int // batches in flight; default 1
+	// Gate, when set, is called before every fetch and blocks while new work
+	// must not be taken (an open circuit breaker).
+	Gate func(ctx context.Context) error
+	// RetryBackoff bounds the wait between two offers of a batch whose Handle
+	// failed: it doubles from RetryBackoffMin up to RetryBackoffMax (defaults 100 ms, 5 s).
+	RetryBackoffMin, RetryBackoffMax time.Duration
+	// DrainDelay is how long an idle worker blocks on the marker before looking
+	// again (default 5 s, as BullMQ).
+	DrainDelay time.Duration
+	// ShutdownTimeout bounds how long in-flight batches may take after Run's
+	// context ends; batches not done by then go back to wait. Default 10 s.
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+}
+
+// Worker runs a Consumer: it fetches batches while it has a free slot, hands
+// them to the Handler, acknowledges the results, renews the locks of jobs in
+// hand, runs the stalled-job check, and shuts down gracefully.
+type Worker struct {
+	c    *Consumer
+	h    Handler
+	opts WorkerOptions
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	inHand map[string]*Job // locked jobs, by id
+}
+
+// NewWorker returns a worker for c and h. Run starts it.
+func NewWorker(c *Consumer, h Handler, opts WorkerOptions) *Worker {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 100
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 1
+	}
+	if opts.RetryBackoffMin <= 0 {
+		opts.RetryBackoffMin = 100 * time.Millisecond
+	}
+	if opts.RetryBackoffMax <= 0 {
+		opts.RetryBackoffMax = 5 * time.Second
+	}
+	if opts.DrainDelay <= 0 {
+		opts.DrainDelay = 5 * time.Second
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Worker{c: c, h: h, opts: opts, log: opts.Logger, inHand: map[string]*Job{}}
+}
+
+// Run processes jobs until ctx ends, then stops fetching, lets in-flight batches
+// finish within ShutdownTimeout, gives back the rest, and returns.
+func (w *Worker) Run(ctx context.Context) error {
+	// Work outlives ctx by up to ShutdownTimeout, so that accepted batches finish.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopTimer := context.AfterFunc(ctx, func() {
+		time.AfterFunc(w.opts.ShutdownTimeout, cancelWork)
+	})
+	defer stopTimer()
+
+	var background sync.WaitGroup
+	background.Add(2)
+	go func() { defer background.Done(); w.renewLocks(workCtx) }()
+	go func() { defer background.Done(); w.checkStalled(ctx) }()
+
+	slots := make(chan struct{}, w.opts.Concurrency)
+	var inFlight sync.WaitGroup
+	fetchFailures := 0
+	for ctx.Err() == nil {
+		if w.opts.Gate != nil {
+			if err := w.opts.Gate(ctx); err != nil {
+				break
+			}
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		jobs, err := w.c.Fetch(ctx, w.opts.BatchSize)
+		if err != nil {
+			<-slots
+			fetchFailures++
+			w.log.Warn("fetch failed", "queue", w.c.q.Name(), "err", err)
+			sleep(ctx, w.backoff(fetchFailures))
+			continue
+		}
+		fetchFailures = 0
+		if len(jobs) == 0 {
+			<-slots
+			if _, err := w.c.Wait(ctx, w.opts.DrainDelay); err != nil && ctx.Err() == nil {
+				w.log.Warn("waiting for jobs failed", "queue", w.c.q.Name(), "err", err)
+				sleep(ctx, w.opts.RetryBackoffMin)
+			}
+			continue
+		}
+		w.hold(jobs)
+		inFlight.Add(1)
+		go func() {
+			defer func() { <-slots; inFlight.Done() }()
+			w.process(ctx, workCtx, jobs)
+		}()
+	}
+	inFlight.Wait()
+	cancelWork()
+	background.Wait()
+	return nil
+}
+
+// process handles one batch and acknowledges it. stop ends when shutdown
+// begins; work ends when shutdown time is up.
+func (w *Worker) process(stop, work context.Context, jobs []*Job) {
+	defer w.release(jobs)
+	jobs = w.refuseUnprocessable(work, jobs)
+	if len(jobs) == 0 {
+		return
+	}
+	var results []Result
+	for attempt := 1; ; attempt++ {
+		var err error
+		results, err = w.h.Handle(work, jobs)
+		if err == nil && len(results) != len(jobs) {
+			err = errors.New("handler returned a result count that does not match the batch")
+		}
+		if err == nil {
+			break
+		}
+		w.log.Warn("batch not processed, keeping its jobs and retrying", "jobs", len(jobs), "attempt", attempt, "err", err)
+		if stop.Err() != nil || !sleep(stop, w.backoff(attempt)) {
+			w.giveBack(work, jobs)
+			return
+		}
+		if w.opts.Gate != nil && w.opts.Gate(stop) != nil {
+			w.giveBack(work, jobs)
+			return
+		}
+	}
+	w.acknowledge(work, jobs, results)
+}
+
+// refuseUnprocessable fails, without retry, jobs this worker cannot honour and
+// jobs that stalled too often, and returns the others.
+func (w *Worker) refuseUnprocessable(ctx context.Context, jobs []*Job) []*Job {
+	var keep, refused []*Job
+	var reasons []string
+	for _, j := range jobs {
+		switch reason, bad := j.Unsupported(); {
+		case j.DeferredFailure != "":
+			refused, reasons = append(refused, j), append(reasons, j.DeferredFailure)
+		case bad:
+			refused, reasons = append(refused, j), append(reasons, reason)
+		default:
+			keep = append(keep, j)
+		}
+	}
+	if len(refused) > 0 {
+		w.retryRedis(ctx, "fail unprocessable jobs", func() error {
+			errs, err := w.c.FailFinal(ctx, refused, reasons)
+			w.logJobErrors("fail", refused, errs)
+			return err
+		})
+	}
+	return keep
+}
+
+// acknowledge completes or fails each job as its result says.
+func (w *Worker) acknowledge(ctx context.Context, jobs []*Job, results []Result) {
+	var done, failed []*Job
+	var values [][]byte
+	var reasons []string
+	for i, r := range results {
+		switch {
+		case r.Failure == "":
+			done, values = append(done, jobs[i]), append(values, r.ReturnValue)
+		case r.Retry:
+			if delay, ok := BackoffDelay(jobs[i]); ok {
+				job, reason := jobs[i], r.Failure
+				w.retryRedis(ctx, "retry job", func() error { return w.c.Retry(ctx, job, reason, delay) })
+				continue
+			}
+			fallthrough
+		default:
+			failed, reasons = append(failed, jobs[i]), append(reasons, r.Failure)
+		}
+	}
+	if len(done) > 0 {
+		w.retryRedis(ctx, "complete jobs", func() error {
+			errs, err := w.c.Complete(ctx, done, values)
+			w.logJobErrors("complete", done, errs)
+			return err
+		})
+	}
+	if len(failed) > 0 {
+		w.retryRedis(ctx, "fail jobs", func() error {
+			errs, err := w.c.FailFinal(ctx, failed, reasons)
+			w.logJobErrors("fail", failed, errs)
+			return err
+		})
+	}
+}
+
+// retryRedis repeats a Redis acknowledgement until it succeeds or ctx ends. The
+// work is already durable, so giving up is safe: the job is then recovered as
+// stalled and re-processed, and the idempotent store reports it as a duplicate.
+func (w *Worker) retryRedis(ctx context.Context, what string, op func() error) {
+	for attempt := 1; ; attempt++ {
+		err := op()
+		if err == nil {
+			return
+		}
+		w.log.Warn("redis call failed", "op", what, "attempt", attempt, "err", err)
+		if !sleep(ctx, w.backoff(attempt)) {
+			return
+		}
+	}
+}
+
+func (w *Worker) logJobErrors(op string, jobs []*Job, errs []error) {
+	for i, err := range errs {
+		if err != nil {
+			// A lost lock means another worker took the job over after a stall;
+			// its outcome is already durable, so this is only worth a note.
+			w.log.Warn("job not acknowledged", "op", op, "job", jobs[i].ID, "err", err)
+		}
+	}
+}
+
+// giveBack returns jobs to wait without counting an attempt (shutdown, or a
+// batch that could not be processed before the worker stopped).
+func (w *Worker) giveBack(ctx context.Context, jobs []*Job) {
+	if err := w.c.MoveToWait(ctx, jobs); err != nil {
+		w.log.Warn("could not give jobs back; they will be recovered as stalled", "jobs", len(jobs), "err", err)
+	}
+}
+
+func (w *Worker) hold(jobs []*Job) {
+	w.mu.Lock()
+	for _, j := range jobs {
+		w.inHand[j.ID] = j
+	}
+	w.mu.Unlock()
+}
+
+func (w *Worker) release(jobs []*Job) {
+	w.mu.Lock()
+	for _, j := range jobs {
+		delete(w.inHand, j.ID)
+	}
+	w.mu.Unlock()
+}
+
+// renewLocks extends the locks of every job in hand, in one call, four times
+// per lock duration (as BullMQ does), until ctx ends.
+func (w *Worker) renewLocks(ctx context.Context) {
+	ticker := time.NewTicker(w.c.opts.LockDuration / 4)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		w.mu.Lock()
+		jobs := make([]*Job, 0, len(w.inHand))
+		for _, j := range w.inHand {
+			jobs = append(jobs, j)
+		}
+		w.mu.Unlock()
+		if len(jobs) == 0 {
+			continue
+		}
+		lost, err := w.c.ExtendLocks(ctx, jobs)
+		if err != nil {
+			w.log.Warn("lock renewal failed", "jobs", len(jobs), "err", err)
+			continue
+		}
+		if len(lost) > 0 {
+			w.log.Warn("locks lost; those jobs may be processed again elsewhere (the store deduplicates)", "jobs", lost)
+		}
+	}
+}
+
+// checkStalled runs the stalled-job check now and every StalledInterval.
+func (w *Worker) checkStalled(ctx context.Context) {
+	for {
+		recovered, err := w.c.CheckStalled(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			w.log.Warn("stalled-job check failed", "err", err)
+		case len(recovered) > 0:
+			w.log.Info("recovered stalled jobs", "queue", w.c.q.Name(), "jobs", len(recovered))
+		}
+		if !sleep(ctx, w.c.opts.StalledInterval) {
+			return
+		}
+	}
+}
+
+// backoff is the wait before the attempt-th retry: doubling, capped, with jitter
+// so that many workers do not retry in step.
+func (w *Worker) backoff(attempt int) time.Duration {
+	d := w.opts.RetryBackoffMin << min(attempt-1, 20)
+	if d <= 0 || d > w.opts.RetryBackoffMax {
+		d = w.opts.RetryBackoffMax
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits for d or until ctx ends; it reports whether the full time passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

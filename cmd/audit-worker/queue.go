@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/smartlogs/audit-worker/bullmq"
+	"github.com/smartlogs/audit-worker/config"
+	"github.com/smartlogs/audit-worker/pipeline"
+	"github.com/smartlogs/audit-worker/queueworker"
+)
+
+// newRedisClient connects as the configuration says: a cluster, a URL, or
+// host/port/password/db as in the original's redis section.
+func newRedisClient(cfg config.Config) (redis.UniversalClient, error) {
+	r := cfg.Redis
+	if len(r.ClusterNodes) > 0 {
+		opts := &redis.ClusterOptions{Addrs: r.ClusterNodes}
+		if r.Password != nil {
+			opts.Password = *r.Password
+		}
+		return redis.NewClusterClient(opts), nil
+	}
+	if r.URL != "" {
+		opts, err := redis.ParseURL(r.URL)
+		if err != nil {
+			return nil, fmt.Errorf("redis.url: %w", err)
+		}
+		return redis.NewClient(opts), nil
+	}
+	opts := &redis.Options{Addr: net.JoinHostPort(r.Host, strconv.Itoa(r.Port)), DB: r.DB}
+	if r.Password != nil {
+		opts.Password = *r.Password
+	}
+	return redis.NewClient(opts), nil
+}
+
+// queues returns the main and dead-letter queues of the configuration.
+func queues(rdb redis.UniversalClient, cfg config.Config) (main, dead *bullmq.Queue) {
+	opts := bullmq.QueueOptions{Prefix: cfg.Redis.KeyPrefix}
+	return bullmq.NewQueue(rdb, cfg.ReliableProcessor.QueueName, opts),
+		bullmq.NewQueue(rdb, cfg.ReliableProcessor.DeadLetterConfig.QueueName, opts)
+}
+
+// queueConsumer is the running BullMQ side of the worker.
+type queueConsumer struct {
+	rdb      redis.UniversalClient
+	consumer *bullmq.Consumer
+	done     chan struct{}
+}
+
+// startQueueConsumer consumes the main queue into proc until ctx ends; stop
+// waits for it to finish its in-flight batches.
+func startQueueConsumer(ctx context.Context, cfg config.Config, proc *pipeline.Processor, breaker *pipeline.Breaker, log *slog.Logger) (*queueConsumer, error) {
+	rdb, err := newRedisClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("connect to Redis: %w", err)
+	}
+	main, dead := queues(rdb, cfg)
+	host, _ := os.Hostname()
+	consumer, err := bullmq.NewConsumer(main, bullmq.ConsumerOptions{WorkerName: fmt.Sprintf("audit-worker-%s-%d", host, os.Getpid())})
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	handler := queueworker.NewHandler(queueworker.Config{
+		Processor: proc, Queue: main.Name(), DeadLetters: dead,
+		AlertThreshold: cfg.ReliableProcessor.DeadLetterConfig.AlertThreshold, Logger: log,
+	})
+	worker := bullmq.NewWorker(consumer, handler, bullmq.WorkerOptions{
+		BatchSize:       cfg.ReliableProcessor.BatchSize,
+		Concurrency:     cfg.ReliableProcessor.Concurrency,
+		Gate:            breaker.Wait,
+		ShutdownTimeout: cfg.ShutdownTimeout(),
+		Logger:          log,
+	})
+	q := &queueConsumer{rdb: rdb, consumer: consumer, done: make(chan struct{})}
+	go func() {
+		defer close(q.done)
+		worker.Run(ctx)
+	}()
+	log.Info("consuming BullMQ queue", "queue", main.Keys().Base(), "deadLetterQueue", dead.Keys().Base(),
+		"batchSize", cfg.ReliableProcessor.BatchSize, "concurrency", cfg.ReliableProcessor.Concurrency)
+	return q, nil
+}
+
+// stop waits for the consumer (whose context has ended) and closes its connections.
+func (q *queueConsumer) stop() error {
+	<-q.done
+	errConsumer := q.consumer.Close()
+	errRedis := q.rdb.Close()
+	if errConsumer != nil {
+		return errConsumer
+	}
+	return errRedis
+}

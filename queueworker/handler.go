@@ -1,0 +1,188 @@
+package queueworker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/bullmq"
+	"github.com/smartlogs/audit-worker/pipeline"
+)
+
+// DeadLetterJobName is the job name of dead-letter entries, as in the original.
+const DeadLetterJobName = "dead-letter-event"
+
+// Config configures a Handler.
+type Config struct {
+	Processor   *pipeline.Processor
+	Queue       string        // the main queue's name, part of every idempotency key
+	DeadLetters *bullmq.Queue // where refused events go
+	// AlertThreshold: when the dead-letter queue holds at least this many
+	// entries, a warning is logged (at most every AlertInterval).
+	AlertThreshold int
+	AlertInterval  time.Duration // default 5 minutes
+	Logger         *slog.Logger
+	Now            func() time.Time
+}
+
+// Handler is the bullmq.Handler that stores audit events.
+type Handler struct {
+	cfg       Config
+	log       *slog.Logger
+	deadAdded atomic.Int64
+
+	alertMu   sync.Mutex
+	lastAlert time.Time
+}
+
+// NewHandler returns a handler for cfg.
+func NewHandler(cfg Config) *Handler {
+	if cfg.AlertInterval <= 0 {
+		cfg.AlertInterval = 5 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{cfg: cfg, log: log}
+}
+
+// IdempotencyKey identifies a job's event across redeliveries. BullMQ's
+// auto-increment ids start again at 1 when Redis is emptied, so they are paired
+// with the job's creation time; a custom id (a redriven dead letter, say) is the
+// producer's own unique name for the event and stands alone, so re-adding the
+// same custom id never stores the event twice.
+func IdempotencyKey(queue string, j *bullmq.Job) string {
+	if _, err := strconv.ParseUint(j.ID, 10, 64); err == nil {
+		return "bullmq:" + queue + ":" + j.ID + ":" + strconv.FormatInt(j.Timestamp, 10)
+	}
+	return "bullmq:" + queue + ":" + j.ID
+}
+
+// Handle stores the events of a batch of jobs. A store failure returns an error,
+// so the worker keeps the jobs and offers them again; refused events are written
+// to the dead-letter queue first and their jobs fail without retry.
+func (h *Handler) Handle(ctx context.Context, jobs []*bullmq.Job) ([]bullmq.Result, error) {
+	inputs := make([]pipeline.Input, len(jobs))
+	for i, j := range jobs {
+		inputs[i] = pipeline.Input{
+			Payload:        j.Data,
+			IdempotencyKey: IdempotencyKey(h.cfg.Queue, j),
+			Source:         "bullmq:" + h.cfg.Queue,
+			ReceivedAt:     time.UnixMilli(j.Timestamp),
+		}
+	}
+	outcomes, err := h.cfg.Processor.Process(ctx, inputs)
+	if err != nil {
+		return nil, err
+	}
+	var dead []bullmq.NewJob
+	results := make([]bullmq.Result, len(jobs))
+	for i, o := range outcomes {
+		switch o.Status {
+		case pipeline.StatusStored:
+			results[i].ReturnValue = fmt.Appendf(nil, `{"status":"stored","seq":%d}`, o.Seq)
+		case pipeline.StatusDuplicate:
+			results[i].ReturnValue = []byte(`{"status":"duplicate"}`)
+		default:
+			results[i].Failure = o.Reason + ": " + o.Message
+			dead = append(dead, h.deadLetterJob(jobs[i], o))
+		}
+	}
+	if len(dead) > 0 {
+		// Before the jobs fail: if this call fails the batch is offered again, and
+		// the custom job ids keep the dead-letter entries single.
+		if _, err := h.cfg.DeadLetters.AddBulk(ctx, dead); err != nil {
+			return nil, audit.Errorf(audit.CodeUnavailable, "write %d dead letters: %w", len(dead), err)
+		}
+		h.deadAdded.Add(int64(len(dead)))
+		h.alertIfDeep(ctx)
+	}
+	return results, nil
+}
+
+// DeadLetterPayload is a dead-letter entry: the original's payload (spec §3.7)
+// plus the machine-readable reason, the field errors and the idempotency key.
+type DeadLetterPayload struct {
+	OriginalEvent     json.RawMessage    `json:"originalEvent"`
+	FailureReason     string             `json:"failureReason"`
+	ReasonCode        string             `json:"reasonCode"`
+	Errors            []audit.FieldError `json:"errors,omitempty"`
+	FailureCount      int                `json:"failureCount"`
+	FirstFailureTime  string             `json:"firstFailureTime"`
+	LastFailureTime   string             `json:"lastFailureTime"`
+	OriginalJobID     string             `json:"originalJobId"`
+	OriginalQueueName string             `json:"originalQueueName"`
+	IdempotencyKey    string             `json:"idempotencyKey"`
+	Metadata          deadLetterMetadata `json:"metadata"`
+}
+
+type deadLetterMetadata struct {
+	RetryHistory []retryRecord `json:"retryHistory"`
+}
+
+type retryRecord struct {
+	Attempt   int    `json:"attempt"`
+	Timestamp string `json:"timestamp"`
+	Error     string `json:"error"`
+}
+
+func (h *Handler) deadLetterJob(j *bullmq.Job, o pipeline.Outcome) bullmq.NewJob {
+	now := h.cfg.Now().UTC().Format("2006-01-02T15:04:05.000Z")
+	original := json.RawMessage(j.Data)
+	if !json.Valid(j.Data) { // keep even a payload that is not JSON, as a string
+		original, _ = json.Marshal(string(j.Data))
+	}
+	message := o.Reason + ": " + o.Message
+	payload, _ := json.Marshal(DeadLetterPayload{
+		OriginalEvent: original, FailureReason: message, ReasonCode: o.Reason, Errors: o.Errors,
+		FailureCount: 1, FirstFailureTime: now, LastFailureTime: now,
+		OriginalJobID: j.ID, OriginalQueueName: h.cfg.Queue, IdempotencyKey: o.Key,
+		Metadata: deadLetterMetadata{RetryHistory: []retryRecord{{Attempt: 1, Timestamp: now, Error: message}}},
+	})
+	return bullmq.NewJob{Name: DeadLetterJobName, Data: payload, Opts: bullmq.JobOptions{
+		JobID: deadLetterJobID(o.Key), RemoveOnComplete: bullmq.KeepAll(), RemoveOnFail: bullmq.KeepAll(),
+	}}
+}
+
+// deadLetterJobID names the entry after the event's idempotency key, so adding it
+// twice (a batch offered again) leaves one entry.
+func deadLetterJobID(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return "dl-" + hex.EncodeToString(sum[:20])
+}
+
+// alertIfDeep warns when the dead-letter queue passes its threshold.
+func (h *Handler) alertIfDeep(ctx context.Context) {
+	if h.cfg.AlertThreshold <= 0 {
+		return
+	}
+	h.alertMu.Lock()
+	defer h.alertMu.Unlock()
+	if now := h.cfg.Now(); now.Sub(h.lastAlert) < h.cfg.AlertInterval {
+		return
+	}
+	counts, err := h.cfg.DeadLetters.Counts(ctx)
+	if err != nil {
+		return
+	}
+	if depth := counts[bullmq.StateWaiting] + counts[bullmq.StatePaused]; depth >= int64(h.cfg.AlertThreshold) {
+		h.lastAlert = h.cfg.Now()
+		h.log.Warn("dead-letter queue above its alert threshold", "queue", h.cfg.DeadLetters.Name(),
+			"depth", depth, "threshold", h.cfg.AlertThreshold)
+	}
+}
+
+// DeadLettered is how many dead-letter entries this handler has written.
+func (h *Handler) DeadLettered() int64 { return h.deadAdded.Load() }
