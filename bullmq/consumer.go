@@ -128,7 +128,8 @@ func (c *Consumer) Fetch(ctx context.Context, n int) ([]*Job, error) {
 		return nil, nil
 	}
 	token := c.newToken()
-	res, err := c.q.run(ctx, scriptFetch, "fetch", c.q.nowMs(), token,
+	now := c.q.nowMs()
+	res, err := c.q.run(ctx, scriptFetch, "fetch", now, token,
 		c.opts.LockDuration.Milliseconds(), n, c.opts.WorkerName)
 	if err != nil {
 		return nil, err
@@ -150,10 +151,17 @@ func (c *Consumer) Fetch(ctx context.Context, n int) ([]*Job, error) {
 		if err != nil || len(flat)%2 != 0 {
 			return nil, fmt.Errorf("bullmq: fetch: job %s: bad hash reply: %v", id, err)
 		}
-		h := make(map[string]string, len(flat)/2)
+		h := make(map[string]string, len(flat)/2+3)
 		for i := 0; i < len(flat); i += 2 {
 			h[flat[i]] = flat[i+1]
 		}
+		// The script returns the hash as it was before the fetch; apply what the
+		// fetch wrote (processedOn, pb, ats+1), as a re-read would show it.
+		h["processedOn"] = strconv.FormatInt(now, 10)
+		if c.opts.WorkerName != "" {
+			h["pb"] = c.opts.WorkerName
+		}
+		h["ats"] = strconv.FormatInt(parseIntText(h["ats"])+1, 10)
 		j := jobFromHash(id, h)
 		j.Token = token
 		jobs = append(jobs, j)

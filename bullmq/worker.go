@@ -321,8 +321,18 @@ func (w *Worker) renewLocks(ctx context.Context) {
 			w.log.Warn("lock renewal failed", "jobs", len(jobs), "err", err)
 			continue
 		}
-		if len(lost) > 0 {
-			w.log.Warn("locks lost; those jobs may be processed again elsewhere (the store deduplicates)", "jobs", lost)
+		// A job acknowledged since the snapshot has no lock any more: not a loss.
+		w.mu.Lock()
+		stillHeld := lost[:0]
+		for _, id := range lost {
+			if _, ok := w.inHand[id]; ok {
+				stillHeld = append(stillHeld, id)
+			}
+		}
+		w.mu.Unlock()
+		if len(stillHeld) > 0 {
+			w.log.Warn("locks lost; those jobs may be processed again elsewhere (the store deduplicates)",
+				"count", len(stillHeld), "first", stillHeld[0])
 		}
 	}
 }

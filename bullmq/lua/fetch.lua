@@ -16,12 +16,14 @@ local maxEv = maxEvents()
 
 -- Takes the next id: wait first (consumer end = right), then the lowest priority
 -- score. Legacy v4 marker ids ("0:...") and ids whose hash is gone are dropped.
+-- Returns the id and the job hash as it was before this fetch.
 local function takeNext()
   while true do
     local id = redis.call("RPOPLPUSH", K.wait, K.active)
     if not id then break end
-    if string.sub(id, 1, 2) ~= "0:" and redis.call("EXISTS", base .. id) == 1 then
-      return id
+    if string.sub(id, 1, 2) ~= "0:" then
+      local h = redis.call("HGETALL", base .. id)
+      if #h > 0 then return id, h end
     end
     redis.call("LREM", K.active, 1, id)
   end
@@ -29,9 +31,10 @@ local function takeNext()
     local popped = redis.call("ZPOPMIN", K.prioritized)
     if not popped[1] then break end
     local id = popped[1]
-    if redis.call("EXISTS", base .. id) == 1 then
+    local h = redis.call("HGETALL", base .. id)
+    if #h > 0 then
       redis.call("LPUSH", K.active, id)
-      return id
+      return id, h
     end
   end
   -- Nothing prioritized left: reset the FIFO counter, as producers expect.
@@ -39,30 +42,42 @@ local function takeNext()
   return nil
 end
 
+-- Queue state, delayed promotion and the wake-up marker are handled once per
+-- call: within one script nothing else can change them, so the result is the same
+-- as N single fetches, each of which would repeat them to no effect.
+local paused, maxed = queueState()
+promoteDelayed(now, paused, maxed, maxEv)
+local room = n
+if not paused then
+  local limit = tonumber(redis.call("HGET", K.meta, "concurrency") or "")
+  if limit then room = math.min(n, limit - redis.call("LLEN", K.active)) end
+end
+
+-- The hashes are returned as they were before the fetch; the caller applies
+-- processedOn, pb and ats+1 itself (saving a read per job).
 local jobs = {}
-for _ = 1, n do
-  local paused, maxed = queueState()
-  promoteDelayed(now, paused, maxed, maxEv)
-  if paused or maxed then break end
-  local id = takeNext()
-  if not id then break end
-  local jobKey = base .. id
-  if token ~= "0" then
-    redis.call("SET", jobKey .. ":lock", token, "PX", lockMs)
+if not paused then
+  for _ = 1, room do
+    local id, h = takeNext()
+    if not id then break end
+    local jobKey = base .. id
+    if token ~= "0" then
+      redis.call("SET", jobKey .. ":lock", token, "PX", lockMs)
+    end
+    redis.call("XADD", K.events, "*", "event", "active", "jobId", id, "prev", "waiting")
+    if worker ~= "" then
+      redis.call("HSET", jobKey, "processedOn", now, "pb", worker)
+    else
+      redis.call("HSET", jobKey, "processedOn", now)
+    end
+    redis.call("HINCRBY", jobKey, "ats", 1)
+    jobs[#jobs + 1] = {id, h}
   end
-  redis.call("XADD", K.events, "*", "event", "active", "jobId", id, "prev", "waiting")
-  if worker ~= "" then
-    redis.call("HSET", jobKey, "processedOn", now, "pb", worker)
-  else
-    redis.call("HSET", jobKey, "processedOn", now)
-  end
-  redis.call("HINCRBY", jobKey, "ats", 1)
-  -- Wake the next idle worker: BZPOPMIN consumed the marker that woke us.
-  addReadyMarker()
-  jobs[#jobs + 1] = {id, redis.call("HGETALL", jobKey)}
 end
 
 if #jobs > 0 then
+  -- Wake the next idle worker: BZPOPMIN consumed the marker that woke us.
+  addReadyMarker()
   return {0, jobs}
 end
 return {nextDelayedDue(), jobs}

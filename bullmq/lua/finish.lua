@@ -29,18 +29,61 @@ local function releaseDedup(jobKey, id)
   end
 end
 
+-- DEL in chunks: unpack() of very long lists overflows Lua's C stack.
+local function delAll(keys)
+  for i = 1, #keys, 1000 do
+    redis.call("DEL", unpack(keys, i, math.min(i + 999, #keys)))
+  end
+end
+
+local function jobKeys(into, jobKey)
+  into[#into + 1] = jobKey
+  into[#into + 1] = jobKey .. ":logs"
+  into[#into + 1] = jobKey .. ":dependencies"
+  into[#into + 1] = jobKey .. ":processed"
+  into[#into + 1] = jobKey .. ":failed"
+  into[#into + 1] = jobKey .. ":unsuccessful"
+end
+
+-- Keeps the newest keepCount and/or those younger than keepAge seconds; deletes
+-- the rest with their keys.
 local function applyKeep(keepCount, keepAge)
+  local doomed = {}
   if keepAge >= 0 then
     local cutoff = "(" .. string.format("%.0f", now - keepAge * 1000)
     local old = redis.call("ZRANGEBYSCORE", setKey, "-inf", cutoff)
-    for _, oid in ipairs(old) do removeJobKeys(base .. oid) end
+    for _, oid in ipairs(old) do jobKeys(doomed, base .. oid) end
     if #old > 0 then redis.call("ZREMRANGEBYSCORE", setKey, "-inf", cutoff) end
   end
   if keepCount > 0 then
     local extra = redis.call("ZREVRANGE", setKey, keepCount, -1)
-    for _, oid in ipairs(extra) do removeJobKeys(base .. oid) end
+    for _, oid in ipairs(extra) do jobKeys(doomed, base .. oid) end
     if #extra > 0 then redis.call("ZREMRANGEBYRANK", setKey, 0, -(keepCount + 1)) end
   end
+  delAll(doomed)
+end
+
+-- Work that is the same for every job of the call is gathered and done once:
+-- lock keys and stalled ids are released together, finished ids are added to the
+-- set together, and a run of jobs with the same keep rule is trimmed once after
+-- its last job. Trimming only ever removes the oldest entries, so trimming once
+-- after a run leaves the set exactly as trimming after each job would.
+local lockKeys, released, finishedIds = {}, {}, {}
+local removed = {}
+local pendingKeep = nil
+
+local function flushFinished()
+  if #finishedIds == 0 then return end
+  local args = {}
+  for _, fid in ipairs(finishedIds) do
+    args[#args + 1] = now
+    args[#args + 1] = fid
+  end
+  for i = 1, #args, 1000 do
+    redis.call("ZADD", setKey, unpack(args, i, math.min(i + 999, #args)))
+  end
+  finishedIds = {}
+  if pendingKeep then applyKeep(pendingKeep[1], pendingKeep[2]) end
 end
 
 local function finishOne(i)
@@ -58,7 +101,8 @@ local function finishOne(i)
   local rc = checkLock(jobKey, token)
   if rc ~= 0 then return rc end
   if redis.call("LREM", K.active, -1, id) == 0 then return -3 end
-  releaseLock(jobKey, id, token)
+  if token ~= "0" then lockKeys[#lockKeys + 1] = jobKey .. ":lock" end
+  released[#released + 1] = id
   releaseDedup(jobKey, id)
 
   local atm = redis.call("HINCRBY", jobKey, "atm", 1)
@@ -69,15 +113,18 @@ local function finishOne(i)
   end
 
   if keepCount ~= 0 then
-    redis.call("ZADD", setKey, now, id)
+    if pendingKeep and (pendingKeep[1] ~= keepCount or pendingKeep[2] ~= keepAge) then
+      flushFinished()
+    end
+    pendingKeep = {keepCount, keepAge}
+    finishedIds[#finishedIds + 1] = id
     if failed then
       redis.call("HSET", jobKey, "finishedOn", now)
     else
       redis.call("HSET", jobKey, "returnvalue", value, "finishedOn", now)
     end
-    applyKeep(keepCount, keepAge)
   else
-    removeJobKeys(jobKey)
+    jobKeys(removed, jobKey)
   end
 
   if failed then
@@ -94,6 +141,12 @@ end
 local codes = {}
 for j = 0, n - 1 do
   codes[#codes + 1] = finishOne(5 + j * 8)
+end
+flushFinished()
+delAll(removed)
+delAll(lockKeys)
+for i = 1, #released, 1000 do
+  redis.call("SREM", K.stalled, unpack(released, i, math.min(i + 999, #released)))
 end
 
 if redis.call("LLEN", K.wait) == 0 and redis.call("LLEN", K.active) == 0
