@@ -68,7 +68,13 @@ type ReliableProcessor struct {
 	// Concurrency is how many batches are in flight at once (the original: jobs).
 	Concurrency int `json:"concurrency"`
 	// BatchSize is how many jobs one fetch takes and one transaction stores (ours).
-	BatchSize            int `json:"batchSize"`
+	BatchSize int `json:"batchSize"`
+	// LockDurationMs and StalledIntervalMs are BullMQ's lockDuration and
+	// stalledInterval (default 30000 each): a crashed worker's jobs are back in
+	// wait within about their sum. MaxStalledCount is BullMQ's (default 1).
+	LockDurationMs       int `json:"lockDurationMs"`
+	StalledIntervalMs    int `json:"stalledIntervalMs"`
+	MaxStalledCount      int `json:"maxStalledCount"`
 	CircuitBreakerConfig struct {
 		FailureThreshold int `json:"failureThreshold"`
 		RecoveryTimeout  int `json:"recoveryTimeout"` // milliseconds
@@ -144,6 +150,9 @@ func (c *Config) applyDefaults() {
 	setInt(&c.Validation.MaxEventBytes, rules.MaxEventBytes)
 	setInt(&c.ReliableProcessor.Concurrency, 2)
 	setInt(&c.ReliableProcessor.BatchSize, 500)
+	setInt(&c.ReliableProcessor.LockDurationMs, 30000)
+	setInt(&c.ReliableProcessor.StalledIntervalMs, 30000)
+	setInt(&c.ReliableProcessor.MaxStalledCount, 1)
 	setInt(&c.ReliableProcessor.CircuitBreakerConfig.FailureThreshold, 5)
 	setInt(&c.ReliableProcessor.CircuitBreakerConfig.RecoveryTimeout, 60000)
 	setInt(&c.ReliableProcessor.DeadLetterConfig.AlertThreshold, 10)
@@ -261,6 +270,9 @@ func (c *Config) Validate() error {
 	check(!strings.ContainsAny(c.Redis.KeyPrefix, " \t\r\n"), "redis.keyPrefix", "must not contain whitespace")
 	between(c.ReliableProcessor.Concurrency, 1, 50, "reliableProcessor.concurrency")
 	between(c.ReliableProcessor.BatchSize, 1, 10000, "reliableProcessor.batchSize")
+	between(c.ReliableProcessor.LockDurationMs, 1000, 600000, "reliableProcessor.lockDurationMs")
+	between(c.ReliableProcessor.StalledIntervalMs, 1000, 600000, "reliableProcessor.stalledIntervalMs")
+	between(c.ReliableProcessor.MaxStalledCount, 0, 100, "reliableProcessor.maxStalledCount")
 	between(c.ReliableProcessor.CircuitBreakerConfig.FailureThreshold, 1, 100, "reliableProcessor.circuitBreakerConfig.failureThreshold")
 	between(c.ReliableProcessor.CircuitBreakerConfig.RecoveryTimeout, 1000, 300000, "reliableProcessor.circuitBreakerConfig.recoveryTimeout")
 	between(c.ReliableProcessor.DeadLetterConfig.AlertThreshold, 1, 1000000, "reliableProcessor.deadLetterConfig.alertThreshold")

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartlogs/audit-worker/bullmq"
 	"github.com/smartlogs/audit-worker/config"
 	"github.com/smartlogs/audit-worker/internal/eventgen"
 	"github.com/smartlogs/audit-worker/internal/testenv"
@@ -87,6 +88,58 @@ func TestRedactURL(t *testing.T) {
 	}
 	if got := redactURL("postgres://db/audit"); got != "postgres://db/audit" {
 		t.Errorf("got %s", got)
+	}
+}
+
+// With Redis configured the worker consumes the BullMQ queue into the store and
+// dead-letters what it refuses.
+func TestWorkerConsumesQueue(t *testing.T) {
+	redisURL := testenv.RedisURL(t)
+	cfg := config.Default()
+	cfg.Storage.DataDir = t.TempDir()
+	cfg.HTTP.Address = "127.0.0.1:0"
+	cfg.EnhancedClient.ConnectionString = testenv.PostgresDatabase(t)
+	cfg.Redis.URL = redisURL
+	cfg.Redis.KeyPrefix = testenv.RedisKeyPrefix(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := startWorker(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb, _ := newRedisClient(cfg)
+	defer rdb.Close()
+	defer func() {
+		if keys, _ := rdb.Keys(context.Background(), cfg.Redis.KeyPrefix+"*").Result(); len(keys) > 0 {
+			rdb.Del(context.Background(), keys...)
+		}
+	}()
+	main, dead := queues(rdb, cfg)
+	g := eventgen.New(9)
+	invalid, _ := g.Invalid()
+	opts := bullmq.JobOptions{Attempts: 1, RemoveOnComplete: bullmq.KeepLast(100), RemoveOnFail: bullmq.KeepAll()}
+	if _, err := main.AddBulk(ctx, []bullmq.NewJob{
+		{Name: main.Name(), Data: g.Valid(), Opts: opts}, {Name: main.Name(), Data: invalid, Opts: opts},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		counts, _ := main.Counts(ctx)
+		deadCounts, _ := dead.Counts(ctx)
+		if counts[bullmq.StateCompleted] == 1 && counts[bullmq.StateFailed] == 1 && deadCounts[bullmq.StateWaiting] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue counts %v, dead-letter counts %v", counts, deadCounts)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := w.proc.Stats(); st.Stored != 1 || st.RejectedValidation != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+	if err := w.shutdown(5 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -68,7 +69,17 @@ func startQueueConsumer(ctx context.Context, cfg config.Config, proc *pipeline.P
 	}
 	main, dead := queues(rdb, cfg)
 	host, _ := os.Hostname()
-	consumer, err := bullmq.NewConsumer(main, bullmq.ConsumerOptions{WorkerName: fmt.Sprintf("audit-worker-%s-%d", host, os.Getpid())})
+	rp := cfg.ReliableProcessor
+	maxStalled := rp.MaxStalledCount
+	if maxStalled == 0 {
+		maxStalled = -1 // the consumer's way of saying "zero"
+	}
+	consumer, err := bullmq.NewConsumer(main, bullmq.ConsumerOptions{
+		WorkerName:      fmt.Sprintf("audit-worker-%s-%d", host, os.Getpid()),
+		LockDuration:    time.Duration(rp.LockDurationMs) * time.Millisecond,
+		StalledInterval: time.Duration(rp.StalledIntervalMs) * time.Millisecond,
+		MaxStalledCount: maxStalled,
+	})
 	if err != nil {
 		rdb.Close()
 		return nil, err
