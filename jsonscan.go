@@ -63,6 +63,32 @@ func decodeObject(data []byte) ([]member, error) {
 	}
 }
 
+// objectMembers splits a JSON object taken from an already validated payload into
+// its members (last one wins for a repeated key, as in JavaScript). Keys that
+// cannot be decoded are skipped.
+func objectMembers(raw []byte) map[string][]byte {
+	out := make(map[string][]byte, 4)
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return out
+	}
+	i = skipSpace(raw, i+1)
+	for i < len(raw) && raw[i] == '"' {
+		keyEnd, _, _ := walkValue(raw, i)
+		key, err := unquoteJSON(raw[i:keyEnd])
+		i = skipSpace(raw, skipSpace(raw, keyEnd)+1)
+		end, _, _ := walkValue(raw, i)
+		if err == nil {
+			out[key] = raw[i:end]
+		}
+		i = skipSpace(raw, end)
+		if i < len(raw) && raw[i] == ',' {
+			i = skipSpace(raw, i+1)
+		}
+	}
+	return out
+}
+
 func skipSpace(data []byte, i int) int {
 	for i < len(data) {
 		switch data[i] {

@@ -1,10 +1,8 @@
 package audit
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -69,7 +67,6 @@ func DefaultRules() Rules {
 }
 
 var (
-	hashPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	// signatureAlgorithms are the values the producer's "algorithm" field may take.
 	signatureAlgorithms = map[string]bool{
 		"HMAC-SHA256": true, "RSASSA_PSS_SHA_256": true, "RSASSA_PSS_SHA_384": true,
@@ -203,7 +200,7 @@ func (v *validator) run(members []member) Event {
 	}
 	if hash, ok := v.str("hash"); ok {
 		ev.Hash = hash
-		if !hashPattern.MatchString(hash) {
+		if !isLowerHex64(hash) {
 			v.fail("hash", ErrInvalidFormat, "must be 64 lowercase hexadecimal characters")
 		}
 	}
@@ -217,16 +214,11 @@ func (v *validator) run(members []member) Event {
 			v.fail("algorithm", ErrInvalidValue, "is not a known signature algorithm")
 		}
 	}
-	strs := map[string]*string{
-		"principalId": &ev.PrincipalID, "organizationId": &ev.OrganizationID,
-		"targetResourceType": &ev.TargetResourceType, "targetResourceId": &ev.TargetResourceID,
-		"outcomeDescription": &ev.OutcomeDescription, "correlationId": &ev.CorrelationID,
-		"ttl": &ev.TTL,
-	}
-	for _, name := range lengthLimited {
-		if s, ok := v.str(name); ok {
-			v.checkLength(name, s)
-			*strs[name] = s
+	for i, dst := range [...]*string{&ev.PrincipalID, &ev.OrganizationID, &ev.TargetResourceType,
+		&ev.TargetResourceID, &ev.OutcomeDescription, &ev.CorrelationID, &ev.TTL} {
+		if s, ok := v.str(lengthLimited[i]); ok {
+			v.checkLength(lengthLimited[i], s)
+			*dst = s
 		}
 	}
 	ev.RetentionPolicy = v.retentionPolicy()
@@ -301,11 +293,7 @@ func (v *validator) sessionContext() *SessionContext {
 		v.fail("sessionContext", ErrInvalidType, "must be an object")
 		return nil
 	}
-	var sc map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &sc); err != nil {
-		v.fail("sessionContext", ErrInvalidFormat, "%v", err)
-		return nil
-	}
+	sc := objectMembers(raw)
 	get := func(name string, required bool) string {
 		field := "sessionContext." + name
 		r, ok := sc[name]
@@ -338,6 +326,18 @@ func (v *validator) sessionContext() *SessionContext {
 		}
 	}
 	return out
+}
+
+func isLowerHex64(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func containsClass(list []Classification, c Classification) bool {
