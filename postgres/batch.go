@@ -30,8 +30,10 @@ const (
 	insertUnnest
 )
 
-// Empty strings are stored as NULL (an absent value), and read back as "".
-const insertUnnestSQL = `
+// insertIntoSQL is shared by both strategies: the same columns, filled from the
+// same source columns (u.*). Empty strings are stored as NULL (an absent value),
+// and read back as "".
+const insertIntoSQL = `
 INSERT INTO audit_log (
 	"timestamp", timestamp_raw, ttl, principal_id, organization_id, action,
 	target_resource_type, target_resource_id, status, outcome_description, hash,
@@ -43,7 +45,17 @@ SELECT
 	NULLIF(u.trt, ''), NULLIF(u.tri, ''), u.status, NULLIF(u.outcome, ''), NULLIF(u.hash, ''),
 	NULLIF(u.hash_alg, ''), NULLIF(u.sig, ''), NULLIF(u.sig_alg, ''), NULLIF(u.ev, ''), NULLIF(u.corr, ''),
 	NULLIF(u.class, ''), NULLIF(u.retention, ''), u.latency, u.details,
-	u.key, u.source, u.hash_status, u.sig_status, u.record_hash, u.received_at
+	u.key, u.source, u.hash_status, u.sig_status, u.record_hash, u.received_at`
+
+// onConflictSQL skips rows whose key is stored and reports the rows written.
+// ORDER BY ord makes the sequence hand out ids in batch order, so that Seq
+// follows arrival order within a batch too.
+const onConflictSQL = `
+ORDER BY u.ord
+ON CONFLICT (idempotency_key, "timestamp") DO NOTHING
+RETURNING id, idempotency_key`
+
+const insertUnnestSQL = insertIntoSQL + `
 FROM unnest(
 	$1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
 	$7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
@@ -55,13 +67,7 @@ FROM unnest(
 	trt, tri, status, outcome, hash,
 	hash_alg, sig, sig_alg, ev, corr,
 	class, retention, latency, details,
-	key, source, hash_status, sig_status, record_hash, received_at, ord)
-ORDER BY u.ord
-ON CONFLICT (idempotency_key, "timestamp") DO NOTHING
-RETURNING id, idempotency_key`
-
-// ORDER BY ord makes the sequence hand out ids in batch order, so that Seq
-// follows arrival order within a batch too.
+	key, source, hash_status, sig_status, record_hash, received_at, ord)` + onConflictSQL
 
 const insertDeadLettersSQL = `
 INSERT INTO audit_dead_letter (idempotency_key, source, reason, message, errors, payload, received_at)

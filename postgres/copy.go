@@ -29,23 +29,8 @@ var stageColumns = []string{"ord", "ts", "ts_raw", "ttl", "principal_id", "organ
 	"latency", "details", "key", "source", "hash_status",
 	"sig_status", "record_hash", "received_at"}
 
-const insertFromStageSQL = `
-INSERT INTO audit_log (
-	"timestamp", timestamp_raw, ttl, principal_id, organization_id, action,
-	target_resource_type, target_resource_id, status, outcome_description, hash,
-	hash_algorithm, signature, signature_algorithm, event_version, correlation_id,
-	data_classification, retention_policy, processing_latency, details,
-	idempotency_key, source, hash_status, signature_status, record_hash, received_at)
-SELECT
-	u.ts, u.ts_raw, NULLIF(u.ttl, ''), NULLIF(u.principal_id, ''), NULLIF(u.organization_id, ''), u.action,
-	NULLIF(u.trt, ''), NULLIF(u.tri, ''), u.status, NULLIF(u.outcome, ''), NULLIF(u.hash, ''),
-	NULLIF(u.hash_alg, ''), NULLIF(u.sig, ''), NULLIF(u.sig_alg, ''), NULLIF(u.ev, ''), NULLIF(u.corr, ''),
-	NULLIF(u.class, ''), NULLIF(u.retention, ''), u.latency, u.details,
-	u.key, u.source, u.hash_status, u.sig_status, u.record_hash, u.received_at
-FROM audit_stage u
-ORDER BY u.ord
-ON CONFLICT (idempotency_key, "timestamp") DO NOTHING
-RETURNING id, idempotency_key`
+const insertFromStageSQL = insertIntoSQL + `
+FROM audit_stage u` + onConflictSQL
 
 func (s *Store) copyInsert(ctx context.Context, tx pgx.Tx, recs []audit.Record) (pgx.Rows, error) {
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_stage"}, stageColumns, &stageSource{recs: recs, i: -1}); err != nil {
