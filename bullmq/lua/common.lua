@@ -118,6 +118,17 @@ local function releaseLock(jobKey, id, token)
   redis.call("SREM", K.stalled, id)
 end
 
+-- Takes a job out of active for the holder of its lock and releases the lock:
+-- 0, or -1 (no job), -2/-6 (lock missing / someone else's), -3 (not active).
+local function takeFromActive(jobKey, id, token)
+  if redis.call("EXISTS", jobKey) == 0 then return -1 end
+  local rc = checkLock(jobKey, token)
+  if rc ~= 0 then return rc end
+  if redis.call("LREM", K.active, -1, id) == 0 then return -3 end
+  releaseLock(jobKey, id, token)
+  return 0
+end
+
 local function removeJobKeys(jobKey)
   redis.call("DEL", jobKey, jobKey .. ":logs", jobKey .. ":dependencies",
     jobKey .. ":processed", jobKey .. ":failed", jobKey .. ":unsuccessful")

@@ -8,10 +8,8 @@ local codes = {}
 
 local function moveOne(id, token)
   local jobKey = base .. id
-  if redis.call("EXISTS", jobKey) == 0 then return -1 end
-  local rc = checkLock(jobKey, token)
+  local rc = takeFromActive(jobKey, id, token)
   if rc ~= 0 then return rc end
-  if redis.call("LREM", K.active, -1, id) == 0 then return -3 end
   local paused, maxed = queueState()
   local prio = tonumber(redis.call("HGET", jobKey, "priority")) or 0
   if prio > 0 then
@@ -21,7 +19,6 @@ local function moveOne(id, token)
   end
   redis.call("XADD", K.events, "MAXLEN", "~", maxEv, "*", "event", "waiting", "jobId", id, "prev", "active")
   if not paused and not maxed then addReadyMarker() end
-  releaseLock(jobKey, id, token)
   return 0
 end
 

@@ -10,11 +10,8 @@ local delay = tonumber(ARGV[5])
 local maxEv = maxEvents()
 
 local jobKey = base .. id
-if redis.call("EXISTS", jobKey) == 0 then return -1 end
-local rc = checkLock(jobKey, token)
+local rc = takeFromActive(jobKey, id, token)
 if rc ~= 0 then return rc end
-if redis.call("LREM", K.active, -1, id) == 0 then return -3 end
-releaseLock(jobKey, id, token)
 
 redis.call("HSET", jobKey, "failedReason", ARGV[6])
 appendStacktrace(jobKey, ARGV[7], tonumber(ARGV[8]))

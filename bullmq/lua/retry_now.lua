@@ -12,11 +12,8 @@ local paused, maxed = queueState()
 promoteDelayed(now, paused, maxed, maxEv)
 
 local jobKey = base .. id
-if redis.call("EXISTS", jobKey) == 0 then return -1 end
-local rc = checkLock(jobKey, token)
+local rc = takeFromActive(jobKey, id, token)
 if rc ~= 0 then return rc end
-if redis.call("LREM", K.active, -1, id) == 0 then return -3 end
-releaseLock(jobKey, id, token)
 
 redis.call("HSET", jobKey, "failedReason", ARGV[5])
 appendStacktrace(jobKey, ARGV[6], tonumber(ARGV[7]))
