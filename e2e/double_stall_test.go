@@ -1,0 +1,99 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestDoubleStall shows what happens to events whose jobs are held by a worker
+// that dies twice (a crash loop while the store is down): BullMQ's stalled
+// check gives such a job a deferred failure once it stalled more than
+// maxStalledCount (1) times, and the worker fails it before its handler sees
+// it, so the event is neither stored nor written to the dead-letter queue; only
+// the failed job in Redis remains. It takes two stalled-job recoveries with the
+// default 30 s lock duration and stalled interval (2 to 3 minutes; about 30 s
+// with AUDIT_E2E_LOCK_MS=5000), so it runs only with AUDIT_E2E_DOUBLE_STALL=1; it logs the outcome and fails when an
+// event is neither stored nor dead-lettered.
+func TestDoubleStall(t *testing.T) {
+	if os.Getenv("AUDIT_E2E_DOUBLE_STALL") != "1" {
+		t.Skip("set AUDIT_E2E_DOUBLE_STALL=1 to run this slow (2-3 minutes) scenario")
+	}
+	if testingParallelOK() {
+		t.Parallel()
+	}
+	const n = 5
+	e := newEnv(t)
+	logPath := filepath.Join(e.dir, "worker.log")
+	dumpLogOnFailure(t, logPath)
+	proxy := startProxy(t, hostPort(t, e.pgURL))
+	cfg := e.writeConfig("worker.json", workerConfig{
+		PostgresURL: withHost(t, e.pgURL, proxy.Addr()), Concurrency: 1, BatchSize: 10, LockMs: lockMs(t),
+	})
+	ctx := context.Background()
+	stallCounts := func() []string {
+		var out []string
+		for i := 1; i <= n; i++ {
+			v, _ := e.rdb.HGet(ctx, e.prefix+":"+queueName+":"+strconv.Itoa(i), "stc").Result()
+			out = append(out, v)
+		}
+		return out
+	}
+	// waitActive waits until the n jobs are active, held by the running worker
+	// (locked) and have stalled `stalls` times before.
+	waitActive := func(stalls string, timeout time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(timeout)
+		for time.Now().Before(deadline) {
+			active, _ := e.rdb.LLen(ctx, e.prefix+":"+queueName+":active").Result()
+			locks, _ := e.rdb.Exists(ctx, e.prefix+":"+queueName+":1:lock").Result()
+			if active == n && locks == 1 && stallCounts()[0] == stalls {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Fatalf("jobs not held by the worker after %s (stalled counts %v)", timeout, stallCounts())
+	}
+
+	w := e.startWorker(cfg, logPath)
+	proxy.Cut()
+	res, keys := e.enqueue(n, filepath.Join(e.dir, "ids.txt"))
+	t.Logf("store cut off, %d events enqueued", res.Count)
+	waitActive("", 30*time.Second)
+	w.kill(t)
+	t.Logf("worker killed holding the %d jobs (1st time)", n)
+
+	proxy.Restore()
+	w = e.startWorker(cfg, logPath) // start-up needs the store (migrations)
+	proxy.Cut()
+	waitActive("1", 3*time.Minute)
+	w.kill(t)
+	t.Logf("worker killed holding the %d recovered jobs (2nd time); stalled counts %v", n, stallCounts())
+
+	proxy.Restore()
+	w = e.startWorker(cfg, logPath)
+	deadline := time.Now().Add(3 * time.Minute)
+	var counts map[string]int64
+	var rows int64
+	for time.Now().Before(deadline) {
+		counts, _ = e.queueCounts(ctx, queueName)
+		rows, _ = e.rowCount(ctx)
+		if counts != nil && pending(counts) == 0 {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	dead, _ := e.queueCounts(ctx, deadQueueName)
+	var deadRows int64
+	_ = e.pool.QueryRow(ctx, `SELECT count(*) FROM audit_dead_letter`).Scan(&deadRows)
+	reason, _ := e.rdb.HGet(ctx, e.prefix+":"+queueName+":1", "failedReason").Result()
+	t.Logf("outcome: %d of %d events stored; queue %v; dead-letter queue %v; audit_dead_letter %d; stalled counts %v; failedReason of job 1: %q",
+		rows, len(keys), counts, dead, deadRows, stallCounts(), reason)
+	_ = w.stop(t, 15*time.Second)
+	if lost := int64(n) - rows - pending(dead) - deadRows; lost > 0 {
+		t.Errorf("%d events neither stored nor dead-lettered (only failed jobs in Redis remain)", lost)
+	}
+}

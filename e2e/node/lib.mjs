@@ -1,0 +1,174 @@
+// Shared helpers of the e2e Node scripts: bullmq (resolved from the interop
+// package's node_modules, installed with `npm ci --prefix interop`), argument
+// parsing, the Redis connection taken from a redis:// URL, realistic audit
+// events, the production job options, and a watchdog.
+//
+// Every script takes --redis URL (default $AUDIT_TEST_REDIS_URL or
+// redis://127.0.0.1:6379/0), --prefix P (BullMQ's key prefix) and --queue NAME,
+// prints exactly one JSON line on stdout and exits 0; on error it prints the
+// error on stderr and exits 1.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+
+// The package has no "exports" map: its "main" (the CommonJS build) is what a
+// bare 'bullmq' import loads, so load that same file by its path.
+export { Queue, Worker } from '../../interop/node_modules/bullmq/dist/cjs/index.js';
+
+// The job options the production producer uses.
+export const productionJobOptions = { removeOnComplete: 100, removeOnFail: false, attempts: 1 };
+
+// parseArgs turns "--key value" pairs (and bare "--flag") into an object.
+export function parseArgs(argv = process.argv.slice(2)) {
+  const out = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) throw new Error(`unexpected argument ${JSON.stringify(a)}`);
+    const key = a.slice(2);
+    if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) {
+      out[key] = argv[++i];
+    } else {
+      out[key] = true;
+    }
+  }
+  return out;
+}
+
+export function required(args, key) {
+  const v = args[key];
+  if (v === undefined || v === true || v === '') throw new Error(`missing --${key}`);
+  return v;
+}
+
+export function intArg(args, key, dflt) {
+  const v = args[key];
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`--${key}: not a number: ${v}`);
+  return n;
+}
+
+// connection converts a redis:// URL into the options bullmq hands to ioredis.
+export function connection(args) {
+  const raw = args.redis || process.env.AUDIT_TEST_REDIS_URL || 'redis://127.0.0.1:6379/0';
+  const u = new URL(raw);
+  const opts = {
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1',
+    port: u.port ? Number(u.port) : 6379,
+  };
+  const db = u.pathname.replace(/^\//, '');
+  if (db) opts.db = Number(db);
+  if (u.username) opts.username = decodeURIComponent(u.username);
+  if (u.password) opts.password = decodeURIComponent(u.password);
+  if (u.protocol === 'rediss:') opts.tls = {};
+  return opts;
+}
+
+// common returns the queue name and the options shared by Queue and Worker.
+export function common(args) {
+  return {
+    queue: required(args, 'queue'),
+    opts: { connection: connection(args), prefix: required(args, 'prefix') },
+  };
+}
+
+const actions = [
+  ['auth.login.success', 'User', 'success'],
+  ['auth.login.failure', 'User', 'failure'],
+  ['fhir.patient.read', 'Patient', 'success'],
+  ['fhir.observation.read', 'Observation', 'success'],
+  ['data.read', 'DocumentReference', 'success'],
+  ['data.update', 'Encounter', 'success'],
+  ['data.export', 'Patient', 'attempt'],
+  ['system.startup', 'Service', 'success'],
+];
+const departments = ['cardiology', 'oncology', 'radiology', 'emergency', 'pediatrics'];
+const agents = [
+  'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36',
+  'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15',
+  'smart-on-fhir-client/2.3.1 (+node 20)',
+];
+
+function rnd(n) {
+  return Math.floor(Math.random() * n);
+}
+
+function ip() {
+  if (Math.random() < 0.2) {
+    return `2001:db8:${rnd(65536).toString(16)}::${(1 + rnd(65534)).toString(16)}`;
+  }
+  return `10.${rnd(256)}.${rnd(256)}.${1 + rnd(254)}`;
+}
+
+// makeEvent returns a valid audit event as the Node producer builds it (no hash):
+// the original fields, a session context and ~300 bytes of custom fields.
+export function makeEvent(seq) {
+  const [action, resource, status] = actions[rnd(actions.length)];
+  const resourceId = `${resource}-${String(rnd(1_000_000)).padStart(8, '0')}`;
+  return {
+    timestamp: new Date().toISOString(),
+    action,
+    status,
+    principalId: `user-${String(rnd(20000)).padStart(5, '0')}`,
+    organizationId: `org-${String(rnd(50)).padStart(3, '0')}`,
+    targetResourceType: resource,
+    targetResourceId: resourceId,
+    outcomeDescription: `${action} on ${resource} ${resourceId} finished with status ${status}`,
+    sessionContext: {
+      sessionId: `sess-${randomBytes(8).toString('hex')}`,
+      ipAddress: ip(),
+      userAgent: agents[rnd(agents.length)],
+    },
+    dataClassification: resource === 'Patient' || resource === 'Observation' ? 'PHI' : 'INTERNAL',
+    correlationId: randomUUID(),
+    // Custom fields (stored in details), about 300 bytes.
+    requestPath: `/fhir/R4/${resource}/${rnd(1_000_000)}`,
+    httpMethod: action.endsWith('.read') ? 'GET' : 'POST',
+    clinic: { site: `site-${String(rnd(20)).padStart(2, '0')}`, department: departments[rnd(departments.length)] },
+    client: { appId: `app-${rnd(100)}`, version: `4.${rnd(10)}.${rnd(30)}`, scopes: ['patient/*.read', 'openid', 'fhirUser'] },
+    e2eSeq: seq,
+    note: 'synthetic event produced by the audit-worker end-to-end tests',
+  };
+}
+
+// idWriter appends "id timestamp" lines to a file (or nowhere without a path).
+export function idWriter(path) {
+  if (!path || path === true) return { write() {}, close: async () => {} };
+  const out = createWriteStream(path);
+  return {
+    write(jobs) {
+      let s = '';
+      for (const j of jobs) s += `${j.id} ${j.timestamp}\n`;
+      out.write(s);
+    },
+    close: () => new Promise((resolve, reject) => out.end((err) => (err ? reject(err) : resolve()))),
+  };
+}
+
+export function print(value) {
+  process.stdout.write(JSON.stringify(value) + '\n');
+}
+
+// run executes main, prints its result and exits; a watchdog ends a stuck script.
+// --watchdog-ms overrides the default.
+export function run(main, { watchdogMs = 60000 } = {}) {
+  const args = parseArgs();
+  if (args['watchdog-ms'] !== undefined) watchdogMs = intArg(args, 'watchdog-ms');
+  const timer = setTimeout(() => {
+    process.stderr.write(`watchdog: script still running after ${watchdogMs} ms\n`);
+    process.exit(2);
+  }, watchdogMs);
+  timer.unref();
+  main(args)
+    .then((result) => {
+      if (result !== undefined) print(result);
+      process.exit(0);
+    })
+    .catch((err) => {
+      process.stderr.write(`${err && err.stack ? err.stack : err}\n`);
+      process.exit(1);
+    });
+}
+
+export function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
