@@ -17,59 +17,9 @@ export { Queue, Worker } from '../../interop/node_modules/bullmq/dist/cjs/index.
 // The job options the production producer uses.
 export const productionJobOptions = { removeOnComplete: 100, removeOnFail: false, attempts: 1 };
 
-// parseArgs turns "--key value" pairs (and bare "--flag") into an object.
-export function parseArgs(argv = process.argv.slice(2)) {
-  const out = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (!a.startsWith('--')) throw new Error(`unexpected argument ${JSON.stringify(a)}`);
-    const key = a.slice(2);
-    if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) {
-      out[key] = argv[++i];
-    } else {
-      out[key] = true;
-    }
-  }
-  return out;
-}
-
-export function required(args, key) {
-  const v = args[key];
-  if (v === undefined || v === true || v === '') throw new Error(`missing --${key}`);
-  return v;
-}
-
-export function intArg(args, key, dflt) {
-  const v = args[key];
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`--${key}: not a number: ${v}`);
-  return n;
-}
-
-// connection converts a redis:// URL into the options bullmq hands to ioredis.
-export function connection(args) {
-  const raw = args.redis || process.env.AUDIT_TEST_REDIS_URL || 'redis://127.0.0.1:6379/0';
-  const u = new URL(raw);
-  const opts = {
-    host: u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1',
-    port: u.port ? Number(u.port) : 6379,
-  };
-  const db = u.pathname.replace(/^\//, '');
-  if (db) opts.db = Number(db);
-  if (u.username) opts.username = decodeURIComponent(u.username);
-  if (u.password) opts.password = decodeURIComponent(u.password);
-  if (u.protocol === 'rediss:') opts.tls = {};
-  return opts;
-}
-
-// common returns the queue name and the options shared by Queue and Worker.
-export function common(args) {
-  return {
-    queue: required(args, 'queue'),
-    opts: { connection: connection(args), prefix: required(args, 'prefix') },
-  };
-}
+// Argument parsing and the Redis connection are the interop scripts' helpers.
+import { parseArgs, required, intArg, connection, common } from '../../interop/node/lib.mjs';
+export { parseArgs, required, intArg, connection, common };
 
 const actions = [
   ['auth.login.success', 'User', 'success'],
