@@ -185,20 +185,27 @@ func (w *Worker) process(stop, work context.Context, jobs []*Job) {
 	w.acknowledge(work, jobs, results)
 }
 
-// refuseUnprocessable fails, without retry, jobs this worker cannot honour and
-// jobs that stalled too often, and returns the others.
+// refuseUnprocessable fails, without retry, jobs this worker cannot honour, and
+// returns the others.
+//
+// A job that stalled more than maxStalledCount times carries a deferred failure
+// ("defa"), which BullMQ turns into a final failure. Here stalls come from
+// workers that died or lost their store, never from the event itself, and
+// failing the job would lose a valid event; so it is processed like any other
+// (the store deduplicates it if an earlier attempt got as far as the commit).
 func (w *Worker) refuseUnprocessable(ctx context.Context, jobs []*Job) []*Job {
 	var keep, refused []*Job
 	var reasons []string
 	for _, j := range jobs {
-		switch reason, bad := j.Unsupported(); {
-		case j.DeferredFailure != "":
-			refused, reasons = append(refused, j), append(reasons, j.DeferredFailure)
-		case bad:
+		if reason, bad := j.Unsupported(); bad {
 			refused, reasons = append(refused, j), append(reasons, reason)
-		default:
-			keep = append(keep, j)
+			continue
 		}
+		if j.DeferredFailure != "" {
+			w.log.Warn("processing a job that stalled too often instead of failing it, so that its event is not lost",
+				"job", j.ID, "stalls", j.StalledCounter)
+		}
+		keep = append(keep, j)
 	}
 	if len(refused) > 0 {
 		w.retryRedis(ctx, "fail unprocessable jobs", func() error {

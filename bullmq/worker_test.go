@@ -208,3 +208,23 @@ func TestWorkerGateStopsFetching(t *testing.T) {
 	close(open)
 	eventually(t, "4 completed", func() bool { return e.count(q.Keys().Key("completed")) == 4 })
 }
+
+// A job that stalled too often is still processed: its event must not be lost.
+func TestWorkerProcessesJobsThatStalledTooOften(t *testing.T) {
+	e := newEnv(t)
+	q := e.realQueue("defa")
+	ctx := context.Background()
+	id, _ := q.Add(ctx, "defa", []byte(`{"n":1}`), JobOptions{Attempts: 1})
+	e.rdb.HSet(ctx, q.Keys().Job(id), "defa", "job stalled more than allowable limit", "stc", "2")
+	var seen atomic.Int64
+	h := HandlerFunc(func(ctx context.Context, jobs []*Job) ([]Result, error) {
+		seen.Add(int64(len(jobs)))
+		return make([]Result, len(jobs)), nil
+	})
+	stop := runWorker(t, NewWorker(e.consumer(q, ConsumerOptions{}), h, WorkerOptions{DrainDelay: 50 * time.Millisecond}))
+	defer stop()
+	eventually(t, "the job completed", func() bool { return e.count(q.Keys().Key("completed")) == 1 })
+	if seen.Load() != 1 {
+		t.Errorf("handler saw %d jobs, want 1", seen.Load())
+	}
+}

@@ -72,9 +72,9 @@ type ReliableProcessor struct {
 	// LockDurationMs and StalledIntervalMs are BullMQ's lockDuration and
 	// stalledInterval (default 30000 each): a crashed worker's jobs are back in
 	// wait within about their sum. MaxStalledCount is BullMQ's (default 1).
-	LockDurationMs       int `json:"lockDurationMs"`
-	StalledIntervalMs    int `json:"stalledIntervalMs"`
-	MaxStalledCount      int `json:"maxStalledCount"`
+	LockDurationMs       int  `json:"lockDurationMs"`
+	StalledIntervalMs    int  `json:"stalledIntervalMs"`
+	MaxStalledCount      *int `json:"maxStalledCount"` // nil: 1; 0 is allowed
 	CircuitBreakerConfig struct {
 		FailureThreshold int `json:"failureThreshold"`
 		RecoveryTimeout  int `json:"recoveryTimeout"` // milliseconds
@@ -152,7 +152,10 @@ func (c *Config) applyDefaults() {
 	setInt(&c.ReliableProcessor.BatchSize, 500)
 	setInt(&c.ReliableProcessor.LockDurationMs, 30000)
 	setInt(&c.ReliableProcessor.StalledIntervalMs, 30000)
-	setInt(&c.ReliableProcessor.MaxStalledCount, 1)
+	if c.ReliableProcessor.MaxStalledCount == nil {
+		one := 1
+		c.ReliableProcessor.MaxStalledCount = &one
+	}
 	setInt(&c.ReliableProcessor.CircuitBreakerConfig.FailureThreshold, 5)
 	setInt(&c.ReliableProcessor.CircuitBreakerConfig.RecoveryTimeout, 60000)
 	setInt(&c.ReliableProcessor.DeadLetterConfig.AlertThreshold, 10)
@@ -272,7 +275,7 @@ func (c *Config) Validate() error {
 	between(c.ReliableProcessor.BatchSize, 1, 10000, "reliableProcessor.batchSize")
 	between(c.ReliableProcessor.LockDurationMs, 1000, 600000, "reliableProcessor.lockDurationMs")
 	between(c.ReliableProcessor.StalledIntervalMs, 1000, 600000, "reliableProcessor.stalledIntervalMs")
-	between(c.ReliableProcessor.MaxStalledCount, 0, 100, "reliableProcessor.maxStalledCount")
+	between(*c.ReliableProcessor.MaxStalledCount, 0, 100, "reliableProcessor.maxStalledCount")
 	between(c.ReliableProcessor.CircuitBreakerConfig.FailureThreshold, 1, 100, "reliableProcessor.circuitBreakerConfig.failureThreshold")
 	between(c.ReliableProcessor.CircuitBreakerConfig.RecoveryTimeout, 1000, 300000, "reliableProcessor.circuitBreakerConfig.recoveryTimeout")
 	between(c.ReliableProcessor.DeadLetterConfig.AlertThreshold, 1, 1000000, "reliableProcessor.deadLetterConfig.alertThreshold")

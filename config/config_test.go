@@ -76,3 +76,14 @@ func TestLoadReportsUnreadableAndMalformedFiles(t *testing.T) {
 		t.Errorf("malformed file: %v", err)
 	}
 }
+
+func TestMaxStalledCountZeroIsKept(t *testing.T) {
+	c, err := Parse([]byte(`{"reliableProcessor":{"maxStalledCount":0}}`))
+	if err != nil || *c.ReliableProcessor.MaxStalledCount != 0 {
+		t.Fatalf("maxStalledCount 0: %v, %v", c.ReliableProcessor.MaxStalledCount, err)
+	}
+	c, _ = Parse([]byte(`{}`))
+	if *c.ReliableProcessor.MaxStalledCount != 1 {
+		t.Errorf("default maxStalledCount = %d, want 1", *c.ReliableProcessor.MaxStalledCount)
+	}
+}

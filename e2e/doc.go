@@ -18,7 +18,7 @@
 // AUDIT_E2E_LOCK_MS=5000 sets reliableProcessor.lockDurationMs and
 // stalledIntervalMs to 5 s (about 10 s per recovery instead).
 //
-// TestDoubleStall (only with AUDIT_E2E_DOUBLE_STALL=1, 2 to 3 minutes) kills
+
 // the worker twice while it holds the same jobs (store cut off meanwhile) and
 // checks that those events still end up stored or dead-lettered.
 //

@@ -70,7 +70,7 @@ func startQueueConsumer(ctx context.Context, cfg config.Config, proc *pipeline.P
 	main, dead := queues(rdb, cfg)
 	host, _ := os.Hostname()
 	rp := cfg.ReliableProcessor
-	maxStalled := rp.MaxStalledCount
+	maxStalled := *rp.MaxStalledCount
 	if maxStalled == 0 {
 		maxStalled = -1 // the consumer's way of saying "zero"
 	}

@@ -241,7 +241,7 @@ func runWorker(ctx context.Context, configPath string) error {
 	}
 	log.Info("audit worker started", attrs...)
 	<-ctx.Done()
-	log.Info("shutting down", "timeout", cfg.ShutdownTimeout())
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout().String())
 	if err := w.shutdown(cfg.ShutdownTimeout()); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
