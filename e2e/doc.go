@@ -18,9 +18,9 @@
 // AUDIT_E2E_LOCK_MS=5000 sets reliableProcessor.lockDurationMs and
 // stalledIntervalMs to 5 s (about 10 s per recovery instead).
 //
-
-// the worker twice while it holds the same jobs (store cut off meanwhile) and
-// checks that those events still end up stored or dead-lettered.
+// TestDoubleStall kills the worker twice while it holds the same jobs (store cut
+// off meanwhile, 5 s lock and stalled intervals) and checks that those events,
+// which BullMQ would fail as "stalled more than allowable limit", are stored.
 //
 // TestStoreOutage puts a TCP proxy between the worker and PostgreSQL and cuts
 // it for AUDIT_E2E_OUTAGE_SECONDS (default 5) while events keep coming; the
