@@ -286,7 +286,7 @@ func (c *Consumer) finish(ctx context.Context, target string, jobs []*Job, value
 	if target == "failed" {
 		op = "fail"
 	}
-	argv := make([]any, 0, 3+8*len(jobs))
+	argv := make([]any, 0, 3+9*len(jobs))
 	argv = append(argv, c.q.nowMs(), target, len(jobs))
 	for i, j := range jobs {
 		keep := j.Opts.RemoveOnComplete
@@ -309,7 +309,7 @@ func (c *Consumer) finish(ctx context.Context, target string, jobs []*Job, value
 			stack = values[i]
 		}
 		argv = append(argv, j.ID, j.Token, values[i], count, ageSec, stack,
-			stackLimit(j), j.Opts.Attempts)
+			stackLimit(j), j.Opts.Attempts, j.dedupID)
 	}
 	res, err := c.q.run(ctx, scriptFinish, op, argv...)
 	if err != nil {

@@ -35,6 +35,7 @@ type Job struct {
 	Token string
 
 	parentKey string // flows
+	dedupID   string // "deid": the deduplication id to release when the job finishes
 	repeatKey string // "rjk": job scheduler / repeatable job
 	optsErr   error
 }
@@ -397,6 +398,7 @@ func jobFromHash(id string, h map[string]string) *Job {
 		Priority:        int(parseIntText(h["priority"])),
 		ProcessedOn:     parseIntText(h["processedOn"]),
 		parentKey:       h["parentKey"],
+		dedupID:         h["deid"],
 		repeatKey:       h["rjk"],
 	}
 	if v, ok := h["atm"]; ok {

@@ -2,9 +2,10 @@
 -- "moveToFinished"). Each job is checked on its own; a failing check gives that
 -- job a negative code and does not stop the others.
 -- ARGV: 1 base, 2 now (ms), 3 target "completed" | "failed", 4 job count, then per
--- job 8 values: id, token, value (returnvalue JSON | failedReason),
+-- job 9 values: id, token, value (returnvalue JSON | failedReason),
 -- keep count (-1 all, 0 none, N newest), keep age (seconds, -1 = no age limit),
--- stacktrace entry (failed only), stacktrace limit (-1 = none), attempts.
+-- stacktrace entry (failed only), stacktrace limit (-1 = none), attempts,
+-- deduplication id ("" = none; the caller read it from the job at fetch time).
 -- Returns one code per job: 0 ok, -1 job missing, -2 lock missing, -3 not active,
 -- -6 lock held by another token.
 local now = tonumber(ARGV[2])
@@ -19,9 +20,8 @@ redis.call("XTRIM", K.events, "MAXLEN", "~", maxEv)
 
 -- Releases a deduplication key that still points at this job and has no TTL
 -- left to expire it on its own; otherwise later adds with that id are dropped.
-local function releaseDedup(jobKey, id)
-  local deid = redis.call("HGET", jobKey, "deid")
-  if not deid then return end
+local function releaseDedup(deid, id)
+  if deid == "" then return end
   local deKey = base .. "de:" .. deid
   local ttl = redis.call("PTTL", deKey)
   if (ttl == -1 or ttl == 0) and redis.call("GET", deKey) == id then
@@ -95,6 +95,7 @@ local function finishOne(i)
   local stackEntry = ARGV[i + 5]
   local stackLimit = tonumber(ARGV[i + 6])
   local attempts = tonumber(ARGV[i + 7]) or 0
+  local deid = ARGV[i + 8]
 
   local jobKey = base .. id
   if redis.call("EXISTS", jobKey) == 0 then return -1 end
@@ -103,7 +104,7 @@ local function finishOne(i)
   if redis.call("LREM", K.active, -1, id) == 0 then return -3 end
   if token ~= "0" then lockKeys[#lockKeys + 1] = jobKey .. ":lock" end
   released[#released + 1] = id
-  releaseDedup(jobKey, id)
+  releaseDedup(deid, id)
 
   local atm = redis.call("HINCRBY", jobKey, "atm", 1)
   if failed then
@@ -140,7 +141,7 @@ end
 
 local codes = {}
 for j = 0, n - 1 do
-  codes[#codes + 1] = finishOne(5 + j * 8)
+  codes[#codes + 1] = finishOne(5 + j * 9)
 end
 flushFinished()
 delAll(removed)
