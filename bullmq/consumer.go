@@ -61,6 +61,8 @@ type Consumer struct {
 	waitMu sync.Mutex
 	// pending receives the result of a BZPOPMIN that outlived its Wait (ctx ended).
 	pending chan popResult
+
+	parsedOpts optsCache
 }
 
 // NewConsumer returns a consumer of q. It opens one dedicated connection for Wait
@@ -162,7 +164,7 @@ func (c *Consumer) Fetch(ctx context.Context, n int) ([]*Job, error) {
 			h["pb"] = c.opts.WorkerName
 		}
 		h["ats"] = strconv.FormatInt(parseIntText(h["ats"])+1, 10)
-		j := jobFromHash(id, h)
+		j := jobFromHash(id, h, &c.parsedOpts)
 		j.Token = token
 		jobs = append(jobs, j)
 	}

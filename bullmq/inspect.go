@@ -80,7 +80,7 @@ func (q *Queue) GetJob(ctx context.Context, id string) (*Job, error) {
 	if len(h) == 0 {
 		return nil, codeError("get", id, -1)
 	}
-	return jobFromHash(id, h), nil
+	return jobFromHash(id, h, nil), nil
 }
 
 // Remove deletes jobs that no worker holds, in one script call. The per-job

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -385,8 +386,44 @@ func parseIntText(s string) int64 {
 	return 0
 }
 
-// jobFromHash builds a Job from its HGETALL fields.
-func jobFromHash(id string, h map[string]string) *Job {
+// optsCache remembers parsed job options by their JSON text: producers send the
+// same options with every job, and parsing them per job cost more than any other
+// step of turning a fetched hash into a Job. Parsed options are shared between
+// jobs and must not be modified.
+type optsCache struct {
+	mu sync.Mutex
+	m  map[string]parsedOpts
+}
+
+type parsedOpts struct {
+	opts JobOptions
+	err  error
+}
+
+const optsCacheSize = 256
+
+func (c *optsCache) parse(raw string) (JobOptions, error) {
+	if c == nil {
+		var o JobOptions
+		err := o.UnmarshalJSON([]byte(raw))
+		return o, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.m[raw]; ok {
+		return p.opts, p.err
+	}
+	var p parsedOpts
+	p.err = p.opts.UnmarshalJSON([]byte(raw))
+	if c.m == nil || len(c.m) >= optsCacheSize {
+		c.m = make(map[string]parsedOpts, optsCacheSize)
+	}
+	c.m[raw] = p
+	return p.opts, p.err
+}
+
+// jobFromHash builds a Job from its HGETALL fields; cache may be nil.
+func jobFromHash(id string, h map[string]string, cache *optsCache) *Job {
 	j := &Job{
 		ID:              id,
 		Name:            h["name"],
@@ -410,9 +447,7 @@ func jobFromHash(id string, h map[string]string) *Job {
 		j.Data = []byte("{}")
 	}
 	if raw := h["opts"]; raw != "" {
-		if err := j.Opts.UnmarshalJSON([]byte(raw)); err != nil {
-			j.optsErr = err
-		}
+		j.Opts, j.optsErr = cache.parse(raw)
 	}
 	if h["parent"] != "" {
 		j.Opts.Parent = true

@@ -2,6 +2,7 @@ package bullmq
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -131,7 +132,7 @@ func TestUnsupported(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reason, bad := jobFromHash("1", tt.hash).Unsupported()
+			reason, bad := jobFromHash("1", tt.hash, nil).Unsupported()
 			if bad != (tt.want != "") || !strings.Contains(reason, tt.want) {
 				t.Errorf("Unsupported = %q, %v; want containing %q", reason, bad, tt.want)
 			}
@@ -143,12 +144,32 @@ func TestJobFromHash(t *testing.T) {
 	j := jobFromHash("7", map[string]string{
 		"name": "audit-events", "data": `{"a":1}`, "opts": `{"attempts":3}`, "timestamp": "1795696026823",
 		"attemptsMade": "2", "ats": "3.0", "stc": "1", "priority": "0", "processedOn": "1.795696028121e12",
-	})
+	}, nil)
 	wantEqual(t, "legacy attemptsMade", j.AttemptsMade, 2)
 	wantEqual(t, "ats float", j.AttemptsStarted, 3)
 	wantEqual(t, "processedOn exponent", j.ProcessedOn, int64(1795696028121))
 	wantEqual(t, "timestamp", j.Timestamp, int64(1795696026823))
-	j = jobFromHash("8", map[string]string{"atm": "1", "attemptsMade": "5"})
+	j = jobFromHash("8", map[string]string{"atm": "1", "attemptsMade": "5"}, nil)
 	wantEqual(t, "atm wins", j.AttemptsMade, 1)
 	wantEqual(t, "missing data", string(j.Data), "{}")
+}
+
+func TestOptsCacheSharesParsedOptions(t *testing.T) {
+	var c optsCache
+	raw := `{"attempts":3,"backoff":{"type":"exponential","delay":1000},"removeOnComplete":100}`
+	a := jobFromHash("1", map[string]string{"opts": raw}, &c)
+	b := jobFromHash("2", map[string]string{"opts": raw}, &c)
+	wantEqual(t, "attempts", b.Opts.Attempts, 3)
+	wantEqual(t, "backoff delay", b.Opts.Backoff.Delay, int64(1000))
+	wantEqual(t, "parsed once", a.Opts.Backoff == b.Opts.Backoff, true)
+	bad := jobFromHash("3", map[string]string{"opts": `{"attempts":`}, &c)
+	if _, ok := bad.Unsupported(); !ok {
+		t.Error("unreadable options not reported through the cache")
+	}
+	for i := range optsCacheSize + 5 { // the cache stays bounded
+		c.parse(fmt.Sprintf(`{"attempts":%d}`, i))
+	}
+	if len(c.m) > optsCacheSize {
+		t.Errorf("cache holds %d entries", len(c.m))
+	}
 }
