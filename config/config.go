@@ -148,8 +148,8 @@ func (c *Config) applyDefaults() {
 	setInt(&c.Validation.MaxCustomFieldDepth, rules.MaxCustomFieldDepth)
 	setInt(&c.Validation.MaxFutureSkewMs, int(rules.MaxFutureSkew/time.Millisecond))
 	setInt(&c.Validation.MaxEventBytes, rules.MaxEventBytes)
-	setInt(&c.ReliableProcessor.Concurrency, 2)
-	setInt(&c.ReliableProcessor.BatchSize, 500)
+	setInt(&c.ReliableProcessor.Concurrency, 3)
+	setInt(&c.ReliableProcessor.BatchSize, 1000)
 	setInt(&c.ReliableProcessor.LockDurationMs, 30000)
 	setInt(&c.ReliableProcessor.StalledIntervalMs, 30000)
 	if c.ReliableProcessor.MaxStalledCount == nil {
