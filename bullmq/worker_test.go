@@ -228,3 +228,54 @@ func TestWorkerProcessesJobsThatStalledTooOften(t *testing.T) {
 		t.Errorf("handler saw %d jobs, want 1", seen.Load())
 	}
 }
+
+// Completing a large batch out of fetch order takes its jobs out of active in
+// one pass; the other in-flight jobs stay, in their order, and a job that is no
+// longer active is reported as such.
+func TestCompleteLargeBatchOutOfOrder(t *testing.T) {
+	e := newEnv(t)
+	q := e.queue("bulk")
+	ctx := context.Background()
+	addJobs(t, q, 120, JobOptions{Attempts: 1})
+	c := e.consumer(q, ConsumerOptions{})
+	first, second, third := mustFetch(t, c, 40), mustFetch(t, c, 40), mustFetch(t, c, 40)
+	activeBefore := e.rdb.LRange(ctx, q.Keys().Key("active"), 0, -1).Val()
+	e.rdb.LRem(ctx, q.Keys().Key("active"), 1, second[7].ID) // taken away meanwhile
+
+	errs, err := c.Complete(ctx, second, make([][]byte, len(second)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		if i == 7 {
+			if !errors.Is(err, ErrNotActive) {
+				t.Errorf("job %s: %v, want ErrNotActive", second[i].ID, err)
+			}
+		} else if err != nil {
+			t.Errorf("job %s: %v", second[i].ID, err)
+		}
+	}
+	var want []string
+	done := map[string]bool{}
+	for _, j := range second {
+		done[j.ID] = true
+	}
+	for _, id := range activeBefore {
+		if !done[id] {
+			want = append(want, id)
+		}
+	}
+	got := e.rdb.LRange(ctx, q.Keys().Key("active"), 0, -1).Val()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("active after = %v\nwant %v", got, want)
+	}
+	if n := e.count(q.Keys().Key("completed")); n != 39 {
+		t.Errorf("%d completed, want 39", n)
+	}
+	if _, err := c.Complete(ctx, append(first, third...), make([][]byte, 80)); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.rdb.Exists(ctx, q.Keys().Key("active")).Val(); n != 0 {
+		t.Error("active list not empty after all were completed")
+	}
+}

@@ -97,11 +97,8 @@ local function finishOne(i)
   local attempts = tonumber(ARGV[i + 7]) or 0
   local deid = ARGV[i + 8]
 
+  -- Existence, lock and active membership were checked by the caller.
   local jobKey = base .. id
-  if redis.call("EXISTS", jobKey) == 0 then return -1 end
-  local rc = checkLock(jobKey, token)
-  if rc ~= 0 then return rc end
-  if redis.call("LREM", K.active, -1, id) == 0 then return -3 end
   if token ~= "0" then lockKeys[#lockKeys + 1] = jobKey .. ":lock" end
   released[#released + 1] = id
   releaseDedup(deid, id)
@@ -139,9 +136,63 @@ local function finishOne(i)
   return 0
 end
 
+-- Takes the given ids out of active and returns the set of those it found. A
+-- few go one LREM each; many go in one pass over the list, because each LREM
+-- scans the list and a batch would cost batch × active (several in-flight
+-- batches of 1,000 make active long). The order of the rest is kept, and the
+-- occurrence nearest the consumer end is the one removed, as LREM -1 does.
+local function takeManyFromActive(ids)
+  local taken = {}
+  if #ids < 32 then
+    for _, id in ipairs(ids) do
+      if redis.call("LREM", K.active, -1, id) > 0 then taken[id] = true end
+    end
+    return taken
+  end
+  local want = {}
+  for _, id in ipairs(ids) do want[id] = true end
+  local all = redis.call("LRANGE", K.active, 0, -1)
+  local rest = {}
+  for k = #all, 1, -1 do
+    local id = all[k]
+    if want[id] and not taken[id] then
+      taken[id] = true
+    else
+      rest[#rest + 1] = id
+    end
+  end
+  redis.call("DEL", K.active)
+  -- rest runs from the tail to the head: push it back head first.
+  local chunk = {}
+  for k = #rest, 1, -1 do
+    chunk[#chunk + 1] = rest[k]
+    if #chunk == 1000 or k == 1 then
+      redis.call("RPUSH", K.active, unpack(chunk))
+      chunk = {}
+    end
+  end
+  return taken
+end
+
 local codes = {}
+local checked = {}
 for j = 0, n - 1 do
-  codes[#codes + 1] = finishOne(5 + j * 9)
+  local i = 5 + j * 9
+  local jobKey = base .. ARGV[i]
+  local rc = -1
+  if redis.call("EXISTS", jobKey) == 1 then rc = checkLock(jobKey, ARGV[i + 1]) end
+  codes[j + 1] = rc
+  if rc == 0 then checked[#checked + 1] = ARGV[i] end
+end
+local taken = takeManyFromActive(checked)
+for j = 0, n - 1 do
+  if codes[j + 1] == 0 then
+    if taken[ARGV[5 + j * 9]] then
+      codes[j + 1] = finishOne(5 + j * 9)
+    else
+      codes[j + 1] = -3
+    end
+  end
 end
 flushFinished()
 delAll(removed)
