@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -64,6 +65,73 @@ type Worker struct {
 
 	mu     sync.Mutex
 	inHand map[string]*Job // locked jobs, by id
+
+	batchSize atomic.Int64 // SetBatchSize changes it while running
+	slots     slotLimiter  // batches in flight; SetConcurrency changes the limit
+}
+
+// slotLimiter bounds the batches in flight; unlike a buffered channel its limit
+// can change while slots are taken.
+type slotLimiter struct {
+	mu      sync.Mutex
+	limit   int
+	used    int
+	changed chan struct{}
+}
+
+func (l *slotLimiter) acquire(ctx context.Context) error {
+	for {
+		l.mu.Lock()
+		if l.used < l.limit {
+			l.used++
+			l.mu.Unlock()
+			return nil
+		}
+		changed := l.changed
+		l.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
+}
+
+func (l *slotLimiter) release() {
+	l.mu.Lock()
+	l.used--
+	l.notifyLocked()
+	l.mu.Unlock()
+}
+
+func (l *slotLimiter) setLimit(n int) {
+	l.mu.Lock()
+	l.limit = n
+	l.notifyLocked()
+	l.mu.Unlock()
+}
+
+func (l *slotLimiter) notifyLocked() {
+	if l.changed != nil {
+		close(l.changed)
+	}
+	l.changed = make(chan struct{})
+}
+
+// SetBatchSize changes how many jobs the next fetches take (configuration reload).
+func (w *Worker) SetBatchSize(n int) {
+	if n > 0 {
+		w.batchSize.Store(int64(n))
+	}
+}
+
+// SetConcurrency changes how many batches may be in flight (configuration
+// reload). Lowering it lets the batches in flight finish; no new one starts
+// until fewer than n remain.
+func (w *Worker) SetConcurrency(n int) {
+	if n > 0 {
+		w.slots.setLimit(n)
+	}
 }
 
 // NewWorker returns a worker for c and h. Run starts it.
@@ -89,7 +157,10 @@ func NewWorker(c *Consumer, h Handler, opts WorkerOptions) *Worker {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Worker{c: c, h: h, opts: opts, log: opts.Logger, inHand: map[string]*Job{}}
+	w := &Worker{c: c, h: h, opts: opts, log: opts.Logger, inHand: map[string]*Job{}}
+	w.SetBatchSize(opts.BatchSize)
+	w.SetConcurrency(opts.Concurrency)
+	return w
 }
 
 // Run processes jobs until ctx ends, then stops fetching, lets in-flight batches
@@ -108,7 +179,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	go func() { defer background.Done(); w.renewLocks(workCtx) }()
 	go func() { defer background.Done(); w.checkStalled(ctx) }()
 
-	slots := make(chan struct{}, w.opts.Concurrency)
 	var inFlight sync.WaitGroup
 	fetchFailures := 0
 	for ctx.Err() == nil {
@@ -117,16 +187,12 @@ func (w *Worker) Run(ctx context.Context) error {
 				break
 			}
 		}
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
+		if w.slots.acquire(ctx) != nil {
 			break
 		}
-		jobs, err := w.c.Fetch(ctx, w.opts.BatchSize)
+		jobs, err := w.c.Fetch(ctx, int(w.batchSize.Load()))
 		if err != nil {
-			<-slots
+			w.slots.release()
 			fetchFailures++
 			w.log.Warn("fetch failed", "queue", w.c.q.Name(), "err", err)
 			sleep(ctx, w.backoff(fetchFailures))
@@ -134,7 +200,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		fetchFailures = 0
 		if len(jobs) == 0 {
-			<-slots
+			w.slots.release()
 			if _, err := w.c.Wait(ctx, w.opts.DrainDelay); err != nil && ctx.Err() == nil {
 				w.log.Warn("waiting for jobs failed", "queue", w.c.q.Name(), "err", err)
 				sleep(ctx, w.opts.RetryBackoffMin)
@@ -144,7 +210,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.hold(jobs)
 		inFlight.Add(1)
 		go func() {
-			defer func() { <-slots; inFlight.Done() }()
+			defer func() { w.slots.release(); inFlight.Done() }()
 			w.process(ctx, workCtx, jobs)
 		}()
 	}

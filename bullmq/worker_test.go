@@ -279,3 +279,44 @@ func TestCompleteLargeBatchOutOfOrder(t *testing.T) {
 		t.Error("active list not empty after all were completed")
 	}
 }
+
+// Concurrency and batch size change while the worker runs.
+func TestWorkerReconfiguresWhileRunning(t *testing.T) {
+	e := newEnv(t)
+	q := e.realQueue("reconf")
+	var mu sync.Mutex
+	inFlight, maxInFlight, largest := 0, 0, 0
+	release := make(chan struct{})
+	h := HandlerFunc(func(ctx context.Context, jobs []*Job) ([]Result, error) {
+		mu.Lock()
+		inFlight++
+		maxInFlight = max(maxInFlight, inFlight)
+		largest = max(largest, len(jobs))
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		return make([]Result, len(jobs)), nil
+	})
+	addJobs(t, q, 40, JobOptions{Attempts: 1})
+	w := NewWorker(e.consumer(q, ConsumerOptions{}), h, WorkerOptions{BatchSize: 5, Concurrency: 1, DrainDelay: 50 * time.Millisecond})
+	stop := runWorker(t, w)
+	defer stop()
+	time.Sleep(100 * time.Millisecond)
+	mu.Lock()
+	if maxInFlight != 1 || largest != 5 {
+		t.Errorf("before: %d in flight, largest batch %d; want 1 and 5", maxInFlight, largest)
+	}
+	mu.Unlock()
+	w.SetConcurrency(3)
+	w.SetBatchSize(10)
+	eventually(t, "3 batches in flight", func() bool { mu.Lock(); defer mu.Unlock(); return inFlight == 3 })
+	close(release)
+	eventually(t, "40 completed", func() bool { return e.count(q.Keys().Key("completed")) == 40 })
+	mu.Lock()
+	defer mu.Unlock()
+	if maxInFlight != 3 || largest != 10 {
+		t.Errorf("after: at most %d in flight, largest batch %d; want 3 and 10", maxInFlight, largest)
+	}
+}

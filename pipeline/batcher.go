@@ -16,8 +16,8 @@ import (
 // caller gets its own outcomes back once its batch is durable.
 type Batcher struct {
 	proc     *Processor
-	maxSize  int
-	maxWait  time.Duration
+	maxSize  atomic.Int64 // events; changed by SetLimits
+	maxWait  atomic.Int64 // nanoseconds
 	requests chan *request
 	flushers chan struct{} // semaphore
 	timeout  time.Duration
@@ -65,13 +65,25 @@ func NewBatcher(proc *Processor, cfg BatcherConfig) *Batcher {
 		cfg.StoreTimeout = 30 * time.Second
 	}
 	b := &Batcher{
-		proc: proc, maxSize: cfg.MaxSize, maxWait: cfg.MaxWait, timeout: cfg.StoreTimeout,
-		requests: make(chan *request, 4*cfg.MaxSize),
+		proc: proc, timeout: cfg.StoreTimeout,
+		requests: make(chan *request, 4096),
 		flushers: make(chan struct{}, cfg.Flushers),
 		closing:  make(chan struct{}), loopDone: make(chan struct{}),
 	}
+	b.SetLimits(cfg.MaxSize, cfg.MaxWait)
 	go b.loop()
 	return b
+}
+
+// SetLimits changes the batch bounds of a running batcher (configuration
+// reload); values ≤ 0 leave a bound as it is.
+func (b *Batcher) SetLimits(maxSize int, maxWait time.Duration) {
+	if maxSize > 0 {
+		b.maxSize.Store(int64(maxSize))
+	}
+	if maxWait > 0 {
+		b.maxWait.Store(int64(maxWait))
+	}
 }
 
 // Submit processes inputs in some batch and returns their outcomes once that
@@ -126,11 +138,11 @@ func (b *Batcher) loop() {
 	}
 	add := func(r *request) {
 		if len(pending) == 0 {
-			timer.Reset(b.maxWait)
+			timer.Reset(time.Duration(b.maxWait.Load()))
 		}
 		pending = append(pending, r)
 		size += len(r.inputs)
-		if size >= b.maxSize {
+		if int64(size) >= b.maxSize.Load() {
 			flush()
 		}
 	}

@@ -66,6 +66,21 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 	}
 }
 
+// Reconfigure changes the threshold and the recovery timeout of a running
+// breaker (configuration reload); the state and the failures counted are kept.
+func (b *Breaker) Reconfigure(failureThreshold int, recoveryTimeout time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if failureThreshold > 0 {
+		b.threshold = failureThreshold
+	}
+	if recoveryTimeout > 0 {
+		b.recovery = recoveryTimeout
+	}
+	close(b.changed) // wake Wait so that it re-reads the timeout
+	b.changed = make(chan struct{})
+}
+
 // State returns the current state.
 func (b *Breaker) State() BreakerState {
 	b.mu.Lock()

@@ -121,3 +121,41 @@ func TestProcessorWithBreaker(t *testing.T) {
 		t.Errorf("stats = %+v", s)
 	}
 }
+
+func TestBreakerReconfigure(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1000, 0)}
+	b := NewBreaker(BreakerConfig{FailureThreshold: 5, RecoveryTimeout: time.Minute, Now: clock.Now})
+	down := audit.Errorf(audit.CodeUnavailable, "down")
+	b.allow()
+	b.record(down)
+	b.Reconfigure(2, 5*time.Second)
+	b.allow()
+	b.record(down)
+	if b.State() != BreakerOpen {
+		t.Fatalf("state %s after 2 failures with threshold lowered to 2", b.State())
+	}
+	clock.Add(5 * time.Second)
+	if !b.allow() {
+		t.Error("no probe after the new, shorter recovery timeout")
+	}
+}
+
+func TestBatcherSetLimits(t *testing.T) {
+	store := newMemStore()
+	b := NewBatcher(newProcessor(store), BatcherConfig{MaxSize: 1000, MaxWait: time.Hour})
+	defer b.Close(context.Background())
+	b.SetLimits(1, 0) // one event makes a batch now
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Submit(context.Background(), []Input{{Payload: eventgen.New(4).Valid()}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("batch not flushed at the new size limit")
+	}
+}

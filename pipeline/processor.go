@@ -61,23 +61,33 @@ type Config struct {
 // Processor validates, verifies and stores batches of events.
 type Processor struct {
 	store audit.EventStore
-	cfg   Config
+	cfg   atomic.Pointer[Config] // replaced whole on reload, read once per batch
 	stats counters
 }
 
 // NewProcessor returns a processor writing to store.
 func NewProcessor(store audit.EventStore, cfg Config) *Processor {
+	p := &Processor{store: store}
+	p.Reconfigure(cfg)
+	return p
+}
+
+// Reconfigure replaces the rules, the HMAC key and the breaker for the batches
+// that start from now on (configuration reload); batches in flight finish with
+// the configuration they started with.
+func (p *Processor) Reconfigure(cfg Config) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Processor{store: store, cfg: cfg}
+	p.cfg.Store(&cfg)
 }
 
 // Process handles inputs as one batch. The outcomes are in input order. A non-nil
 // error means nothing of the batch was written (the store failed); it is
 // transient (audit.IsTransient) unless the context ended.
 func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, error) {
-	now := p.cfg.Now()
+	cfg := p.cfg.Load()
+	now := cfg.Now()
 	outcomes := make([]Outcome, len(inputs))
 	var batch audit.Batch
 	recordAt := make([]int, 0, len(inputs)) // batch.Records[i] came from inputs[recordAt[i]]
@@ -95,11 +105,11 @@ func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, err
 		}
 		outcomes[i].Key = key
 
-		ev, warnings, err := audit.ParseEvent(in.Payload, p.cfg.Rules, now)
+		ev, warnings, err := audit.ParseEvent(in.Payload, cfg.Rules, now)
 		outcomes[i].Warnings = warnings
 		var integrity audit.IntegrityResult
 		if err == nil {
-			integrity, err = audit.VerifyIntegrity(&ev, p.cfg.HMACKey)
+			integrity, err = audit.VerifyIntegrity(&ev, cfg.HMACKey)
 		}
 		if err != nil {
 			dl := deadLetter(in, key, received, err)
@@ -121,7 +131,7 @@ func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, err
 	}
 
 	if len(batch.Records) > 0 || len(batch.DeadLetters) > 0 {
-		results, err := p.storeBatch(ctx, batch)
+		results, err := p.storeBatch(ctx, cfg.Breaker, batch)
 		if err != nil {
 			p.stats.storeFailures.Add(1)
 			if ctx.Err() != nil {
@@ -143,8 +153,7 @@ func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, err
 }
 
 // storeBatch calls the store through the breaker, if there is one.
-func (p *Processor) storeBatch(ctx context.Context, batch audit.Batch) ([]audit.StoreResult, error) {
-	br := p.cfg.Breaker
+func (p *Processor) storeBatch(ctx context.Context, br *Breaker, batch audit.Batch) ([]audit.StoreResult, error) {
 	if br == nil {
 		return p.store.StoreBatch(ctx, batch)
 	}

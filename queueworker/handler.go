@@ -35,9 +35,10 @@ type Config struct {
 
 // Handler is the bullmq.Handler that stores audit events.
 type Handler struct {
-	cfg       Config
-	log       *slog.Logger
-	deadAdded atomic.Int64
+	cfg            Config
+	log            *slog.Logger
+	deadAdded      atomic.Int64
+	alertThreshold atomic.Int64 // SetAlertThreshold changes it while running
 
 	alertMu   sync.Mutex
 	lastAlert time.Time
@@ -55,8 +56,14 @@ func NewHandler(cfg Config) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, log: log}
+	h := &Handler{cfg: cfg, log: log}
+	h.SetAlertThreshold(cfg.AlertThreshold)
+	return h
 }
+
+// SetAlertThreshold changes the dead-letter depth that triggers a warning
+// (configuration reload); 0 turns the warning off.
+func (h *Handler) SetAlertThreshold(n int) { h.alertThreshold.Store(int64(max(n, 0))) }
 
 // IdempotencyKey identifies a job's event across redeliveries. BullMQ's
 // auto-increment ids start again at 1 when Redis is emptied, so they are paired
@@ -165,7 +172,8 @@ func deadLetterJobID(key string) string {
 
 // alertIfDeep warns when the dead-letter queue passes its threshold.
 func (h *Handler) alertIfDeep(ctx context.Context) {
-	if h.cfg.AlertThreshold <= 0 {
+	threshold := h.alertThreshold.Load()
+	if threshold <= 0 {
 		return
 	}
 	h.alertMu.Lock()
@@ -177,10 +185,10 @@ func (h *Handler) alertIfDeep(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	if depth := counts[bullmq.StateWaiting] + counts[bullmq.StatePaused]; depth >= int64(h.cfg.AlertThreshold) {
+	if depth := counts[bullmq.StateWaiting] + counts[bullmq.StatePaused]; depth >= threshold {
 		h.lastAlert = h.cfg.Now()
 		h.log.Warn("dead-letter queue above its alert threshold", "queue", h.cfg.DeadLetters.Name(),
-			"depth", depth, "threshold", h.cfg.AlertThreshold)
+			"depth", depth, "threshold", threshold)
 	}
 }
 

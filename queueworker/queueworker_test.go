@@ -1,8 +1,10 @@
 package queueworker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -316,5 +318,39 @@ func TestRedriveAfterFix(t *testing.T) {
 	left, _ := ListDeadLetters(ctx, f.dlq, "", 0)
 	if len(left) != 1 || left[0].Payload.ReasonCode != audit.ReasonIntegrityViolation {
 		t.Errorf("left in the dead-letter queue: %+v", left)
+	}
+}
+
+// A warning is logged once the dead-letter queue reaches the alert threshold,
+// which can be changed while running.
+func TestDeadLetterAlertThreshold(t *testing.T) {
+	f := newFixture(t)
+	var logs bytes.Buffer
+	proc := pipeline.NewProcessor(f.store, pipeline.Config{Rules: audit.DefaultRules()})
+	h := NewHandler(Config{Processor: proc, Queue: "audit-events", DeadLetters: f.dlq, AlertThreshold: 3,
+		AlertInterval: time.Nanosecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	invalid := func() []byte { b, _ := f.gen.Invalid(); return b }
+	f.add(t, invalid(), invalid())
+	c, err := bullmq.NewConsumer(f.main, bullmq.ConsumerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	jobs, _ := c.Fetch(ctx, 10)
+	if _, err := h.Handle(ctx, jobs); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "alert threshold") {
+		t.Fatalf("warned below the threshold: %s", logs.String())
+	}
+	h.SetAlertThreshold(2)
+	f.add(t, invalid())
+	jobs, _ = c.Fetch(ctx, 10)
+	if _, err := h.Handle(ctx, jobs); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "dead-letter queue above its alert threshold") || !strings.Contains(logs.String(), "depth=3") {
+		t.Errorf("no warning at depth 3 with threshold 2: %s", logs.String())
 	}
 }

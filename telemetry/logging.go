@@ -8,12 +8,13 @@ import (
 )
 
 // NewLogger returns a slog logger writing to w at the given level
-// (debug, info, warn, error). Format "json" or "text"; "" picks text for a
-// terminal and JSON otherwise (for log collectors).
-func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: %w", level, err)
+// (debug, info, warn, error), and the level's variable, which changes the level
+// of the running logger (configuration reload). Format "json" or "text"; ""
+// picks text for a terminal and JSON otherwise (for log collectors).
+func NewLogger(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar, error) {
+	lvl := new(slog.LevelVar)
+	if err := SetLevel(lvl, level); err != nil {
+		return nil, nil, err
 	}
 	if format == "" {
 		format = "json"
@@ -24,11 +25,21 @@ func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lvl}
 	switch format {
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), lvl, nil
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), lvl, nil
 	}
-	return nil, fmt.Errorf("log format %q: must be json or text", format)
+	return nil, nil, fmt.Errorf("log format %q: must be json or text", format)
+}
+
+// SetLevel sets v from a level name (debug, info, warn, error).
+func SetLevel(v *slog.LevelVar, level string) error {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return fmt.Errorf("log level %q: %w", level, err)
+	}
+	v.Set(lvl)
+	return nil
 }
 
 func isTerminal(w io.Writer) bool {

@@ -9,7 +9,7 @@ import (
 
 func TestNewLogger(t *testing.T) {
 	var buf bytes.Buffer
-	log, err := NewLogger(&buf, "warn", "")
+	log, level, err := NewLogger(&buf, "warn", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,15 +23,23 @@ func TestNewLogger(t *testing.T) {
 		t.Errorf("line = %v", line)
 	}
 	buf.Reset()
-	text, _ := NewLogger(&buf, "info", "text")
+	if err := SetLevel(level, "debug"); err != nil {
+		t.Fatal(err)
+	}
+	log.Debug("now shown")
+	if !strings.Contains(buf.String(), "now shown") {
+		t.Errorf("level change not applied: %q", buf.String())
+	}
+	buf.Reset()
+	text, _, _ := NewLogger(&buf, "info", "text")
 	text.Info("hello")
 	if !strings.Contains(buf.String(), "msg=hello") {
 		t.Errorf("text format: %q", buf.String())
 	}
-	if _, err := NewLogger(&buf, "loud", ""); err == nil {
+	if _, _, err := NewLogger(&buf, "loud", ""); err == nil {
 		t.Error("bad level accepted")
 	}
-	if _, err := NewLogger(&buf, "info", "xml"); err == nil {
+	if _, _, err := NewLogger(&buf, "info", "xml"); err == nil {
 		t.Error("bad format accepted")
 	}
 }

@@ -37,7 +37,8 @@ func newLogger(cfg config.Config) (*slog.Logger, error) {
 	if env := os.Getenv("LOG_LEVEL"); env != "" {
 		level = env
 	}
-	return telemetry.NewLogger(os.Stderr, level, cfg.Logging.Format)
+	log, _, err := telemetry.NewLogger(os.Stderr, level, cfg.Logging.Format)
+	return log, err
 }
 
 // openStore opens PostgreSQL when the configuration names it, else the embedded
