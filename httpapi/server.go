@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/smartlogs/audit-worker/pipeline"
@@ -37,7 +38,7 @@ type Options struct {
 // Server serves the worker's HTTP endpoints.
 type Server struct {
 	opts    Options
-	keyHash [][sha256.Size]byte
+	keyHash atomic.Pointer[[][sha256.Size]byte] // replaced whole by SetAPIKeys
 	mux     *http.ServeMux
 }
 
@@ -51,12 +52,20 @@ func New(opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{opts: opts, mux: http.NewServeMux()}
-	for _, k := range opts.APIKeys {
-		s.keyHash = append(s.keyHash, sha256.Sum256([]byte(k)))
-	}
+	s.SetAPIKeys(opts.APIKeys)
 	s.mux.HandleFunc("POST /v1/events", s.requireKey(s.ingest))
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	return s
+}
+
+// SetAPIKeys replaces the accepted keys (configuration reload: keys rotate
+// without a restart).
+func (s *Server) SetAPIKeys(keys []string) {
+	hashes := make([][sha256.Size]byte, len(keys))
+	for i, k := range keys {
+		hashes[i] = sha256.Sum256([]byte(k))
+	}
+	s.keyHash.Store(&hashes)
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -77,7 +86,7 @@ func (s *Server) requireKey(next http.HandlerFunc) http.HandlerFunc {
 func (s *Server) validKey(token string) bool {
 	presented := sha256.Sum256([]byte(token))
 	match := 0
-	for _, k := range s.keyHash { // no early exit: every key is compared
+	for _, k := range *s.keyHash.Load() { // no early exit: every key is compared
 		match |= subtle.ConstantTimeCompare(presented[:], k[:])
 	}
 	return match == 1 && token != ""

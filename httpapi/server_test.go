@@ -189,3 +189,14 @@ func TestHealthz(t *testing.T) {
 		t.Errorf("store closed: %s, want 503", resp.Status)
 	}
 }
+
+func TestAPIKeysRotate(t *testing.T) {
+	s := New(Options{APIKeys: []string{"old-key-0123456789"}})
+	if !s.validKey("old-key-0123456789") || s.validKey("new-key-0123456789") {
+		t.Fatal("initial keys wrong")
+	}
+	s.SetAPIKeys([]string{"new-key-0123456789"})
+	if s.validKey("old-key-0123456789") || !s.validKey("new-key-0123456789") {
+		t.Error("keys not rotated")
+	}
+}
