@@ -1,18 +1,19 @@
 package config
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	audit "github.com/smartlogs/audit-worker"
 )
@@ -20,9 +21,15 @@ import (
 // Config is the whole configuration file. Sections the original file has and this
 // worker does not use yet are accepted and ignored, so existing files keep working.
 type Config struct {
+	// Environment is the original's top-level environment: development (default),
+	// staging, production or test. Production turns on the stricter cross-field
+	// rules of Validate (TLS to the database, a real encryption key, no debug logs).
+	Environment string `json:"environment"`
+
 	Redis             Redis             `json:"redis"`
 	EnhancedClient    EnhancedClient    `json:"enhancedClient"`
 	Security          Security          `json:"security"`
+	Monitoring        Monitoring        `json:"monitoring"`
 	ReliableProcessor ReliableProcessor `json:"reliableProcessor"`
 	Worker            Worker            `json:"worker"`
 
@@ -60,6 +67,43 @@ type EnhancedClient struct {
 type Security struct {
 	EncryptionKey string `json:"encryptionKey"`
 	Algorithm     string `json:"algorithm"`
+}
+
+// Environments are the values of the top-level environment field.
+var Environments = []string{"development", "staging", "production", "test"}
+
+// Monitoring is the part of the original's monitoring section this worker reads
+// (its other fields, such as notification, are accepted and ignored). Defaults
+// are the original's development values (spec §5.3).
+type Monitoring struct {
+	AlertThresholds AlertThresholds `json:"alertThresholds"`
+	// HealthCheckInterval is how often the health checks run, in milliseconds.
+	HealthCheckInterval int              `json:"healthCheckInterval"`
+	PatternDetection    PatternDetection `json:"patternDetection"`
+}
+
+// AlertThresholds are the levels above which the worker raises an alert.
+type AlertThresholds struct {
+	ErrorRate         float64 `json:"errorRate"`         // share of failed events, 0–1
+	QueueDepth        int     `json:"queueDepth"`        // waiting jobs
+	ProcessingLatency int     `json:"processingLatency"` // milliseconds
+	MemoryUsage       float64 `json:"memoryUsage"`       // share of the memory limit, 0.1–1
+}
+
+// PatternDetection holds the suspicious-pattern detectors' thresholds (events
+// per window) and windows (milliseconds), and the off-hours window in hours of
+// the day: [offHoursStart, offHoursEnd), wrapping midnight when start > end.
+type PatternDetection struct {
+	FailedAuthThreshold          int `json:"failedAuthThreshold"`
+	FailedAuthTimeWindow         int `json:"failedAuthTimeWindow"`
+	UnauthorizedAccessThreshold  int `json:"unauthorizedAccessThreshold"`
+	UnauthorizedAccessTimeWindow int `json:"unauthorizedAccessTimeWindow"`
+	DataAccessVelocityThreshold  int `json:"dataAccessVelocityThreshold"`
+	DataAccessTimeWindow         int `json:"dataAccessTimeWindow"`
+	BulkOperationThreshold       int `json:"bulkOperationThreshold"`
+	BulkOperationTimeWindow      int `json:"bulkOperationTimeWindow"`
+	OffHoursStart                int `json:"offHoursStart"`
+	OffHoursEnd                  int `json:"offHoursEnd"`
 }
 
 // ReliableProcessor is the original's queue section.
@@ -131,13 +175,34 @@ func Default() Config {
 	return c
 }
 
+// applyDefaults fills every zero field with its default.
 func (c *Config) applyDefaults() {
+	c.fillDefaults()
+	c.deriveDefaults()
+}
+
+// fillDefaults sets, where the field is zero, every default that does not depend
+// on another field. Parse calls it before decoding the file over the result, so
+// that a value the file does write — even 0 or "" — is kept and validated as
+// written (as the JSON Schema sees it) instead of silently becoming the default.
+func (c *Config) fillDefaults() {
 	rules := audit.DefaultRules()
 	setInt := func(p *int, v int) {
 		if *p == 0 {
 			*p = v
 		}
 	}
+	setFloat := func(p *float64, v float64) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setString := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	setString(&c.Environment, "development")
 	setInt(&c.Worker.Port, 3001)
 	setInt(&c.Worker.ShutdownTimeout, 10000)
 	setInt(&c.EnhancedClient.MaxConnections, 20)
@@ -152,36 +217,52 @@ func (c *Config) applyDefaults() {
 	setInt(&c.ReliableProcessor.BatchSize, 1000)
 	setInt(&c.ReliableProcessor.LockDurationMs, 30000)
 	setInt(&c.ReliableProcessor.StalledIntervalMs, 30000)
-	if c.ReliableProcessor.MaxStalledCount == nil {
-		one := 1
-		c.ReliableProcessor.MaxStalledCount = &one
-	}
 	setInt(&c.ReliableProcessor.CircuitBreakerConfig.FailureThreshold, 5)
 	setInt(&c.ReliableProcessor.CircuitBreakerConfig.RecoveryTimeout, 60000)
 	setInt(&c.ReliableProcessor.DeadLetterConfig.AlertThreshold, 10)
-	if c.Redis.Host != "" {
-		setInt(&c.Redis.Port, 6379)
-	}
-	if c.Redis.KeyPrefix == "" {
-		c.Redis.KeyPrefix = "bull"
-	}
-	if c.ReliableProcessor.QueueName == "" {
-		c.ReliableProcessor.QueueName = "audit-events"
-	}
-	if c.ReliableProcessor.DeadLetterConfig.QueueName == "" {
-		c.ReliableProcessor.DeadLetterConfig.QueueName = "audit-events-failed"
-	}
-	if c.Storage.DataDir == "" {
-		c.Storage.DataDir = "audit-data"
-	}
-	if c.HTTP.Address == "" {
-		c.HTTP.Address = ":" + strconv.Itoa(c.Worker.Port)
-	}
+	setString(&c.ReliableProcessor.QueueName, "audit-events")
+	setString(&c.ReliableProcessor.DeadLetterConfig.QueueName, "audit-events-failed")
+	// The port is set even without a host so that the effective configuration
+	// shows what redis.host alone would connect to.
+	setInt(&c.Redis.Port, 6379)
+	setString(&c.Redis.KeyPrefix, "bull")
+	setString(&c.Storage.DataDir, "audit-data")
 	if c.HTTP.MaxBodyBytes == 0 {
 		c.HTTP.MaxBodyBytes = 8 << 20
 	}
-	if c.Logging.Level == "" {
-		c.Logging.Level = "info"
+	setString(&c.Logging.Level, "info")
+
+	m := &c.Monitoring
+	setFloat(&m.AlertThresholds.ErrorRate, 0.1)
+	setInt(&m.AlertThresholds.QueueDepth, 100)
+	setInt(&m.AlertThresholds.ProcessingLatency, 5000)
+	setFloat(&m.AlertThresholds.MemoryUsage, 0.8)
+	setInt(&m.HealthCheckInterval, 30000)
+	p := &m.PatternDetection
+	setInt(&p.FailedAuthThreshold, 5)
+	setInt(&p.FailedAuthTimeWindow, 300000)
+	setInt(&p.UnauthorizedAccessThreshold, 3)
+	setInt(&p.UnauthorizedAccessTimeWindow, 600000)
+	setInt(&p.DataAccessVelocityThreshold, 50)
+	setInt(&p.DataAccessTimeWindow, 60000)
+	setInt(&p.BulkOperationThreshold, 100)
+	setInt(&p.BulkOperationTimeWindow, 300000)
+	// 0 is a valid hour (and a valid error rate), but fillDefaults runs before
+	// the file is decoded, so a 0 the file writes is kept.
+	if p.OffHoursStart == 0 && p.OffHoursEnd == 0 {
+		p.OffHoursStart, p.OffHoursEnd = 22, 6
+	}
+}
+
+// deriveDefaults sets the defaults that depend on other fields or that an
+// explicit JSON null clears; Parse calls it after decoding.
+func (c *Config) deriveDefaults() {
+	if c.HTTP.Address == "" {
+		c.HTTP.Address = ":" + strconv.Itoa(c.Worker.Port)
+	}
+	if c.ReliableProcessor.MaxStalledCount == nil {
+		one := 1
+		c.ReliableProcessor.MaxStalledCount = &one
 	}
 }
 
@@ -199,21 +280,80 @@ func Load(path string) (Config, error) {
 }
 
 // Parse decodes a configuration document, applies defaults and validates it.
-func Parse(data []byte) (Config, error) {
-	var c Config
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&c); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			return Config{}, &Error{Problems: []Problem{{Field: typeErr.Field, Rule: "must be a " + typeErr.Type.String()}}}
+// An encrypted document (see DecryptDocument) is decrypted first with the key
+// from AUDIT_CONFIG_PASSWORD and AUDIT_CONFIG_SALT; string values that are
+// exactly ${NAME} are replaced by the environment variable NAME.
+func Parse(data []byte) (Config, error) { return parse(data, os.LookupEnv) }
+
+func parse(data []byte, lookup func(string) (string, bool)) (Config, error) {
+	if IsEncrypted(data) {
+		password, salt, err := keyMaterial(lookup)
+		if err != nil {
+			return Config{}, fmt.Errorf("the configuration is encrypted: %w", err)
 		}
-		return Config{}, fmt.Errorf("parse config: %w", err)
+		if data, err = DecryptDocument(data, password, salt); err != nil {
+			return Config{}, err
+		}
 	}
-	c.applyDefaults()
-	if err := c.Validate(); err != nil {
+	doc, probs, err := resolveEnvRefs(data, lookup)
+	if err != nil {
 		return Config{}, err
 	}
+	var c Config
+	c.fillDefaults()
+	if err := json.Unmarshal(doc, &c); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if !errors.As(err, &typeErr) {
+			return Config{}, fmt.Errorf("parse config: %w", err)
+		}
+		// Unmarshal skips the value of the wrong type and decodes the rest, so
+		// the other fields are still validated and all problems reported at once.
+		probs = append(probs, Problem{Field: typeErr.Field, Rule: "must be " + jsonTypeName(typeErr.Type)})
+	}
+	c.deriveDefaults()
+	if err := c.Validate(); err != nil {
+		var ce *Error
+		if !errors.As(err, &ce) {
+			return Config{}, err
+		}
+		// A field already reported (wrong type, unset variable) still holds its
+		// default or the literal ${NAME}; its range errors would only be noise.
+		reported := make(map[string]bool, len(probs))
+		for _, p := range probs {
+			reported[p.Field] = true
+		}
+		for _, p := range ce.Problems {
+			if !reported[p.Field] {
+				probs = append(probs, p)
+			}
+		}
+	}
+	if len(probs) > 0 {
+		return Config{}, &Error{Problems: probs}
+	}
 	return c, nil
+}
+
+// jsonTypeName names a Go field type the way the JSON Schema does.
+func jsonTypeName(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	default:
+		return "an object"
+	}
 }
 
 // Problem is one broken rule: the field (dotted path) and the rule.
@@ -222,20 +362,50 @@ type Problem struct {
 	Rule  string
 }
 
+func (p Problem) String() string { return p.Field + ": " + p.Rule }
+
 // Error lists every rule a configuration breaks.
 type Error struct{ Problems []Problem }
 
 func (e *Error) Error() string {
 	parts := make([]string, len(e.Problems))
 	for i, p := range e.Problems {
-		parts[i] = p.Field + ": " + p.Rule
+		parts[i] = p.String()
 	}
 	return "invalid configuration: " + strings.Join(parts, "; ")
 }
 
-var queueNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_{}-]+$`)
+// The patterns of the string rules. schema.json uses the same expressions (a
+// test checks), so the published schema and Validate cannot disagree on them.
+const (
+	queueNameExpr     = `^[a-zA-Z0-9_{}-]+$`
+	postgresURLExpr   = `^postgres(ql)?://`
+	redisURLExpr      = `^rediss?://`
+	keyPrefixExpr     = `^\S+$`
+	portExpr          = `([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])`
+	clusterNodeExpr   = `^(\[[^\[\]\s]+\]|[^\s:\[\]]+):` + portExpr + `$`
+	listenAddressExpr = `^(\[[^\[\]\s]+\]|[^\s:\[\]]*):(0|` + portExpr + `)$`
+	tlsSSLModeExpr    = `[?&]sslmode=(require|verify-ca|verify-full)(&|$)`
+	// placeholderExpr finds the sample values of the original's README and
+	// docs (your-256-bit-encryption-key-here, changeme, …) in a key. It spells
+	// out case-insensitivity with classes because JSON Schema regexes
+	// (ECMA-262) have no (?i).
+	placeholderExpr = `[Yy][Oo][Uu][Rr][-_]|[Ee][Xx][Aa][Mm][Pp][Ll][Ee]|[Cc][Hh][Aa][Nn][Gg][Ee][-_]?[Mm][Ee]|[Pp][Ll][Aa][Cc][Ee][Hh][Oo][Ll][Dd][Ee][Rr]|[Rr][Ee][Pp][Ll][Aa][Cc][Ee][-_]?[Mm][Ee]`
+)
 
-// Validate checks every field against its rule.
+var (
+	queueNamePattern     = regexp.MustCompile(queueNameExpr)
+	postgresURLPattern   = regexp.MustCompile(postgresURLExpr)
+	redisURLPattern      = regexp.MustCompile(redisURLExpr)
+	keyPrefixPattern     = regexp.MustCompile(keyPrefixExpr)
+	clusterNodePattern   = regexp.MustCompile(clusterNodeExpr)
+	listenAddressPattern = regexp.MustCompile(listenAddressExpr)
+	tlsSSLModePattern    = regexp.MustCompile(tlsSSLModeExpr)
+	placeholderPattern   = regexp.MustCompile(placeholderExpr)
+)
+
+// Validate checks every field against its rule, then the cross-field rules,
+// and reports every broken rule at once.
 func (c *Config) Validate() error {
 	var probs []Problem
 	check := func(ok bool, field, rule string) {
@@ -246,72 +416,151 @@ func (c *Config) Validate() error {
 	between := func(v, lo, hi int, field string) {
 		check(v >= lo && v <= hi, field, fmt.Sprintf("must be between %d and %d (is %d)", lo, hi, v))
 	}
+	betweenFloat := func(v, lo, hi float64, field string) {
+		check(v >= lo && v <= hi, field, fmt.Sprintf("must be between %g and %g (is %g)", lo, hi, v))
+	}
+	atLeast := func(v, lo int, field string) {
+		check(v >= lo, field, fmt.Sprintf("must be at least %d (is %d)", lo, v))
+	}
+	matches := func(re *regexp.Regexp, v, field string) {
+		check(re.MatchString(v), field, "must match "+re.String())
+	}
+	// Lengths count characters, as JSON Schema's minLength does.
+	minChars := func(v string, n int, field string) {
+		check(utf8.RuneCountInString(v) >= n, field, fmt.Sprintf("must be at least %d characters", n))
+	}
+
+	check(slices.Contains(Environments, c.Environment), "environment",
+		fmt.Sprintf("must be one of %s (is %q)", strings.Join(Environments, ", "), c.Environment))
+
+	between(c.Redis.Port, 1, 65535, "redis.port")
+	between(c.Redis.DB, 0, 1000, "redis.db")
+	if c.Redis.URL != "" {
+		_, err := url.Parse(c.Redis.URL)
+		check(err == nil && redisURLPattern.MatchString(c.Redis.URL), "redis.url", "must be a redis:// or rediss:// URL")
+	}
+	for i, n := range c.Redis.ClusterNodes {
+		check(clusterNodePattern.MatchString(n), fmt.Sprintf("redis.clusterNodes[%d]", i), "must be host:port")
+	}
+	check(keyPrefixPattern.MatchString(c.Redis.KeyPrefix), "redis.keyPrefix", "must be non-empty without whitespace")
 
 	if cs := c.EnhancedClient.ConnectionString; cs != "" {
-		u, err := url.Parse(cs)
-		check(err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql"),
+		_, err := url.Parse(cs)
+		check(err == nil && postgresURLPattern.MatchString(cs),
 			"enhancedClient.connectionString", "must be a postgres:// or postgresql:// URL")
 	}
 	between(c.EnhancedClient.MaxConnections, 1, 100, "enhancedClient.maxConnections")
 	if k := c.Security.EncryptionKey; k != "" {
-		check(len(k) >= 32, "security.encryptionKey", "must be at least 32 characters")
+		minChars(k, 32, "security.encryptionKey")
 	}
-	between(c.Worker.Port, 1, 65535, "worker.port")
-	between(c.Worker.ShutdownTimeout, 1000, 600000, "worker.shutdownTimeout")
-	if c.Redis.Host != "" {
-		between(c.Redis.Port, 1, 65535, "redis.port")
+
+	t := c.Monitoring.AlertThresholds
+	betweenFloat(t.ErrorRate, 0, 1, "monitoring.alertThresholds.errorRate")
+	atLeast(t.QueueDepth, 1, "monitoring.alertThresholds.queueDepth")
+	atLeast(t.ProcessingLatency, 1, "monitoring.alertThresholds.processingLatency")
+	betweenFloat(t.MemoryUsage, 0.1, 1, "monitoring.alertThresholds.memoryUsage")
+	between(c.Monitoring.HealthCheckInterval, 5000, 300000, "monitoring.healthCheckInterval")
+	pd := c.Monitoring.PatternDetection
+	for _, d := range []struct {
+		threshold, window   int
+		thresholdF, windowF string
+	}{
+		{pd.FailedAuthThreshold, pd.FailedAuthTimeWindow, "failedAuthThreshold", "failedAuthTimeWindow"},
+		{pd.UnauthorizedAccessThreshold, pd.UnauthorizedAccessTimeWindow, "unauthorizedAccessThreshold", "unauthorizedAccessTimeWindow"},
+		{pd.DataAccessVelocityThreshold, pd.DataAccessTimeWindow, "dataAccessVelocityThreshold", "dataAccessTimeWindow"},
+		{pd.BulkOperationThreshold, pd.BulkOperationTimeWindow, "bulkOperationThreshold", "bulkOperationTimeWindow"},
+	} {
+		between(d.threshold, 1, 1_000_000, "monitoring.patternDetection."+d.thresholdF)
+		between(d.window, 1000, 86_400_000, "monitoring.patternDetection."+d.windowF)
 	}
-	between(c.Redis.DB, 0, 1000, "redis.db")
-	if c.Redis.URL != "" {
-		u, err := url.Parse(c.Redis.URL)
-		check(err == nil && (u.Scheme == "redis" || u.Scheme == "rediss"), "redis.url", "must be a redis:// or rediss:// URL")
-	}
-	for i, n := range c.Redis.ClusterNodes {
-		_, _, err := net.SplitHostPort(n)
-		check(err == nil, fmt.Sprintf("redis.clusterNodes[%d]", i), "must be host:port")
-	}
-	check(!strings.ContainsAny(c.Redis.KeyPrefix, " \t\r\n"), "redis.keyPrefix", "must not contain whitespace")
+	between(pd.OffHoursStart, 0, 23, "monitoring.patternDetection.offHoursStart")
+	between(pd.OffHoursEnd, 0, 23, "monitoring.patternDetection.offHoursEnd")
+
 	between(c.ReliableProcessor.Concurrency, 1, 50, "reliableProcessor.concurrency")
 	between(c.ReliableProcessor.BatchSize, 1, 10000, "reliableProcessor.batchSize")
 	between(c.ReliableProcessor.LockDurationMs, 1000, 600000, "reliableProcessor.lockDurationMs")
 	between(c.ReliableProcessor.StalledIntervalMs, 1000, 600000, "reliableProcessor.stalledIntervalMs")
-	between(*c.ReliableProcessor.MaxStalledCount, 0, 100, "reliableProcessor.maxStalledCount")
+	if c.ReliableProcessor.MaxStalledCount != nil {
+		between(*c.ReliableProcessor.MaxStalledCount, 0, 100, "reliableProcessor.maxStalledCount")
+	}
+	// The circuit breaker's and the dead-letter queue's ranges are the original validator's.
 	between(c.ReliableProcessor.CircuitBreakerConfig.FailureThreshold, 1, 100, "reliableProcessor.circuitBreakerConfig.failureThreshold")
 	between(c.ReliableProcessor.CircuitBreakerConfig.RecoveryTimeout, 1000, 300000, "reliableProcessor.circuitBreakerConfig.recoveryTimeout")
-	between(c.ReliableProcessor.DeadLetterConfig.AlertThreshold, 1, 1000000, "reliableProcessor.deadLetterConfig.alertThreshold")
-	check(queueNamePattern.MatchString(c.ReliableProcessor.QueueName), "reliableProcessor.queueName",
-		"must match "+queueNamePattern.String())
-	check(queueNamePattern.MatchString(c.ReliableProcessor.DeadLetterConfig.QueueName),
-		"reliableProcessor.deadLetterConfig.queueName", "must match "+queueNamePattern.String())
+	between(c.ReliableProcessor.DeadLetterConfig.AlertThreshold, 1, 1000, "reliableProcessor.deadLetterConfig.alertThreshold")
+	matches(queueNamePattern, c.ReliableProcessor.QueueName, "reliableProcessor.queueName")
+	matches(queueNamePattern, c.ReliableProcessor.DeadLetterConfig.QueueName, "reliableProcessor.deadLetterConfig.queueName")
+
+	between(c.Worker.Port, 1, 65535, "worker.port")
+	between(c.Worker.ShutdownTimeout, 1000, 600000, "worker.shutdownTimeout")
+
+	check(c.Storage.DataDir != "", "storage.dataDir", "must not be empty")
 	between(c.Storage.BatchMaxSize, 1, 10000, "storage.batchMaxSize")
 	between(c.Storage.BatchMaxWaitMs, 1, 10000, "storage.batchMaxWaitMs")
 	between(c.Storage.PartitionsAhead, 1, 36, "storage.partitionsAhead")
-	if _, _, err := net.SplitHostPort(c.HTTP.Address); err != nil {
-		check(false, "http.address", "must be host:port or :port")
-	}
+	check(listenAddressPattern.MatchString(c.HTTP.Address), "http.address", "must be host:port or :port")
 	for i, k := range c.HTTP.APIKeys {
-		check(len(k) >= 16, fmt.Sprintf("http.apiKeys[%d]", i), "must be at least 16 characters")
+		minChars(k, 16, fmt.Sprintf("http.apiKeys[%d]", i))
 	}
-	check(c.HTTP.MaxBodyBytes >= 1024 && c.HTTP.MaxBodyBytes <= 1<<30, "http.maxBodyBytes", "must be between 1024 and 1073741824")
+	check(c.HTTP.MaxBodyBytes >= 1024 && c.HTTP.MaxBodyBytes <= 1<<30, "http.maxBodyBytes",
+		fmt.Sprintf("must be between 1024 and 1073741824 (is %d)", c.HTTP.MaxBodyBytes))
 	between(c.Validation.MaxStringLength, 1, 1_000_000, "validation.maxStringLength")
 	between(c.Validation.MaxCustomFieldDepth, 1, 64, "validation.maxCustomFieldDepth")
 	between(c.Validation.MaxFutureSkewMs, 0, 86_400_000, "validation.maxFutureSkewMs")
 	between(c.Validation.MaxEventBytes, 256, 16<<20, "validation.maxEventBytes")
 	check(int64(c.Validation.MaxEventBytes) <= c.HTTP.MaxBodyBytes, "validation.maxEventBytes", "must not exceed http.maxBodyBytes")
-	switch c.Logging.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		check(false, "logging.level", "must be one of debug, info, warn, error")
-	}
-	switch c.Logging.Format {
-	case "", "json", "text":
-	default:
-		check(false, "logging.format", "must be json or text")
+	check(slices.Contains(logLevels, c.Logging.Level), "logging.level",
+		fmt.Sprintf("must be one of %s (is %q)", strings.Join(logLevels, ", "), c.Logging.Level))
+	check(c.Logging.Format == "" || c.Logging.Format == "json" || c.Logging.Format == "text", "logging.format", "must be json or text")
+
+	if c.Environment == "production" {
+		probs = append(probs, c.productionProblems()...)
 	}
 	if len(probs) > 0 {
 		return &Error{Problems: probs}
 	}
 	return nil
+}
+
+var logLevels = []string{"debug", "info", "warn", "error"}
+
+// productionProblems are the rules that only production has (the original
+// required database TLS and no debug logging there; we also refuse the README's
+// sample key, which the original accepted anywhere).
+func (c *Config) productionProblems() []Problem {
+	var probs []Problem
+	if cs := c.EnhancedClient.ConnectionString; cs != "" && !requiresTLS(cs) {
+		probs = append(probs, Problem{"enhancedClient.connectionString",
+			"must require TLS in production (sslmode=require, verify-ca or verify-full)"})
+	}
+	switch k := c.Security.EncryptionKey; {
+	case k == "":
+		// Without it producer signatures are not verified at all.
+		probs = append(probs, Problem{"security.encryptionKey", "must be set in production"})
+	case placeholderPattern.MatchString(k):
+		probs = append(probs, Problem{"security.encryptionKey",
+			"must not be a placeholder in production (no your-…, example, changeme, placeholder or replace-me)"})
+	}
+	if c.Logging.Level == "debug" {
+		// Debug logs may carry event contents.
+		probs = append(probs, Problem{"logging.level", "must not be debug in production"})
+	}
+	return probs
+}
+
+// requiresTLS reports whether a PostgreSQL URL makes the client insist on TLS.
+// Every sslmode given must be a TLS one: pgx reads only the first, and a later
+// sslmode=disable next to a require is a mistake worth refusing.
+func requiresTLS(connString string) bool {
+	u, err := url.Parse(connString)
+	if err != nil || !tlsSSLModePattern.MatchString(connString) {
+		return false
+	}
+	for _, mode := range u.Query()["sslmode"] {
+		if mode != "require" && mode != "verify-ca" && mode != "verify-full" {
+			return false
+		}
+	}
+	return true
 }
 
 // UsesRedis reports whether the worker consumes the BullMQ queue on Redis.

@@ -49,6 +49,6 @@ default: SQLite in ./audit-data and HTTP on 127.0.0.1:3001.`,
 			return runWorker(cmd.Context(), configPath)
 		},
 	}
-	root.AddCommand(run, newMigrateCommand(&configPath), newEventCommand(), newDemoCommand(), newDLQCommand(&configPath))
+	root.AddCommand(run, newMigrateCommand(&configPath), newEventCommand(), newDemoCommand(), newDLQCommand(&configPath), newConfigCommand(&configPath))
 	return root
 }

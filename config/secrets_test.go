@@ -1,0 +1,255 @@
+package config
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+const testHMACKey = "k3y-0f-the-producers-hmac-at-least-32-chars"
+
+func TestEnvReferencesAreResolved(t *testing.T) {
+	t.Setenv("AUDIT_TEST_KEY", testHMACKey)
+	t.Setenv("AUDIT_TEST_REDIS_PASSWORD", "r3dis-pw")
+	t.Setenv("AUDIT_TEST_DB_URL", "postgresql://audit:db-pw@db:5432/audit?sslmode=require")
+	t.Setenv("AUDIT_TEST_INGEST_KEY", "ingest-key-0123456789")
+	t.Setenv("AUDIT_TEST_EMPTY", "")
+	t.Setenv("AUDIT_TEST_ENVIRONMENT", "production")
+	c, err := Parse([]byte(`{
+		"environment": "${AUDIT_TEST_ENVIRONMENT}",
+		"redis": {"host": "cache", "password": "${AUDIT_TEST_REDIS_PASSWORD}", "keyPrefix": "pre-${AUDIT_TEST_KEY}"},
+		"enhancedClient": {"connectionString": "${AUDIT_TEST_DB_URL}"},
+		"security": {"encryptionKey": "${AUDIT_TEST_KEY}"},
+		"http": {"apiKeys": ["${AUDIT_TEST_INGEST_KEY}", "literal-key-0123456789"]},
+		"storage": {"dataDir": "/data${AUDIT_TEST_EMPTY}"},
+		"logging": {"format": "${AUDIT_TEST_EMPTY}"}
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Environment != "production" || *c.Redis.Password != "r3dis-pw" || c.Security.EncryptionKey != testHMACKey ||
+		c.EnhancedClient.ConnectionString != "postgresql://audit:db-pw@db:5432/audit?sslmode=require" ||
+		!reflect.DeepEqual(c.HTTP.APIKeys, []string{"ingest-key-0123456789", "literal-key-0123456789"}) ||
+		c.Logging.Format != "" {
+		t.Errorf("references not resolved: %+v", c)
+	}
+	// Only a whole value is a reference.
+	if c.Redis.KeyPrefix != "pre-${AUDIT_TEST_KEY}" || c.Storage.DataDir != "/data${AUDIT_TEST_EMPTY}" {
+		t.Errorf("a partial reference was replaced: %q, %q", c.Redis.KeyPrefix, c.Storage.DataDir)
+	}
+}
+
+func TestUnsetEnvReferenceNamesFieldAndVariable(t *testing.T) {
+	_, err := Parse([]byte(`{"security":{"encryptionKey":"${AUDIT_TEST_UNSET_KEY}"},"http":{"apiKeys":["${AUDIT_TEST_UNSET_INGEST}"]},"worker":{"port":0}}`))
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want a config error", err)
+	}
+	want := []Problem{
+		{"security.encryptionKey", "environment variable AUDIT_TEST_UNSET_KEY is not set"},
+		{"http.apiKeys[0]", "environment variable AUDIT_TEST_UNSET_INGEST is not set"},
+		{"worker.port", "must be between 1 and 65535 (is 0)"},
+	}
+	// The unresolved fields get no second, confusing "at least 32 characters".
+	if !sameProblems(ce.Problems, want) {
+		t.Errorf("problems = %v\nwant %v", ce.Problems, want)
+	}
+}
+
+func sameProblems(got, want []Problem) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for _, w := range want {
+		found := false
+		for _, g := range got {
+			found = found || g == w
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+var (
+	testPassword = "correct horse battery staple"
+	testSalt     = []byte("0123456789abcdef0123456789abcdef")
+)
+
+func setKeyEnv(t *testing.T, password string, salt []byte) {
+	t.Setenv(PasswordEnv, password)
+	t.Setenv(SaltEnv, hex.EncodeToString(salt))
+}
+
+func TestEncryptedConfigRoundTrip(t *testing.T) {
+	plain, err := os.ReadFile(filepath.Join("testdata", "seed-readme.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := EncryptDocument(plain, testPassword, testSalt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]string
+	if err := json.Unmarshal(enc, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc) != 4 || doc["algorithm"] != "AES-256-GCM" || len(doc["iv"]) != 32 || len(doc["authTag"]) != 32 ||
+		len(doc["data"]) != 2*len(plain) || !IsEncrypted(enc) || IsEncrypted(plain) {
+		t.Fatalf("encrypted document has the wrong shape: %s", enc)
+	}
+	if strings.Contains(string(enc), "your-256-bit") {
+		t.Fatal("plaintext in the encrypted document")
+	}
+	again, _ := EncryptDocument(plain, testPassword, testSalt)
+	if string(again) == string(enc) {
+		t.Error("two encryptions are identical: the IV is not random")
+	}
+
+	path := filepath.Join(t.TempDir(), "config.enc.json")
+	if err := os.WriteFile(path, enc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	setKeyEnv(t, testPassword, testSalt)
+	got, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Load(filepath.Join("testdata", "seed-readme.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("decrypted config differs:\n%+v\n%+v", got, want)
+	}
+}
+
+// testdata/seed-readme.node-encrypted.json was written by Node's crypto module
+// exactly as the original's secure storage writes (spec §5.5).
+func TestDecryptsTheOriginalsFormat(t *testing.T) {
+	setKeyEnv(t, "node-written-test-password", mustHex(t, "9f2c4e7a1b3d5f60718293a4b5c6d7e8"))
+	got, err := Load(filepath.Join("testdata", "seed-readme.node-encrypted.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := Load(filepath.Join("testdata", "seed-readme.json"))
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("decrypted config differs:\n%+v\n%+v", got, want)
+	}
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestEncryptedConfigWrongKeyOrTampered(t *testing.T) {
+	enc, err := EncryptDocument([]byte(`{"worker":{"port":3001}}`), testPassword, testSalt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setKeyEnv(t, "wrong password", testSalt)
+	if _, err := Parse(enc); !errors.Is(err, ErrDecryptionFailed) || !strings.Contains(err.Error(), "GCM authentication failed") {
+		t.Errorf("wrong password: %v", err)
+	}
+	setKeyEnv(t, testPassword, []byte("another salt"))
+	if _, err := Parse(enc); !errors.Is(err, ErrDecryptionFailed) {
+		t.Errorf("wrong salt: %v", err)
+	}
+
+	setKeyEnv(t, testPassword, testSalt)
+	var doc map[string]string
+	_ = json.Unmarshal(enc, &doc)
+	data := []byte(doc["data"])
+	if data[0] == '0' { // another hex digit: the ciphertext changed, still well-formed
+		data[0] = '1'
+	} else {
+		data[0] = '0'
+	}
+	doc["data"] = string(data)
+	tampered, _ := json.Marshal(doc)
+	if _, err := Parse(tampered); !errors.Is(err, ErrDecryptionFailed) {
+		t.Errorf("tampered: %v", err)
+	}
+
+	t.Setenv(PasswordEnv, "")
+	if _, err := Parse(enc); err == nil || !strings.Contains(err.Error(), PasswordEnv) {
+		t.Errorf("no password: %v", err)
+	}
+	t.Setenv(PasswordEnv, testPassword)
+	t.Setenv(SaltEnv, "not hex")
+	if _, err := Parse(enc); err == nil || !strings.Contains(err.Error(), SaltEnv) {
+		t.Errorf("bad salt: %v", err)
+	}
+}
+
+func TestEncryptedFormatsNotSupported(t *testing.T) {
+	setKeyEnv(t, testPassword, testSalt)
+	for doc, want := range map[string]string{
+		`{"data":"c2VjcmV0"}`: "KMS",
+		`{"algorithm":"AES-256-CBC","iv":"00112233445566778899aabbccddeeff","data":"00"}`:                  "AES-256-CBC",
+		`{"algorithm":"AES-256-GCM","iv":"00112233445566778899aabbccddeeff","data":"00","authTag":"0011"}`: "authTag must be 16 bytes",
+	} {
+		if _, err := Parse([]byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", doc, err, want)
+		}
+	}
+	if _, err := EncryptDocument([]byte(`{}`), "", testSalt); err == nil {
+		t.Error("encrypted with an empty password")
+	}
+	if _, err := EncryptDocument([]byte(`{}`), testPassword, nil); err == nil {
+		t.Error("encrypted with an empty salt")
+	}
+}
+
+func TestMaskedHidesEverySecret(t *testing.T) {
+	c, err := Parse([]byte(`{
+		"redis": {"host": "cache", "password": "redis-pw-1", "url": "rediss://default:redis-pw-2@cache:6380/0"},
+		"enhancedClient": {"connectionString": "postgresql://audit:db-pw-3@db:5432/audit?sslmode=require&password=db-pw-4"},
+		"security": {"encryptionKey": "hmac-key-5-of-at-least-32-characters!!"},
+		"http": {"apiKeys": ["ingest-key-6-0123456789", "ingest-key-7-0123456789"]}
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := json.Marshal(c)
+	m := c.Masked()
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"redis-pw-1", "redis-pw-2", "db-pw-3", "db-pw-4", "hmac-key-5", "ingest-key-6", "ingest-key-7"} {
+		if strings.Contains(string(out), secret) {
+			t.Errorf("masked config shows %s: %s", secret, out)
+		}
+	}
+	if *m.Redis.Password != "***" || m.Security.EncryptionKey != "***" || len(m.HTTP.APIKeys) != 2 || m.HTTP.APIKeys[1] != "***" ||
+		m.Redis.URL != "rediss://default:***@cache:6380/0" ||
+		m.EnhancedClient.ConnectionString != "postgresql://audit:***@db:5432/audit?sslmode=require&password=***" {
+		t.Errorf("masked = %s", out)
+	}
+	if after, _ := json.Marshal(c); string(after) != string(before) {
+		t.Errorf("Masked changed the original:\n%s\n%s", before, after)
+	}
+	// Nothing to hide stays as it is: no password, no key.
+	d := Default().Masked()
+	if d.Redis.Password != nil || d.Security.EncryptionKey != "" || d.HTTP.APIKeys != nil {
+		t.Errorf("default masked = %+v", d)
+	}
+	if got := maskURL("postgres://audit@db/audit"); got != "postgres://audit@db/audit" {
+		t.Errorf("URL without a password: %s", got)
+	}
+	if got := maskURL("postgres://a:b@db/%zz"); got != "***" {
+		t.Errorf("unparsable URL: %s", got)
+	}
+}
