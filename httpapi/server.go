@@ -25,13 +25,25 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
+// ConfigReporter tells where the running configuration came from and whether
+// it is current (configuration reload).
+type ConfigReporter interface {
+	// ConfigStatus is the JSON document served at /observability/config.
+	ConfigStatus() any
+	// ConfigHealth is false (with a reason) when the worker runs on a cached copy
+	// or the last reload was refused; nil-safe implementations report true when
+	// there is no configuration source at all.
+	ConfigHealth() (ok bool, message string)
+}
+
 // Options configure the server.
 type Options struct {
 	Ingester     Ingester
-	Store        Pinger   // checked by /healthz
-	APIKeys      []string // bearer keys accepted by ingest
-	MaxBodyBytes int64    // request body limit for ingest
-	MaxEvents    int      // events per request; default 10,000
+	Store        Pinger         // checked by /healthz
+	APIKeys      []string       // bearer keys accepted by ingest
+	MaxBodyBytes int64          // request body limit for ingest
+	MaxEvents    int            // events per request; default 10,000
+	Config       ConfigReporter // optional
 	Logger       *slog.Logger
 }
 
@@ -55,6 +67,11 @@ func New(opts Options) *Server {
 	s.SetAPIKeys(opts.APIKeys)
 	s.mux.HandleFunc("POST /v1/events", s.requireKey(s.ingest))
 	s.mux.HandleFunc("GET /healthz", s.healthz)
+	if opts.Config != nil {
+		s.mux.HandleFunc("GET /observability/config", s.requireKey(func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, s.opts.Config.ConfigStatus())
+		}))
+	}
 	return s
 }
 
@@ -109,13 +126,26 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		db = componentHealth{Status: "CRITICAL", Message: "store unreachable: " + err.Error()}
 	}
 	db.ResponseTime = time.Since(start).Milliseconds()
+	components := map[string]componentHealth{"database": db}
+	overall := db.Status
+	if s.opts.Config != nil {
+		cfg := componentHealth{Status: "OK"}
+		if ok, msg := s.opts.Config.ConfigHealth(); !ok {
+			// Running on a cached or older configuration works, but needs a look.
+			cfg = componentHealth{Status: "WARNING", Message: msg}
+			if overall == "OK" {
+				overall = "WARNING"
+			}
+		}
+		components["config"] = cfg
+	}
 	code := http.StatusOK
-	if db.Status != "OK" {
+	if overall == "CRITICAL" {
 		code = http.StatusServiceUnavailable
 	}
 	writeJSON(w, code, map[string]any{
-		"status":     db.Status,
-		"components": map[string]componentHealth{"database": db},
+		"status":     overall,
+		"components": components,
 		"timestamp":  time.Now().UTC().Format(time.RFC3339Nano),
 	})
 }

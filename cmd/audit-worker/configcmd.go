@@ -1,12 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -23,7 +22,9 @@ as ${NAME} are taken from the environment variable NAME. A file encrypted with
 "audit-worker config encrypt" (the original's AES-256-GCM secure-storage format)
 is decrypted with AUDIT_CONFIG_PASSWORD and AUDIT_CONFIG_SALT.
 
-FILE defaults to --config, then $CONFIG_PATH. Only local files for now.`,
+FILE defaults to --config, then $CONFIG_PATH: a path, a file:// URL or an
+s3://bucket/key URL (standard AWS credential chain; AWS_ENDPOINT_URL_S3 for an
+S3-compatible store).`,
 	}
 
 	validate := &cobra.Command{
@@ -38,7 +39,7 @@ FILE defaults to --config, then $CONFIG_PATH. Only local files for now.`,
 			if path == "" {
 				return errors.New("no configuration to validate: give FILE, --config or CONFIG_PATH")
 			}
-			_, err = config.Load(path)
+			_, err = loadConfigRef(cmd.Context(), path)
 			var ce *config.Error
 			if errors.As(err, &ce) {
 				// One rule per line on stdout, so that scripts and CI logs can
@@ -71,7 +72,7 @@ are not shown.`,
 			}
 			cfg := config.Default()
 			if path != "" {
-				if cfg, err = config.Load(path); err != nil {
+				if cfg, err = loadConfigRef(cmd.Context(), path); err != nil {
 					return err
 				}
 			}
@@ -137,22 +138,27 @@ The configuration is validated first (with this environment's ${NAME} values);
 	return cfgCmd
 }
 
-// configFile is the file a config subcommand works on: its argument, else
-// --config / $CONFIG_PATH. Only local files are read for now, as a plain path
-// or a file:// URL.
+// configFile is the configuration a config subcommand works on: its argument,
+// else --config / $CONFIG_PATH.
 func configFile(configPath string, args []string) (string, error) {
-	path := configPath
 	if len(args) > 0 {
-		path = args[0]
+		return args[0], nil
 	}
-	if !strings.Contains(path, "://") {
-		return path, nil
+	return configPath, nil
+}
+
+// loadConfigRef reads and parses one configuration from a path, file:// or s3://
+// reference, without the worker's cache: these commands check the source itself.
+func loadConfigRef(ctx context.Context, ref string) (config.Config, error) {
+	src, err := config.OpenSource(ref, config.SourceOptions{})
+	if err != nil {
+		return config.Config{}, err
 	}
-	u, err := url.Parse(path)
-	if err != nil || u.Scheme != "file" || (u.Host != "" && u.Host != "localhost") {
-		return "", fmt.Errorf("%s: only local files (a path or file:///path) are supported by the config commands for now", path)
+	doc, _, err := src.Fetch(ctx, "")
+	if err != nil {
+		return config.Config{}, fmt.Errorf("read %s: %w", src, err)
 	}
-	return u.Path, nil
+	return config.Parse(doc)
 }
 
 func plural(n int, one, many string) string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -9,7 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/smartlogs/audit-worker/config"
+	"github.com/smartlogs/audit-worker/internal/testenv"
 )
 
 // runCLI runs the root command as an operator would, with stdin in.
@@ -79,8 +84,25 @@ func TestConfigValidateCommand(t *testing.T) {
 	if _, err := runCLI(t, "", "config", "validate"); err == nil || !strings.Contains(err.Error(), "no configuration") {
 		t.Errorf("no file: %v", err)
 	}
-	if _, err := runCLI(t, "", "config", "validate", "s3://bucket/worker.json"); err == nil || !strings.Contains(err.Error(), "only local files") {
-		t.Errorf("s3: %v", err)
+	// An s3:// reference is read from a real S3-compatible server (versitygw).
+	endpoint, bucket, ak, sk := testenv.S3(t)
+	seed, err := os.ReadFile(seedConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testenv.NewS3Client(endpoint, ak, sk).PutObject(context.Background(), &s3.PutObjectInput{
+		Bucket: aws.String(bucket), Key: aws.String("worker.json"), Body: bytes.NewReader(seed)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_ENDPOINT_URL_S3", endpoint)
+	t.Setenv("AWS_ACCESS_KEY_ID", ak)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", sk)
+	t.Setenv("AWS_REGION", testenv.S3Region)
+	if out, err := runCLI(t, "", "config", "validate", "s3://"+bucket+"/worker.json"); err != nil || !strings.Contains(out, "valid") {
+		t.Errorf("s3: %q, %v", out, err)
+	}
+	if _, err := runCLI(t, "", "config", "validate", "s3://"+bucket+"/missing.json"); err == nil {
+		t.Error("missing S3 object validated")
 	}
 	if _, err := runCLI(t, "", "config", "validate", filepath.Join(t.TempDir(), "missing.json")); err == nil {
 		t.Error("missing file validated")

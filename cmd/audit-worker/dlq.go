@@ -27,10 +27,11 @@ entries back to the main queue; each redriven event is stored exactly once.`,
 	var reason string
 	var limit int
 	withQueues := func(cmd *cobra.Command, fn func(ctx context.Context, out io.Writer, main, dead *bullmq.Queue) error) error {
-		cfg, _, err := loadConfig(*configPath)
+		lc, err := loadConfig(cmd.Context(), *configPath)
 		if err != nil {
 			return err
 		}
+		cfg := lc.cfg
 		if !cfg.UsesRedis() {
 			return fmt.Errorf("no Redis configured (redis.host, redis.url or redis.clusterNodes): the dead-letter queue lives there")
 		}

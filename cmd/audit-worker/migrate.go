@@ -15,11 +15,12 @@ safe to run while workers start: an advisory lock serialises migrations. The
 worker also migrates at start-up; this command lets a deploy do it first.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, _, err := loadConfig(*configPath)
+			lc, err := loadConfig(cmd.Context(), *configPath)
 			if err != nil {
 				return err
 			}
-			log, err := newLogger(cfg)
+			cfg := lc.cfg
+			log, _, err := newLogger(cfg)
 			if err != nil {
 				return err
 			}

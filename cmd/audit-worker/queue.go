@@ -53,6 +53,8 @@ func queues(rdb redis.UniversalClient, cfg config.Config) (main, dead *bullmq.Qu
 type queueConsumer struct {
 	rdb      redis.UniversalClient
 	consumer *bullmq.Consumer
+	worker   *bullmq.Worker       // concurrency and batch size change on reload
+	handler  *queueworker.Handler // so does the dead-letter alert threshold
 	done     chan struct{}
 }
 
@@ -95,7 +97,7 @@ func startQueueConsumer(ctx context.Context, cfg config.Config, proc *pipeline.P
 		ShutdownTimeout: cfg.ShutdownTimeout(),
 		Logger:          log,
 	})
-	q := &queueConsumer{rdb: rdb, consumer: consumer, done: make(chan struct{})}
+	q := &queueConsumer{rdb: rdb, consumer: consumer, worker: worker, handler: handler, done: make(chan struct{})}
 	go func() {
 		defer close(q.done)
 		worker.Run(ctx)

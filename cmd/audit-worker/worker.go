@@ -23,22 +23,49 @@ import (
 	"github.com/smartlogs/audit-worker/telemetry"
 )
 
-// loadConfig reads the configuration file, or returns the embedded default when there is none.
-func loadConfig(path string) (cfg config.Config, embedded bool, err error) {
-	if path == "" {
-		return config.Default(), true, nil
-	}
-	cfg, err = config.Load(path)
-	return cfg, false, err
+// loadedConfig is the configuration the worker starts with, and where it came from.
+type loadedConfig struct {
+	cfg      config.Config
+	embedded bool          // no configuration given: the embedded default
+	source   config.Source // nil when embedded
+	loaded   config.Loaded
 }
 
-func newLogger(cfg config.Config) (*slog.Logger, error) {
+// configCachePath is where the last good configuration document is kept, so that
+// the worker can start while its source (S3) is unreachable.
+func configCachePath() string {
+	if p := os.Getenv("AUDIT_CONFIG_CACHE"); p != "" {
+		return p
+	}
+	return config.CachePath("audit-data")
+}
+
+// loadConfig reads the configuration from ref (a path, file:// or s3:// URL), or
+// returns the embedded default when ref is empty. From an unreachable source it
+// starts from the cached last good copy and says so (loaded.Degraded).
+func loadConfig(ctx context.Context, ref string) (loadedConfig, error) {
+	if ref == "" {
+		return loadedConfig{cfg: config.Default(), embedded: true}, nil
+	}
+	src, err := config.OpenSource(ref, config.SourceOptions{})
+	if err != nil {
+		return loadedConfig{}, err
+	}
+	loaded, err := config.LoadInitial(ctx, src, configCachePath(), config.Parse)
+	if err != nil {
+		return loadedConfig{}, err
+	}
+	return loadedConfig{cfg: loaded.Config, source: src, loaded: loaded}, nil
+}
+
+// newLogger builds the logger the configuration asks for ($LOG_LEVEL wins) and
+// returns its level, which a configuration reload can change.
+func newLogger(cfg config.Config) (*slog.Logger, *slog.LevelVar, error) {
 	level := cfg.Logging.Level
 	if env := os.Getenv("LOG_LEVEL"); env != "" {
 		level = env
 	}
-	log, _, err := telemetry.NewLogger(os.Stderr, level, cfg.Logging.Format)
-	return log, err
+	return telemetry.NewLogger(os.Stderr, level, cfg.Logging.Format)
 }
 
 // openStore opens PostgreSQL when the configuration names it, else the embedded
@@ -124,6 +151,9 @@ func apiKeys(cfg config.Config) (keys []string, keyFile string, err error) {
 type worker struct {
 	cfg       config.Config
 	log       *slog.Logger
+	level     *slog.LevelVar // nil in tests that pass their own logger
+	reload    *reloader      // nil without a configuration source
+	api       *httpapi.Server
 	store     audit.EventStore
 	proc      *pipeline.Processor
 	batcher   *pipeline.Batcher
@@ -176,9 +206,10 @@ func startWorker(ctx context.Context, cfg config.Config, log *slog.Logger) (*wor
 		MaxSize: cfg.Storage.BatchMaxSize,
 		MaxWait: cfg.BatchMaxWait(),
 	})
-	handler := httpapi.New(httpapi.Options{
+	w.api = httpapi.New(httpapi.Options{
 		Ingester: w.batcher, Store: w.store, APIKeys: w.keys,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Logger: log,
+		Config: w,
 	})
 	w.listener, err = net.Listen("tcp", cfg.HTTP.Address)
 	if err != nil {
@@ -186,7 +217,7 @@ func startWorker(ctx context.Context, cfg config.Config, log *slog.Logger) (*wor
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTP.Address, err)
 	}
 	w.server = &http.Server{
-		Handler:           handler,
+		Handler:           w.api,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -221,20 +252,32 @@ func (w *worker) shutdown(timeout time.Duration) error {
 }
 
 func runWorker(ctx context.Context, configPath string) error {
-	cfg, embedded, err := loadConfig(configPath)
+	lc, err := loadConfig(ctx, configPath)
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg)
+	cfg := lc.cfg
+	log, level, err := newLogger(cfg)
 	if err != nil {
 		return err
 	}
-	if embedded {
+	switch {
+	case lc.embedded:
 		log.Info("no configuration given (--config or CONFIG_PATH): running the embedded default")
+	case lc.loaded.Degraded:
+		log.Warn("configuration source unreachable: started from the cached last good copy",
+			"source", lc.source.String(), "version", lc.loaded.Meta.Version, "reason", lc.loaded.Reason)
+	default:
+		log.Info("configuration loaded", "source", lc.source.String(), "version", lc.loaded.Meta.Version)
 	}
 	w, err := startWorker(ctx, cfg, log)
 	if err != nil {
 		return err
+	}
+	w.level = level
+	if lc.source != nil {
+		w.reload = newReloader(w, lc)
+		go w.reload.watch(ctx)
 	}
 	attrs := []any{"http", w.URL(), "store", w.storeDesc, "ingest", "POST " + w.URL() + "/v1/events", "health", w.URL() + "/healthz"}
 	if w.keyFile != "" {
@@ -243,7 +286,8 @@ func runWorker(ctx context.Context, configPath string) error {
 	log.Info("audit worker started", attrs...)
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout().String())
-	if err := w.shutdown(cfg.ShutdownTimeout()); err != nil {
+	current := w.currentConfig()
+	if err := w.shutdown(current.ShutdownTimeout()); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	st := w.proc.Stats()
