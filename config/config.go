@@ -38,6 +38,8 @@ type Config struct {
 	HTTP       HTTP       `json:"http"`
 	Validation Validation `json:"validation"`
 	Logging    Logging    `json:"logging"`
+	// ConfigSource tunes how a running worker follows its configuration source.
+	ConfigSource ConfigSource `json:"configSource"`
 }
 
 // Redis is the original's redis section. When host or url is set, the worker
@@ -161,6 +163,12 @@ type Validation struct {
 	MaxEventBytes       int `json:"maxEventBytes"`
 }
 
+// ConfigSource: how often the configuration source is checked for a new
+// version (S3 is polled with a conditional GET; files are also watched).
+type ConfigSource struct {
+	PollIntervalMs int `json:"pollIntervalMs"` // default 30000
+}
+
 // Logging sets the log level (debug, info, warn, error) and format (json, text).
 type Logging struct {
 	Level  string `json:"level"`
@@ -208,6 +216,7 @@ func (c *Config) fillDefaults() {
 	setInt(&c.EnhancedClient.MaxConnections, 20)
 	setInt(&c.Storage.BatchMaxSize, 1000)
 	setInt(&c.Storage.BatchMaxWaitMs, 5)
+	setInt(&c.ConfigSource.PollIntervalMs, 30000)
 	setInt(&c.Storage.PartitionsAhead, 3)
 	setInt(&c.Validation.MaxStringLength, rules.MaxStringLength)
 	setInt(&c.Validation.MaxCustomFieldDepth, rules.MaxCustomFieldDepth)
@@ -496,6 +505,7 @@ func (c *Config) Validate() error {
 	check(c.Storage.DataDir != "", "storage.dataDir", "must not be empty")
 	between(c.Storage.BatchMaxSize, 1, 10000, "storage.batchMaxSize")
 	between(c.Storage.BatchMaxWaitMs, 1, 10000, "storage.batchMaxWaitMs")
+	between(c.ConfigSource.PollIntervalMs, 1000, 3600000, "configSource.pollIntervalMs")
 	between(c.Storage.PartitionsAhead, 1, 36, "storage.partitionsAhead")
 	check(listenAddressPattern.MatchString(c.HTTP.Address), "http.address", "must be host:port or :port")
 	for i, k := range c.HTTP.APIKeys {
@@ -592,6 +602,11 @@ func (c *Config) Rules() audit.Rules {
 // ShutdownTimeout is how long a graceful shutdown may take.
 func (c *Config) ShutdownTimeout() time.Duration {
 	return time.Duration(c.Worker.ShutdownTimeout) * time.Millisecond
+}
+
+// PollInterval is how often the configuration source is checked.
+func (c *Config) PollInterval() time.Duration {
+	return time.Duration(c.ConfigSource.PollIntervalMs) * time.Millisecond
 }
 
 // BatchMaxWait is how long the first event of a batch may wait for more.

@@ -68,6 +68,7 @@ func newReloader(w *worker, lc loadedConfig) *reloader {
 func (r *reloader) watch(ctx context.Context) {
 	r.mu.Lock()
 	r.watcher = config.NewWatcher(r.source, r.apply, config.WatcherOptions{
+		Interval:  r.current.PollInterval(),
 		CachePath: r.cache,
 		Start:     config.Loaded{Config: r.current, Meta: r.meta, Degraded: r.degraded},
 		Logger:    r.w.log,
