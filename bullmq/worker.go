@@ -223,6 +223,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // process handles one batch and acknowledges it. stop ends when shutdown
 // begins; work ends when shutdown time is up.
 func (w *Worker) process(stop, work context.Context, jobs []*Job) {
+	start := time.Now()
 	defer w.release(jobs)
 	jobs = w.refuseUnprocessable(work, jobs)
 	if len(jobs) == 0 {
@@ -249,6 +250,7 @@ func (w *Worker) process(stop, work context.Context, jobs []*Job) {
 		}
 	}
 	w.acknowledge(work, jobs, results)
+	w.log.Debug("batch done", "queue", w.c.q.Name(), "jobs", len(jobs), "took", time.Since(start).Round(time.Microsecond).String())
 }
 
 // refuseUnprocessable fails, without retry, jobs this worker cannot honour, and
