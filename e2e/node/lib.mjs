@@ -18,7 +18,7 @@ export { Queue, Worker } from '../../interop/node_modules/bullmq/dist/cjs/index.
 export const productionJobOptions = { removeOnComplete: 100, removeOnFail: false, attempts: 1 };
 
 // Argument parsing and the Redis connection are the interop scripts' helpers.
-import { parseArgs, required, intArg, connection, common } from '../../interop/node/lib.mjs';
+import { parseArgs, required, intArg, connection, common, print, run as runInterop, sleep } from '../../interop/node/lib.mjs';
 export { parseArgs, required, intArg, connection, common };
 
 const actions = [
@@ -94,31 +94,10 @@ export function idWriter(path) {
   };
 }
 
-export function print(value) {
-  process.stdout.write(JSON.stringify(value) + '\n');
-}
+// Output, the watchdog and sleep are the interop scripts' helpers too; the
+// e2e scripts pass a longer watchdog (they move 100,000 jobs).
+export { print, sleep };
 
-// run executes main, prints its result and exits; a watchdog ends a stuck script.
-// --watchdog-ms overrides the default.
 export function run(main, { watchdogMs = 60000 } = {}) {
-  const args = parseArgs();
-  if (args['watchdog-ms'] !== undefined) watchdogMs = intArg(args, 'watchdog-ms');
-  const timer = setTimeout(() => {
-    process.stderr.write(`watchdog: script still running after ${watchdogMs} ms\n`);
-    process.exit(2);
-  }, watchdogMs);
-  timer.unref();
-  main(args)
-    .then((result) => {
-      if (result !== undefined) print(result);
-      process.exit(0);
-    })
-    .catch((err) => {
-      process.stderr.write(`${err && err.stack ? err.stack : err}\n`);
-      process.exit(1);
-    });
-}
-
-export function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+  return runInterop(main, { watchdogMs });
 }

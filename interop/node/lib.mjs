@@ -71,16 +71,19 @@ export function print(value) {
   process.stdout.write(JSON.stringify(value) + '\n');
 }
 
-// run executes main, prints its result and exits; a watchdog ends a stuck script.
+// run executes main, prints its result (if any) and exits; a watchdog ends a
+// stuck script. --watchdog-ms overrides the default.
 export function run(main, { watchdogMs = 30000 } = {}) {
+  const args = parseArgs();
+  if (args['watchdog-ms'] !== undefined) watchdogMs = intArg(args, 'watchdog-ms');
   const timer = setTimeout(() => {
     process.stderr.write(`watchdog: script still running after ${watchdogMs} ms\n`);
     process.exit(2);
   }, watchdogMs);
   timer.unref();
-  main(parseArgs())
+  main(args)
     .then((result) => {
-      print(result);
+      if (result !== undefined) print(result);
       process.exit(0);
     })
     .catch((err) => {
