@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	audit "github.com/smartlogs/audit-worker"
 )
 
@@ -19,7 +22,10 @@ type Input struct {
 	// so a client that re-sends the same bytes does not create a second row.
 	IdempotencyKey string
 	Source         string    // e.g. "http", "bullmq:audit-events"
-	ReceivedAt     time.Time // when the source got it; zero means now
+	ReceivedAt     time.Time // when the source got it (a BullMQ job: when it was enqueued); zero means now
+	// Trace is the producer's span (W3C trace context of the job or request),
+	// if it sent one; the batch span links to it.
+	Trace trace.SpanContext
 }
 
 // ContentKey is the idempotency key of a payload that came without one.
@@ -63,6 +69,7 @@ type Processor struct {
 	store audit.EventStore
 	cfg   atomic.Pointer[Config] // replaced whole on reload, read once per batch
 	stats counters
+	inst  Instruments
 }
 
 // NewProcessor returns a processor writing to store.
@@ -85,33 +92,49 @@ func (p *Processor) Reconfigure(cfg Config) {
 // Process handles inputs as one batch. The outcomes are in input order. A non-nil
 // error means nothing of the batch was written (the store failed); it is
 // transient (audit.IsTransient) unless the context ended.
+//
+// The batch runs in three stages, each timed and traced: validate (parse and
+// check every event), verify (hash and signature) and store (one transaction).
 func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, error) {
 	cfg := p.cfg.Load()
+	ctx, span := p.startBatchSpan(ctx, inputs)
+	defer span.End()
+	report := &BatchReport{Inputs: inputs}
 	now := cfg.Now()
 	outcomes := make([]Outcome, len(inputs))
+	events := make([]audit.Event, len(inputs))
+	failed := make([]error, len(inputs))
+
+	stage := p.startStage(ctx, StageValidate)
+	for i, in := range inputs {
+		outcomes[i].Key = in.IdempotencyKey
+		if outcomes[i].Key == "" {
+			outcomes[i].Key = ContentKey(in.Payload)
+		}
+		events[i], outcomes[i].Warnings, failed[i] = audit.ParseEvent(in.Payload, cfg.Rules, now)
+	}
+	report.Stages.Validate = stage.end(nil)
+
+	stage = p.startStage(ctx, StageVerify)
+	integrity := make([]audit.IntegrityResult, len(inputs))
+	for i := range inputs {
+		if failed[i] == nil {
+			integrity[i], failed[i] = audit.VerifyIntegrity(&events[i], cfg.HMACKey)
+		}
+	}
+	report.Stages.Verify = stage.end(nil)
+
 	var batch audit.Batch
 	recordAt := make([]int, 0, len(inputs)) // batch.Records[i] came from inputs[recordAt[i]]
 	firstWithKey := make(map[string]int, len(inputs))
 	deadKeys := make(map[string]bool)
-
 	for i, in := range inputs {
-		key := in.IdempotencyKey
-		if key == "" {
-			key = ContentKey(in.Payload)
-		}
+		key := outcomes[i].Key
 		received := in.ReceivedAt
 		if received.IsZero() {
 			received = now
 		}
-		outcomes[i].Key = key
-
-		ev, warnings, err := audit.ParseEvent(in.Payload, cfg.Rules, now)
-		outcomes[i].Warnings = warnings
-		var integrity audit.IntegrityResult
-		if err == nil {
-			integrity, err = audit.VerifyIntegrity(&ev, cfg.HMACKey)
-		}
-		if err != nil {
+		if err := failed[i]; err != nil {
 			dl := deadLetter(in, key, received, err)
 			outcomes[i].Status, outcomes[i].Reason = StatusRejected, dl.Reason
 			outcomes[i].Message, outcomes[i].Errors = dl.Message, dl.Errors
@@ -126,18 +149,25 @@ func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, err
 			continue
 		}
 		firstWithKey[key] = i
-		batch.Records = append(batch.Records, audit.NewRecord(ev, key, in.Source, integrity, received))
+		batch.Records = append(batch.Records, audit.NewRecord(events[i], key, in.Source, integrity[i], received))
 		recordAt = append(recordAt, i)
 	}
 
 	if len(batch.Records) > 0 || len(batch.DeadLetters) > 0 {
+		stage = p.startStage(ctx, StageStore)
 		results, err := p.storeBatch(ctx, cfg.Breaker, batch)
+		report.Stages.Store = stage.end(err)
 		if err != nil {
 			p.stats.storeFailures.Add(1)
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("store batch of %d: %w", len(inputs), errors.Join(ctx.Err(), err))
+				err = errors.Join(ctx.Err(), err)
 			}
-			return nil, fmt.Errorf("store batch of %d: %w", len(inputs), err)
+			err = fmt.Errorf("store batch of %d: %w", len(inputs), err)
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "store failed")
+			report.Err = err
+			p.observe(ctx, report)
+			return nil, err
 		}
 		for j, res := range results {
 			o := &outcomes[recordAt[j]]
@@ -148,7 +178,18 @@ func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, err
 			}
 		}
 	}
+	report.CommittedAt = time.Now()
+	report.Outcomes = outcomes
+	for i := range outcomes {
+		if outcomes[i].Status != StatusRejected {
+			report.Accepted = append(report.Accepted, AcceptedEvent{
+				Input: i, Key: outcomes[i].Key, Event: &events[i],
+				Stored: outcomes[i].Status == StatusStored, Seq: outcomes[i].Seq,
+			})
+		}
+	}
 	p.stats.count(outcomes)
+	p.observe(ctx, report)
 	return outcomes, nil
 }
 
