@@ -45,6 +45,12 @@ type Options struct {
 	MaxEvents    int            // events per request; default 10,000
 	Config       ConfigReporter // optional
 	Logger       *slog.Logger
+
+	// Each feature's options live beside its routes.
+	Health  HealthOptions  // health.go
+	Metrics MetricsOptions // metrics.go: /metrics and the metric-based observability views
+	Tracing TracingOptions // tracing.go: traces, profiling, pprof
+	Alerts  AlertOptions   // alerts.go
 }
 
 // Server serves the worker's HTTP endpoints.
@@ -67,6 +73,10 @@ func New(opts Options) *Server {
 	s.SetAPIKeys(opts.APIKeys)
 	s.mux.HandleFunc("POST /v1/events", s.requireKey(s.ingest))
 	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.routeHealth()
+	s.routeMetrics()
+	s.routeTracing()
+	s.routeAlerts()
 	if opts.Config != nil {
 		s.mux.HandleFunc("GET /observability/config", s.requireKey(func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, s.opts.Config.ConfigStatus())

@@ -1,0 +1,6 @@
+package httpapi
+
+// AlertOptions configures the alerts API.
+type AlertOptions struct{}
+
+func (s *Server) routeAlerts() {}
