@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	_ "time/tzdata" // organization time zones resolve on hosts without a zoneinfo database
 	"unicode/utf8"
 
 	audit "github.com/smartlogs/audit-worker"
@@ -32,6 +34,7 @@ type Config struct {
 	Monitoring        Monitoring        `json:"monitoring"`
 	ReliableProcessor ReliableProcessor `json:"reliableProcessor"`
 	Worker            Worker            `json:"worker"`
+	Observability     Observability     `json:"observability"`
 
 	// Our own sections.
 	Storage    Storage    `json:"storage"`
@@ -74,15 +77,89 @@ type Security struct {
 // Environments are the values of the top-level environment field.
 var Environments = []string{"development", "staging", "production", "test"}
 
-// Monitoring is the part of the original's monitoring section this worker reads
-// (its other fields, such as notification, are accepted and ignored). Defaults
-// are the original's development values (spec §5.3).
+// Monitoring is the original's monitoring section (its other fields, such as
+// metricsInterval, are accepted and ignored). Defaults are the original's
+// development values (spec §5.3).
 type Monitoring struct {
+	// Enabled turns the pattern detectors and the system alerts on (default true).
+	Enabled         bool            `json:"enabled"`
 	AlertThresholds AlertThresholds `json:"alertThresholds"`
-	// HealthCheckInterval is how often the health checks run, in milliseconds.
+	// HealthCheckInterval is how often the system alerts are evaluated, in milliseconds.
 	HealthCheckInterval int              `json:"healthCheckInterval"`
 	PatternDetection    PatternDetection `json:"patternDetection"`
+	Notification        Notification     `json:"notification"`
 }
+
+// Notification says where alerts are sent. Webhooks is ours; of the original's
+// fields only provider "webhook" (url, credentials.secret) is honoured, as one
+// more webhook destination.
+type Notification struct {
+	Enabled     bool   `json:"enabled"`
+	Provider    string `json:"provider"`
+	URL         string `json:"url"`
+	Credentials struct {
+		Secret string `json:"secret"`
+	} `json:"credentials"`
+	Webhooks []Webhook `json:"webhooks"`
+}
+
+// Webhook is one alert destination: alerts at or above MinSeverity (of the
+// listed organizations, or all when none are listed) are POSTed to URL, signed
+// with HMAC-SHA256 under Secret.
+type Webhook struct {
+	Name          string   `json:"name"`
+	URL           string   `json:"url"`
+	Secret        string   `json:"secret"`
+	MinSeverity   string   `json:"minSeverity"` // LOW (default), MEDIUM, HIGH or CRITICAL
+	Organizations []string `json:"organizations"`
+}
+
+// EffectiveWebhooks returns the configured destinations, the original's webhook
+// notification included, with defaults applied. Nil when notification is off.
+func (n Notification) EffectiveWebhooks() []Webhook {
+	if !n.Enabled {
+		return nil
+	}
+	hooks := make([]Webhook, 0, len(n.Webhooks)+1)
+	for _, w := range n.Webhooks {
+		if w.MinSeverity == "" {
+			w.MinSeverity = string(audit.SeverityLow)
+		}
+		hooks = append(hooks, w)
+	}
+	if n.Provider == "webhook" && n.URL != "" {
+		hooks = append(hooks, Webhook{Name: "notification", URL: n.URL, Secret: n.Credentials.Secret,
+			MinSeverity: string(audit.SeverityLow)})
+	}
+	return hooks
+}
+
+// Observability is the original's observability section: tracing, metrics and
+// profiling (its dashboard part is accepted and ignored: the dashboard is always served).
+type Observability struct {
+	Tracing struct {
+		Enabled     bool    `json:"enabled"`     // default true
+		ServiceName string  `json:"serviceName"` // default audit-worker
+		SampleRate  float64 `json:"sampleRate"`  // share of traces exported (0–1); all are kept in memory
+		// ExporterType: otlp (default) and jaeger export over OTLP/HTTP to
+		// ExporterEndpoint when it is set; console and none keep traces in memory only.
+		ExporterType     string            `json:"exporterType"`
+		ExporterEndpoint string            `json:"exporterEndpoint"`
+		Headers          map[string]string `json:"headers"`  // sent with every export (e.g. an API key)
+		MaxSpans         int               `json:"maxSpans"` // in-memory span store size, default 10000
+	} `json:"tracing"`
+	Metrics struct {
+		Enabled bool `json:"enabled"` // default true: /metrics and the dashboard
+		// CollectionInterval is how often queue depths are read, in milliseconds (default 5000).
+		CollectionInterval int `json:"collectionInterval"`
+	} `json:"metrics"`
+	Profiling struct {
+		Enabled bool `json:"enabled"` // serves net/http/pprof under /debug/pprof/ (behind the API key)
+	} `json:"profiling"`
+}
+
+// TracingExporters are the accepted values of observability.tracing.exporterType.
+var TracingExporters = []string{"otlp", "jaeger", "console", "none"}
 
 // AlertThresholds are the levels above which the worker raises an alert.
 type AlertThresholds struct {
@@ -106,6 +183,15 @@ type PatternDetection struct {
 	BulkOperationTimeWindow      int `json:"bulkOperationTimeWindow"`
 	OffHoursStart                int `json:"offHoursStart"`
 	OffHoursEnd                  int `json:"offHoursEnd"`
+	// LateEventToleranceMs: an event whose time is further behind the clock
+	// than its window plus this tolerance is not counted (default 300000).
+	LateEventToleranceMs int `json:"lateEventToleranceMs"`
+	// MaxTrackedKeys caps the principals/organizations tracked per detector (default 100000).
+	MaxTrackedKeys int `json:"maxTrackedKeys"`
+	// TimeZone is the IANA zone of the off-hours window for organizations not
+	// in OrganizationTimeZones (default UTC).
+	TimeZone              string            `json:"timeZone"`
+	OrganizationTimeZones map[string]string `json:"organizationTimeZones"`
 }
 
 // ReliableProcessor is the original's queue section.
@@ -242,6 +328,11 @@ func (c *Config) fillDefaults() {
 	setString(&c.Logging.Level, "info")
 
 	m := &c.Monitoring
+	// Booleans whose default is true: fillDefaults only ever runs on a fresh
+	// Config, before the file is decoded over it, so a false in the file stays.
+	m.Enabled = true
+	c.Observability.Tracing.Enabled = true
+	c.Observability.Metrics.Enabled = true
 	setFloat(&m.AlertThresholds.ErrorRate, 0.1)
 	setInt(&m.AlertThresholds.QueueDepth, 100)
 	setInt(&m.AlertThresholds.ProcessingLatency, 5000)
@@ -256,6 +347,15 @@ func (c *Config) fillDefaults() {
 	setInt(&p.DataAccessTimeWindow, 60000)
 	setInt(&p.BulkOperationThreshold, 100)
 	setInt(&p.BulkOperationTimeWindow, 300000)
+	setInt(&p.LateEventToleranceMs, 300000)
+	setInt(&p.MaxTrackedKeys, 100000)
+	setString(&p.TimeZone, "UTC")
+	o := &c.Observability
+	setString(&o.Tracing.ServiceName, "audit-worker")
+	setFloat(&o.Tracing.SampleRate, 1)
+	setString(&o.Tracing.ExporterType, "otlp")
+	setInt(&o.Tracing.MaxSpans, 10000)
+	setInt(&o.Metrics.CollectionInterval, 5000)
 	// 0 is a valid hour (and a valid error rate), but fillDefaults runs before
 	// the file is decoded, so a 0 the file writes is kept.
 	if p.OffHoursStart == 0 && p.OffHoursEnd == 0 {
@@ -395,6 +495,7 @@ const (
 	clusterNodeExpr   = `^(\[[^\[\]\s]+\]|[^\s:\[\]]+):` + portExpr + `$`
 	listenAddressExpr = `^(\[[^\[\]\s]+\]|[^\s:\[\]]*):(0|` + portExpr + `)$`
 	tlsSSLModeExpr    = `[?&]sslmode=(require|verify-ca|verify-full)(&|$)`
+	httpURLExpr       = `^https?://[^\s/]+`
 	// placeholderExpr finds the sample values of the original's README and
 	// docs (your-256-bit-encryption-key-here, changeme, …) in a key. It spells
 	// out case-insensitivity with classes because JSON Schema regexes
@@ -410,6 +511,7 @@ var (
 	clusterNodePattern   = regexp.MustCompile(clusterNodeExpr)
 	listenAddressPattern = regexp.MustCompile(listenAddressExpr)
 	tlsSSLModePattern    = regexp.MustCompile(tlsSSLModeExpr)
+	httpURLPattern       = regexp.MustCompile(httpURLExpr)
 	placeholderPattern   = regexp.MustCompile(placeholderExpr)
 )
 
@@ -484,6 +586,36 @@ func (c *Config) Validate() error {
 	}
 	between(pd.OffHoursStart, 0, 23, "monitoring.patternDetection.offHoursStart")
 	between(pd.OffHoursEnd, 0, 23, "monitoring.patternDetection.offHoursEnd")
+	between(pd.LateEventToleranceMs, 0, 86_400_000, "monitoring.patternDetection.lateEventToleranceMs")
+	between(pd.MaxTrackedKeys, 100, 10_000_000, "monitoring.patternDetection.maxTrackedKeys")
+	_, err := time.LoadLocation(pd.TimeZone)
+	check(err == nil && pd.TimeZone != "", "monitoring.patternDetection.timeZone", "must be an IANA time zone such as UTC or Europe/Berlin")
+	for _, org := range slices.Sorted(maps.Keys(pd.OrganizationTimeZones)) {
+		_, err := time.LoadLocation(pd.OrganizationTimeZones[org])
+		check(err == nil && pd.OrganizationTimeZones[org] != "", "monitoring.patternDetection.organizationTimeZones."+org,
+			"must be an IANA time zone such as UTC or Europe/Berlin")
+	}
+	for i, w := range c.Monitoring.Notification.Webhooks {
+		field := fmt.Sprintf("monitoring.notification.webhooks[%d]", i)
+		check(w.Name != "", field+".name", "must not be empty")
+		check(httpURLPattern.MatchString(w.URL), field+".url", "must be an http:// or https:// URL")
+		minChars(w.Secret, 16, field+".secret")
+		check(w.MinSeverity == "" || audit.Severity(w.MinSeverity).Rank() > 0, field+".minSeverity",
+			"must be LOW, MEDIUM, HIGH or CRITICAL")
+	}
+	if n := c.Monitoring.Notification; n.Enabled && n.Provider == "webhook" {
+		check(httpURLPattern.MatchString(n.URL), "monitoring.notification.url", "must be an http:// or https:// URL")
+		minChars(n.Credentials.Secret, 16, "monitoring.notification.credentials.secret")
+	}
+
+	tr := c.Observability.Tracing
+	betweenFloat(tr.SampleRate, 0, 1, "observability.tracing.sampleRate")
+	check(slices.Contains(TracingExporters, tr.ExporterType), "observability.tracing.exporterType",
+		fmt.Sprintf("must be one of %s (is %q)", strings.Join(TracingExporters, ", "), tr.ExporterType))
+	check(tr.ExporterEndpoint == "" || httpURLPattern.MatchString(tr.ExporterEndpoint),
+		"observability.tracing.exporterEndpoint", "must be an http:// or https:// URL (OTLP/HTTP)")
+	between(tr.MaxSpans, 100, 1_000_000, "observability.tracing.maxSpans")
+	between(c.Observability.Metrics.CollectionInterval, 1000, 300000, "observability.metrics.collectionInterval")
 
 	between(c.ReliableProcessor.Concurrency, 1, 50, "reliableProcessor.concurrency")
 	between(c.ReliableProcessor.BatchSize, 1, 10000, "reliableProcessor.batchSize")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -179,6 +180,7 @@ func TestMonitoringAndEnvironmentDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Monitoring{
+		Enabled:             true,
 		AlertThresholds:     AlertThresholds{ErrorRate: 0.1, QueueDepth: 100, ProcessingLatency: 5000, MemoryUsage: 0.8},
 		HealthCheckInterval: 30000,
 		PatternDetection: PatternDetection{
@@ -187,12 +189,13 @@ func TestMonitoringAndEnvironmentDefaults(t *testing.T) {
 			DataAccessVelocityThreshold: 50, DataAccessTimeWindow: 60000,
 			BulkOperationThreshold: 100, BulkOperationTimeWindow: 300000,
 			OffHoursStart: 22, OffHoursEnd: 6,
+			LateEventToleranceMs: 300000, MaxTrackedKeys: 100000, TimeZone: "UTC",
 		},
 	}
-	if c.Monitoring != want || c.Environment != "development" {
+	if !reflect.DeepEqual(c.Monitoring, want) || c.Environment != "development" {
 		t.Errorf("defaults: environment %q, monitoring %+v", c.Environment, c.Monitoring)
 	}
-	if d := Default(); d.Monitoring != want || d.Environment != "development" {
+	if d := Default(); !reflect.DeepEqual(d.Monitoring, want) || d.Environment != "development" {
 		t.Errorf("Default(): environment %q, monitoring %+v", d.Environment, d.Monitoring)
 	}
 
@@ -232,5 +235,26 @@ func TestParseRefusesWhatIsNotOneObject(t *testing.T) {
 		if _, err := Parse([]byte(doc)); err == nil {
 			t.Errorf("%q accepted", doc)
 		}
+	}
+}
+
+// Time zones are checked against the zone database, which the schema cannot do.
+func TestTimeZonesMustExist(t *testing.T) {
+	_, err := Parse([]byte(`{"monitoring":{"patternDetection":{"timeZone":"Mars/Olympus",
+		"organizationTimeZones":{"org-1":"America/New_York","org-2":"Europe/Atlantis"}}}}`))
+	var ce *Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 2 ||
+		ce.Problems[0].Field != "monitoring.patternDetection.timeZone" ||
+		ce.Problems[1].Field != "monitoring.patternDetection.organizationTimeZones.org-2" {
+		t.Fatalf("err = %v, want the zone and org-2's zone refused", err)
+	}
+	c, err := Parse([]byte(`{"monitoring":{"notification":{"enabled":true,"provider":"webhook","url":"https://n/x",
+		"credentials":{"secret":"0123456789abcdef"},"webhooks":[{"name":"a","url":"https://a","secret":"0123456789abcdef"}]}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks := c.Monitoring.Notification.EffectiveWebhooks()
+	if len(hooks) != 2 || hooks[0].MinSeverity != "LOW" || hooks[1].Name != "notification" || hooks[1].URL != "https://n/x" {
+		t.Errorf("webhooks = %+v", hooks)
 	}
 }

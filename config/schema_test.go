@@ -90,6 +90,14 @@ func TestSchemaAndValidateAgree(t *testing.T) {
 			"unauthorizedAccessTimeWindow":86400000,"dataAccessVelocityThreshold":50,"dataAccessTimeWindow":60000,
 			"bulkOperationThreshold":100,"bulkOperationTimeWindow":300000,"offHoursStart":0,"offHoursEnd":23}}}`,
 		`{"monitoring":{"alertThresholds":{"errorRate":1,"memoryUsage":1,"queueDepth":1000000}}}`,
+		`{"monitoring":{"enabled":false,"patternDetection":{"lateEventToleranceMs":0,"maxTrackedKeys":100,"timeZone":"Europe/Berlin",
+			"organizationTimeZones":{"org-ny":"America/New_York"}},
+			"notification":{"enabled":true,"webhooks":[{"name":"soc","url":"https://soc.example.org/hook","secret":"0123456789abcdef",
+			"minSeverity":"HIGH","organizations":["org-ny"]},{"name":"ops","url":"http://10.0.0.5:8080","secret":"${AUDIT_TEST_HMAC_KEY}"}]}}}`,
+		`{"monitoring":{"notification":{"enabled":true,"provider":"webhook","url":"https://ntfy.internal/audit","credentials":{"secret":"0123456789abcdef"}}}}`,
+		`{"observability":{"tracing":{"enabled":true,"serviceName":"audit","sampleRate":0,"exporterType":"jaeger",
+			"exporterEndpoint":"http://collector:4318/v1/traces","headers":{"x-api-key":"k"},"maxSpans":100},
+			"metrics":{"enabled":false,"collectionInterval":1000},"profiling":{"enabled":true,"sampleRate":0.1},"dashboard":{"enabled":true}}}`,
 		`{"reliableProcessor":{"queueName":"{audit-events}","concurrency":50,"batchSize":10000,"lockDurationMs":1000,
 			"stalledIntervalMs":600000,"maxStalledCount":0,"circuitBreakerConfig":{"failureThreshold":100,"recoveryTimeout":1000},
 			"deadLetterConfig":{"queueName":"audit_dlq-1","alertThreshold":1000}}}`,
@@ -141,6 +149,19 @@ func TestSchemaAndValidateAgree(t *testing.T) {
 		{`{"monitoring":{"patternDetection":{"bulkOperationThreshold":1000001}}}`, "monitoring.patternDetection.bulkOperationThreshold"},
 		{`{"monitoring":{"patternDetection":{"offHoursStart":24}}}`, "monitoring.patternDetection.offHoursStart"},
 		{`{"monitoring":{"patternDetection":{"offHoursEnd":-1}}}`, "monitoring.patternDetection.offHoursEnd"},
+		{`{"monitoring":{"enabled":"yes"}}`, "monitoring.enabled"},
+		{`{"monitoring":{"patternDetection":{"lateEventToleranceMs":-1}}}`, "monitoring.patternDetection.lateEventToleranceMs"},
+		{`{"monitoring":{"patternDetection":{"maxTrackedKeys":99}}}`, "monitoring.patternDetection.maxTrackedKeys"},
+		{`{"monitoring":{"patternDetection":{"timeZone":""}}}`, "monitoring.patternDetection.timeZone"},
+		{`{"monitoring":{"notification":{"webhooks":[{"name":"soc","url":"ftp://x","secret":"0123456789abcdef"}]}}}`, "monitoring.notification.webhooks[0].url"},
+		{`{"monitoring":{"notification":{"webhooks":[{"name":"soc","url":"https://x","secret":"short"}]}}}`, "monitoring.notification.webhooks[0].secret"},
+		{`{"monitoring":{"notification":{"webhooks":[{"name":"soc","url":"https://x","secret":"0123456789abcdef","minSeverity":"URGENT"}]}}}`, "monitoring.notification.webhooks[0].minSeverity"},
+		{`{"monitoring":{"notification":{"webhooks":[{"name":"","url":"https://x","secret":"0123456789abcdef"}]}}}`, "monitoring.notification.webhooks[0].name"},
+		{`{"observability":{"tracing":{"sampleRate":1.5}}}`, "observability.tracing.sampleRate"},
+		{`{"observability":{"tracing":{"exporterType":"zipkin"}}}`, "observability.tracing.exporterType"},
+		{`{"observability":{"tracing":{"exporterEndpoint":"collector:4318"}}}`, "observability.tracing.exporterEndpoint"},
+		{`{"observability":{"tracing":{"maxSpans":99}}}`, "observability.tracing.maxSpans"},
+		{`{"observability":{"metrics":{"collectionInterval":999}}}`, "observability.metrics.collectionInterval"},
 		{`{"reliableProcessor":{"queueName":"audit events"}}`, "reliableProcessor.queueName"},
 		{`{"reliableProcessor":{"queueName":""}}`, "reliableProcessor.queueName"},
 		{`{"reliableProcessor":{"concurrency":51}}`, "reliableProcessor.concurrency"},
@@ -317,6 +338,9 @@ func TestSchemaDescribesEveryFieldWithItsDefault(t *testing.T) {
 		}
 		if d, ok := def.([]any); ok && len(d) == 0 && goValue == nil {
 			goValue = def // an unset list (nil in Go) is the schema's []
+		}
+		if d, ok := def.(map[string]any); ok && len(d) == 0 && goValue == nil {
+			goValue = def // and an unset map the schema's {}
 		}
 		if !reflect.DeepEqual(def, goValue) {
 			t.Errorf("%s: schema default %v, Go default %v", p, def, goValue)

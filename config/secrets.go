@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"regexp"
@@ -275,7 +276,37 @@ func (c Config) Masked() Config {
 		n := *c.ReliableProcessor.MaxStalledCount
 		m.ReliableProcessor.MaxStalledCount = &n
 	}
+	if c.Monitoring.Notification.Credentials.Secret != "" {
+		m.Monitoring.Notification.Credentials.Secret = maskedValue
+	}
+	m.Monitoring.Notification.URL = maskWebhookURL(c.Monitoring.Notification.URL)
+	if c.Monitoring.Notification.Webhooks != nil {
+		m.Monitoring.Notification.Webhooks = make([]Webhook, len(c.Monitoring.Notification.Webhooks))
+		for i, w := range c.Monitoring.Notification.Webhooks {
+			w.Secret, w.URL = maskedValue, maskWebhookURL(w.URL)
+			w.Organizations = slices.Clone(w.Organizations)
+			m.Monitoring.Notification.Webhooks[i] = w
+		}
+	}
+	m.Monitoring.PatternDetection.OrganizationTimeZones = maps.Clone(c.Monitoring.PatternDetection.OrganizationTimeZones)
+	if c.Observability.Tracing.Headers != nil { // export headers carry API keys
+		m.Observability.Tracing.Headers = make(map[string]string, len(c.Observability.Tracing.Headers))
+		for k := range c.Observability.Tracing.Headers {
+			m.Observability.Tracing.Headers[k] = maskedValue
+		}
+	}
+	m.Observability.Tracing.ExporterEndpoint = maskURL(c.Observability.Tracing.ExporterEndpoint)
 	return m
+}
+
+// maskWebhookURL hides a webhook URL's password and its whole query, where
+// services put their tokens.
+func maskWebhookURL(raw string) string {
+	masked := maskURL(raw)
+	if base, _, ok := strings.Cut(masked, "?"); ok {
+		return base + "?" + maskedValue
+	}
+	return masked
 }
 
 // maskURL hides the password of a URL's user info and of any password query

@@ -217,7 +217,11 @@ func TestMaskedHidesEverySecret(t *testing.T) {
 		"redis": {"host": "cache", "password": "redis-pw-1", "url": "rediss://default:redis-pw-2@cache:6380/0"},
 		"enhancedClient": {"connectionString": "postgresql://audit:db-pw-3@db:5432/audit?sslmode=require&password=db-pw-4"},
 		"security": {"encryptionKey": "hmac-key-5-of-at-least-32-characters!!"},
-		"http": {"apiKeys": ["ingest-key-6-0123456789", "ingest-key-7-0123456789"]}
+		"http": {"apiKeys": ["ingest-key-6-0123456789", "ingest-key-7-0123456789"]},
+		"monitoring": {"notification": {"enabled": true, "provider": "webhook", "url": "https://hooks/x?token=url-token-8",
+			"credentials": {"secret": "notify-secret-9-0123456789"},
+			"webhooks": [{"name": "soc", "url": "https://u:hook-pw-10@soc/h", "secret": "hook-secret-11-0123456789"}]}},
+		"observability": {"tracing": {"exporterEndpoint": "https://collector/v1/traces", "headers": {"x-api-key": "otlp-key-12"}}}
 	}`))
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +232,8 @@ func TestMaskedHidesEverySecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{"redis-pw-1", "redis-pw-2", "db-pw-3", "db-pw-4", "hmac-key-5", "ingest-key-6", "ingest-key-7"} {
+	for _, secret := range []string{"redis-pw-1", "redis-pw-2", "db-pw-3", "db-pw-4", "hmac-key-5", "ingest-key-6", "ingest-key-7",
+		"url-token-8", "notify-secret-9", "hook-pw-10", "hook-secret-11", "otlp-key-12"} {
 		if strings.Contains(string(out), secret) {
 			t.Errorf("masked config shows %s: %s", secret, out)
 		}
