@@ -1,10 +1,8 @@
 package audit
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"unicode/utf8"
 )
 
 // member is one top-level "key": value pair of an event, value kept as raw JSON.
@@ -22,11 +20,8 @@ type member struct {
 // (two parsers could disagree on which duplicate wins, which is an opening for
 // smuggling values past the hash).
 func decodeObject(data []byte) ([]member, error) {
-	if !utf8.Valid(data) {
-		return nil, errors.New("payload is not valid UTF-8")
-	}
-	if !json.Valid(data) {
-		return nil, errors.New("payload is not valid JSON")
+	if err := checkJSON(data); err != nil {
+		return nil, err
 	}
 	i := skipSpace(data, 0)
 	if data[i] != '{' {

@@ -113,3 +113,24 @@ func FuzzAppendJSString(f *testing.F) {
 		}
 	})
 }
+
+// checkJSON must agree with utf8.Valid + json.Valid on every input.
+func FuzzCheckJSON(f *testing.F) {
+	for _, seed := range []string{
+		`{}`, `[]`, `{"a":1}`, ` {"a" : [1, -0.5e+3, true, false, null, "x\u00e9\n"]} `, `{"a":01}`, `{"a":1.}`,
+		`{"a":-}`, `{"a":1e}`, `{"a":"\x"}`, `{"a":"\ud800"}`, "{\"a\":\"\xff\"}", `{"a":tru}`, `[1,]`, `{"a":1,}`,
+		`"s"`, `1 2`, ``, ` `, `{"a":"` + "\x01" + `"}`, `[[[[[]]]]]`, `{"a":{"b":{}}}`, "\xef\xbb\xbf{}", `{"é":"€𝄞"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		want := utf8.Valid(data) && json.Valid(data)
+		err := checkJSON(data)
+		if (err == nil) != want {
+			t.Fatalf("checkJSON(%q) = %v, json.Valid and utf8.Valid say %v", data, err, want)
+		}
+		if err != nil && !utf8.Valid(data) && err != errNotUTF8 {
+			t.Fatalf("checkJSON(%q) = %v, want the UTF-8 error", data, err)
+		}
+	})
+}
