@@ -121,7 +121,7 @@ func HashPayload(data []byte) (string, error) {
 			}
 			switch c := m.raw[0]; {
 			case c == '"':
-				s, err := unquoteJSON(m.raw)
+				s, err := m.stringValue()
 				if err != nil {
 					return "", fmt.Errorf("%s: %w", f.name, err)
 				}

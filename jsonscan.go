@@ -3,12 +3,16 @@ package audit
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // member is one top-level "key": value pair of an event, value kept as raw JSON.
 type member struct {
 	key string
 	raw []byte
+	// text is raw as a substring of the payload copied once into a string, so
+	// string values without escapes need no allocation of their own.
+	text string
 	// depth is how many objects/arrays the value nests (a scalar is 0, {} is 1).
 	depth int
 	// problem names a string inside the value that no store can hold, or is "".
@@ -23,6 +27,7 @@ func decodeObject(data []byte) ([]member, error) {
 	if err := checkJSON(data); err != nil {
 		return nil, err
 	}
+	text := string(data)
 	i := skipSpace(data, 0)
 	if data[i] != '{' {
 		return nil, errors.New("payload is not a JSON object")
@@ -34,7 +39,7 @@ func decodeObject(data []byte) ([]member, error) {
 	}
 	for {
 		keyEnd, _, keyProblem := walkValue(data, i)
-		key, err := unquoteJSON(data[i:keyEnd])
+		key, err := unquoteText(text[i:keyEnd], data[i:keyEnd])
 		if err != nil {
 			return nil, fmt.Errorf("key at byte %d: %w", i, err)
 		}
@@ -49,13 +54,25 @@ func decodeObject(data []byte) ([]member, error) {
 		if problem == "" && keyProblem != "" {
 			problem = keyProblem + " in key"
 		}
-		members = append(members, member{key: key, raw: data[i:end], depth: depth, problem: problem})
+		members = append(members, member{key: key, raw: data[i:end], text: text[i:end], depth: depth, problem: problem})
 		i = skipSpace(data, end)
 		if data[i] == '}' {
 			return members, nil
 		}
 		i = skipSpace(data, i+1) // past ','
 	}
+}
+
+// stringValue decodes the member's value, a JSON string literal.
+func (m *member) stringValue() (string, error) { return unquoteText(m.text, m.raw) }
+
+// unquoteText decodes a string literal given both as a string and as bytes:
+// without escapes the result is a substring of text and allocates nothing.
+func unquoteText(text string, lit []byte) (string, error) {
+	if len(text) >= 2 && text[0] == '"' && text[len(text)-1] == '"' && strings.IndexByte(text, '\\') < 0 {
+		return text[1 : len(text)-1], nil
+	}
+	return unquoteJSON(lit)
 }
 
 // objectMembers splits a JSON object taken from an already validated payload into

@@ -132,7 +132,7 @@ func (v *validator) str(name string) (string, bool) {
 		v.fail(name, ErrInvalidType, "must be a string")
 		return "", false
 	}
-	s, err := unquoteJSON(raw)
+	s, err := v.fields[name].stringValue()
 	if err != nil {
 		v.fail(name, ErrInvalidFormat, "%v", err)
 		return "", false
