@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/smartlogs/audit-worker/pipeline"
 )
@@ -72,7 +71,6 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, mux: http.NewServeMux()}
 	s.SetAPIKeys(opts.APIKeys)
 	s.mux.HandleFunc("POST /v1/events", s.requireKey(s.ingest))
-	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.routeHealth()
 	s.routeMetrics()
 	s.routeTracing()
@@ -117,47 +115,6 @@ func (s *Server) validKey(token string) bool {
 		match |= subtle.ConstantTimeCompare(presented[:], k[:])
 	}
 	return match == 1 && token != ""
-}
-
-type componentHealth struct {
-	Status       string `json:"status"`
-	Message      string `json:"message,omitempty"`
-	ResponseTime int64  `json:"responseTime"` // milliseconds
-}
-
-// healthz reports liveness and whether the store answers, in the original's
-// HealthStatus shape: 200 when OK, 503 when CRITICAL.
-func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	start := time.Now()
-	db := componentHealth{Status: "OK"}
-	if err := s.opts.Store.Ping(ctx); err != nil {
-		db = componentHealth{Status: "CRITICAL", Message: "store unreachable: " + err.Error()}
-	}
-	db.ResponseTime = time.Since(start).Milliseconds()
-	components := map[string]componentHealth{"database": db}
-	overall := db.Status
-	if s.opts.Config != nil {
-		cfg := componentHealth{Status: "OK"}
-		if ok, msg := s.opts.Config.ConfigHealth(); !ok {
-			// Running on a cached or older configuration works, but needs a look.
-			cfg = componentHealth{Status: "WARNING", Message: msg}
-			if overall == "OK" {
-				overall = "WARNING"
-			}
-		}
-		components["config"] = cfg
-	}
-	code := http.StatusOK
-	if overall == "CRITICAL" {
-		code = http.StatusServiceUnavailable
-	}
-	writeJSON(w, code, map[string]any{
-		"status":     overall,
-		"components": components,
-		"timestamp":  time.Now().UTC().Format(time.RFC3339Nano),
-	})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -164,32 +164,6 @@ func TestIngestRefusals(t *testing.T) {
 	}
 }
 
-func TestHealthz(t *testing.T) {
-	f := newFixture(t, 1<<20)
-	resp, err := http.Get(f.srv.URL + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var body struct {
-		Status     string
-		Components map[string]componentHealth
-	}
-	json.NewDecoder(resp.Body).Decode(&body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || body.Status != "OK" || body.Components["database"].Status != "OK" {
-		t.Fatalf("healthy: %s %+v", resp.Status, body)
-	}
-	f.store.Close() // the store is gone: the worker is not healthy
-	resp, err = http.Get(f.srv.URL + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("store closed: %s, want 503", resp.Status)
-	}
-}
-
 func TestAPIKeysRotate(t *testing.T) {
 	s := New(Options{APIKeys: []string{"old-key-0123456789"}})
 	if !s.validKey("old-key-0123456789") || s.validKey("new-key-0123456789") {
