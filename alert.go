@@ -2,7 +2,14 @@ package audit
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -125,6 +132,30 @@ type AlertStatistics struct {
 	ByType     map[AlertType]int64   `json:"byType"`
 }
 
+// NewAlertStatistics returns empty statistics that list every known status,
+// severity and type with a zero count.
+func NewAlertStatistics() AlertStatistics {
+	st := AlertStatistics{ByStatus: map[AlertStatus]int64{}, BySeverity: map[Severity]int64{}, ByType: map[AlertType]int64{}}
+	for _, v := range AlertStatuses {
+		st.ByStatus[v] = 0
+	}
+	for _, v := range Severities {
+		st.BySeverity[v] = 0
+	}
+	for _, v := range AlertTypes {
+		st.ByType[v] = 0
+	}
+	return st
+}
+
+// Add counts n alerts with this status, severity and type.
+func (st *AlertStatistics) Add(status AlertStatus, severity Severity, typ AlertType, n int64) {
+	st.Total += n
+	st.ByStatus[status] += n
+	st.BySeverity[severity] += n
+	st.ByType[typ] += n
+}
+
 // AlertRaise is what RaiseAlert did.
 type AlertRaise struct {
 	Alert   Alert
@@ -142,4 +173,231 @@ type AlertStore interface {
 	// acknowledging twice is CodeConflict.
 	TransitionAlert(ctx context.Context, id string, to AlertStatus, by, note string) (Alert, error)
 	AlertStatistics(ctx context.Context, f AlertFilter) (AlertStatistics, error)
+}
+
+// Valid reports whether t is one of the known alert types.
+func (t AlertType) Valid() bool {
+	switch t {
+	case AlertSecurity, AlertSystem, AlertPerformance, AlertCompliance:
+		return true
+	}
+	return false
+}
+
+// Valid reports whether s is one of the known statuses.
+func (s AlertStatus) Valid() bool { return s.Open() || s == AlertResolved || s == AlertDismissed }
+
+// AlertTypes, Severities and AlertStatuses list the known values, in their
+// natural order (statistics report every one of them, zeros included).
+var (
+	AlertTypes    = []AlertType{AlertSecurity, AlertSystem, AlertPerformance, AlertCompliance}
+	Severities    = []Severity{SeverityLow, SeverityMedium, SeverityHigh, SeverityCritical}
+	AlertStatuses = []AlertStatus{AlertActive, AlertAcknowledged, AlertResolved, AlertDismissed}
+)
+
+// Alert limits and the paging defaults every store applies.
+const (
+	AlertListDefault = 100
+	AlertListMax     = 1000
+	// SupersededNote is the note of an open alert closed automatically because
+	// its condition recurred after its dedup window: the recurrence is a new
+	// incident with its own alert, and two open alerts for one key would be
+	// ambiguous for operators and for the partial unique index.
+	SupersededNote = "superseded: condition recurred after its window"
+	// SystemActor is the "by" of transitions the worker makes itself.
+	SystemActor = "audit-worker"
+)
+
+// Normalize validates c and returns it ready to store: ObservedAt defaults to
+// now, instants are UTC microseconds (the precision both stores keep, so that
+// cursors compare equal), Tags is never nil. DedupWindow 0 means "no time
+// limit": a repeat updates the open alert however long ago it was last seen.
+func (c AlertCondition) Normalize(now time.Time) (AlertCondition, error) {
+	switch {
+	case !c.Type.Valid():
+		return c, Errorf(CodeInvalid, "alert condition: unknown type %q", c.Type)
+	case c.Severity.Rank() == 0:
+		return c, Errorf(CodeInvalid, "alert condition: unknown severity %q", c.Severity)
+	case strings.TrimSpace(c.DedupKey) == "":
+		return c, Errorf(CodeInvalid, "alert condition: dedup key is required")
+	case strings.TrimSpace(c.Title) == "":
+		return c, Errorf(CodeInvalid, "alert condition: title is required")
+	case c.DedupWindow < 0:
+		return c, Errorf(CodeInvalid, "alert condition: negative dedup window %s", c.DedupWindow)
+	}
+	if len(c.Metadata) > 0 {
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(c.Metadata, &obj); err != nil || obj == nil {
+			return c, Errorf(CodeInvalid, "alert condition: metadata must be a JSON object")
+		}
+	}
+	if c.ObservedAt.IsZero() {
+		c.ObservedAt = now
+	}
+	c.ObservedAt = c.ObservedAt.UTC().Truncate(time.Microsecond)
+	if c.Tags == nil {
+		c.Tags = []string{}
+	}
+	return c, nil
+}
+
+// Covers reports whether a repeat of c updates a (instead of opening a new
+// alert): a is open and was last seen within c's dedup window before c.
+func (a *Alert) Covers(c AlertCondition) bool {
+	if !a.Status.Open() {
+		return false
+	}
+	return c.DedupWindow == 0 || !a.LastSeen.Before(c.ObservedAt.Add(-c.DedupWindow))
+}
+
+// Absorb applies a repeat of the condition to a: one more occurrence, last seen
+// moves forward only (observations may arrive out of order), the highest
+// severity wins, and the latest evidence replaces description and metadata.
+func (a *Alert) Absorb(c AlertCondition, now time.Time) {
+	a.Occurrences++
+	if c.ObservedAt.After(a.LastSeen) {
+		a.LastSeen = c.ObservedAt
+	}
+	if c.Severity.Rank() > a.Severity.Rank() {
+		a.Severity = c.Severity
+	}
+	a.Description = c.Description
+	a.Metadata = c.Metadata
+	if c.CorrelationID != "" {
+		a.CorrelationID = c.CorrelationID
+	}
+	for _, t := range c.Tags {
+		if !slices.Contains(a.Tags, t) {
+			a.Tags = append(a.Tags, t)
+		}
+	}
+	a.UpdatedAt = now
+}
+
+// NewAlertFrom builds the alert a first observation of c opens.
+func NewAlertFrom(id string, c AlertCondition, now time.Time) Alert {
+	return Alert{
+		ID: id, OrganizationID: c.OrganizationID, Type: c.Type, Severity: c.Severity,
+		Title: c.Title, Description: c.Description, Source: c.Source, Status: AlertActive,
+		DedupKey: c.DedupKey, FirstSeen: c.ObservedAt, LastSeen: c.ObservedAt, Occurrences: 1,
+		Metadata: c.Metadata, CorrelationID: c.CorrelationID, Tags: slices.Clone(c.Tags), UpdatedAt: now,
+	}
+}
+
+// Transition applies a lifecycle move to a, recording who and why, or says why
+// it is not allowed: acknowledge only from active; resolve and dismiss from
+// active or acknowledged. by is required (CodeInvalid); an illegal move is
+// CodeConflict.
+func (a *Alert) Transition(to AlertStatus, by, note string, now time.Time) error {
+	if strings.TrimSpace(by) == "" {
+		return Errorf(CodeInvalid, "alert %s: who changes the status (by) is required", a.ID)
+	}
+	var ok bool
+	switch to {
+	case AlertAcknowledged:
+		ok = a.Status == AlertActive
+	case AlertResolved, AlertDismissed:
+		ok = a.Status.Open()
+	default:
+		return Errorf(CodeInvalid, "alert %s: cannot move to status %q", a.ID, to)
+	}
+	if !ok {
+		return Errorf(CodeConflict, "alert %s is %s: cannot move it to %s", a.ID, a.Status, to)
+	}
+	at := now.UTC().Truncate(time.Microsecond)
+	if to == AlertAcknowledged {
+		a.AcknowledgedBy, a.AcknowledgedAt = by, &at
+	} else {
+		a.ResolvedBy, a.ResolvedAt = by, &at
+	}
+	a.Status, a.StatusNote, a.UpdatedAt = to, note, at
+	return nil
+}
+
+// NewAlertID returns a unique id that sorts by creation time as text:
+// "alt_", 12 hex digits of Unix milliseconds, 16 random hex digits.
+func NewAlertID(now time.Time) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return fmt.Sprintf("alt_%012x%s", now.UnixMilli(), hex.EncodeToString(b[:]))
+}
+
+// Normalize validates f and applies the paging defaults: Limit 0 becomes 100
+// and anything above 1000 becomes 1000. Unknown values are CodeInvalid.
+func (f AlertFilter) Normalize() (AlertFilter, error) {
+	for _, s := range f.Status {
+		if !s.Valid() {
+			return f, Errorf(CodeInvalid, "alert filter: unknown status %q", s)
+		}
+	}
+	for _, s := range f.Severity {
+		if s.Rank() == 0 {
+			return f, Errorf(CodeInvalid, "alert filter: unknown severity %q", s)
+		}
+	}
+	for _, t := range f.Type {
+		if !t.Valid() {
+			return f, Errorf(CodeInvalid, "alert filter: unknown type %q", t)
+		}
+	}
+	if f.Limit < 0 {
+		return f, Errorf(CodeInvalid, "alert filter: negative limit %d", f.Limit)
+	}
+	if f.Limit == 0 {
+		f.Limit = AlertListDefault
+	}
+	f.Limit = min(f.Limit, AlertListMax)
+	if f.After != "" {
+		if _, _, err := DecodeAlertCursor(f.After); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+// AlertCursor is the opaque keyset cursor of a: its first-seen instant and id.
+func AlertCursor(a Alert) string {
+	raw := strconv.FormatInt(a.FirstSeen.UnixMicro(), 10) + "|" + a.ID
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+// DecodeAlertCursor reads a cursor made by AlertCursor; anything else is CodeInvalid.
+func DecodeAlertCursor(cursor string) (firstSeen time.Time, id string, err error) {
+	raw, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err == nil {
+		micros, rest, ok := strings.Cut(string(raw), "|")
+		n, perr := strconv.ParseInt(micros, 10, 64)
+		if ok && perr == nil && rest != "" {
+			return time.UnixMicro(n).UTC(), rest, nil
+		}
+	}
+	return time.Time{}, "", Errorf(CodeInvalid, "alert filter: malformed cursor")
+}
+
+// DeliveryStatus is the outcome of one notification attempt.
+type DeliveryStatus string
+
+const (
+	DeliveryDelivered DeliveryStatus = "delivered" // the destination answered 2xx
+	DeliveryRetrying  DeliveryStatus = "retrying"  // failed, another attempt follows
+	DeliveryFailed    DeliveryStatus = "failed"    // permanent failure or attempts exhausted
+	DeliveryDropped   DeliveryStatus = "dropped"   // never sent: queue full or shutting down
+)
+
+// AlertDelivery records one attempt to notify a destination of an alert.
+type AlertDelivery struct {
+	AlertID     string         `json:"alertId"`
+	DeliveryID  string         `json:"deliveryId"` // the same for every attempt of one delivery
+	Destination string         `json:"destination"`
+	Attempt     int            `json:"attempt"` // 1 for the first; 0 when dropped before sending
+	Status      DeliveryStatus `json:"status"`
+	HTTPStatus  int            `json:"httpStatus,omitempty"` // 0 when no answer
+	Error       string         `json:"error,omitempty"`
+	At          time.Time      `json:"at"`
+}
+
+// DeliveryRecorder keeps delivery outcomes; both stores implement it, and the
+// notifier uses it when given one.
+type DeliveryRecorder interface {
+	RecordDelivery(ctx context.Context, d AlertDelivery) error
 }

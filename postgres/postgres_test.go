@@ -32,6 +32,10 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) audit.EventStore { return openTest(t, insertCopy) })
 }
 
+func TestAlertConformance(t *testing.T) {
+	storetest.RunAlerts(t, func(t *testing.T) audit.AlertStore { return openTest(t, insertCopy) })
+}
+
 // The unnest strategy is not the default, but it must stay correct while the
 // benchmark compares it.
 func TestConformanceUnnestStrategy(t *testing.T) {

@@ -26,3 +26,15 @@ func TestConformance(t *testing.T) {
 		return s
 	})
 }
+
+// TestAlertConformance runs the audit.AlertStore suite on fresh database files.
+func TestAlertConformance(t *testing.T) {
+	storetest.RunAlerts(t, func(t *testing.T) audit.AlertStore {
+		s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "audit.db")})
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

@@ -71,7 +71,7 @@ func TestOpenCreatesDirectoryAndConfiguresFile(t *testing.T) {
 		{s.writer, "synchronous", "2"}, // FULL
 		{s.writer, "busy_timeout", fmt.Sprint(busyTimeoutMillis)},
 		{s.writer, "page_size", fmt.Sprint(pageSize)},
-		{s.writer, "user_version", "1"},
+		{s.writer, "user_version", fmt.Sprint(len(mustMigrations(t)))},
 		{s.reader, "journal_mode", "wal"},
 		{s.reader, "query_only", "1"},
 		{s.reader, "foreign_keys", "1"},
@@ -586,4 +586,13 @@ func TestCloseThenUseIsTransient(t *testing.T) {
 	if err := s.Ping(context.Background()); !audit.IsTransient(err) {
 		t.Fatalf("Ping on a closed store = %v, want a transient error", err)
 	}
+}
+
+func mustMigrations(t *testing.T) []migration {
+	t.Helper()
+	ms, err := loadMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms
 }
