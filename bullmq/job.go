@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Job is a job as stored in its hash (spec §3), read by Fetch.
@@ -39,6 +41,7 @@ type Job struct {
 	dedupID   string // "deid": the deduplication id to release when the job finishes
 	repeatKey string // "rjk": job scheduler / repeatable job
 	optsErr   error
+	traceCtx  trace.SpanContext // the producer's span, from opts "tm" (trace.go)
 }
 
 // Unsupported reports why this consumer cannot honour the job, if it cannot:
@@ -447,7 +450,11 @@ func jobFromHash(id string, h map[string]string, cache *optsCache) *Job {
 		j.Data = []byte("{}")
 	}
 	if raw := h["opts"]; raw != "" {
+		raw, tm := cutTraceMeta(raw)
 		j.Opts, j.optsErr = cache.parse(raw)
+		if tm != "" {
+			j.traceCtx = decodeTraceMeta(tm)
+		}
 	}
 	if h["parent"] != "" {
 		j.Opts.Parent = true

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Handler processes a batch of jobs. It returns one Result per job, or an error
@@ -52,6 +54,12 @@ type WorkerOptions struct {
 	// context ends; batches not done by then go back to wait. Default 10 s.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
+	// Tracer, when set, traces every batch: a "bullmq.batch" span (linked to
+	// the producers' spans) that is the parent of the handler's spans and of
+	// an "ack" span around the acknowledgement.
+	Tracer trace.Tracer
+	// Observer, when set, is told of every acknowledged and every re-offered batch.
+	Observer WorkerObserver
 }
 
 // Worker runs a Consumer: it fetches batches while it has a free slot, hands
@@ -229,10 +237,11 @@ func (w *Worker) process(stop, work context.Context, jobs []*Job) {
 	if len(jobs) == 0 {
 		return
 	}
+	ctx, bt := w.traceBatch(work, jobs)
 	var results []Result
 	for attempt := 1; ; attempt++ {
 		var err error
-		results, err = w.h.Handle(work, jobs)
+		results, err = w.h.Handle(ctx, jobs)
 		if err == nil && len(results) != len(jobs) {
 			err = errors.New("handler returned a result count that does not match the batch")
 		}
@@ -242,14 +251,18 @@ func (w *Worker) process(stop, work context.Context, jobs []*Job) {
 		w.log.Warn("batch not processed, keeping its jobs and retrying", "jobs", len(jobs), "attempt", attempt, "err", err)
 		if stop.Err() != nil || !sleep(stop, w.backoff(attempt)) {
 			w.giveBack(work, jobs)
+			bt.givenBack(err)
 			return
 		}
 		if w.opts.Gate != nil && w.opts.Gate(stop) != nil {
 			w.giveBack(work, jobs)
+			bt.givenBack(err)
 			return
 		}
+		bt.retried(jobs, attempt, err)
 	}
-	w.acknowledge(work, jobs, results)
+	bt.acknowledge(ctx, jobs, func() { w.acknowledge(work, jobs, results) })
+	bt.end()
 	w.log.Debug("batch done", "queue", w.c.q.Name(), "jobs", len(jobs), "took", time.Since(start).Round(time.Microsecond).String())
 }
 

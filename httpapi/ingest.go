@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,9 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/pipeline"
@@ -52,9 +56,10 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	}
 
 	received := time.Now()
+	producer := requestTrace(r)
 	inputs := make([]pipeline.Input, len(payloads))
 	for i, p := range payloads {
-		inputs[i] = pipeline.Input{Payload: p, Source: "http", ReceivedAt: received}
+		inputs[i] = pipeline.Input{Payload: p, Source: "http", ReceivedAt: received, Trace: producer}
 		switch {
 		case key != "" && single:
 			inputs[i].IdempotencyKey = "http:" + key
@@ -127,6 +132,17 @@ func splitEvents(body []byte, contentType string) (payloads [][]byte, single boo
 		}
 	}
 	return payloads, false, nil
+}
+
+// requestTrace is the caller's span from the W3C traceparent/tracestate
+// headers (invalid when absent or malformed); the batch span links to it. The
+// propagator is a local value: the global one is never configured here.
+func requestTrace(r *http.Request) trace.SpanContext {
+	if r.Header.Get("traceparent") == "" {
+		return trace.SpanContext{}
+	}
+	ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.HeaderCarrier(r.Header))
+	return trace.SpanContextFromContext(ctx)
 }
 
 func printableASCII(s string) bool {

@@ -1,6 +1,84 @@
 package httpapi
 
-// MetricsOptions configures Prometheus metrics, the dashboard, enhanced metrics and bottlenecks.
-type MetricsOptions struct{}
+import (
+	"context"
+	"net/http"
 
-func (s *Server) routeMetrics() {}
+	"github.com/smartlogs/audit-worker/telemetry"
+)
+
+// DashboardBuilder builds the dashboard and the enhanced metrics;
+// *telemetry.Dashboard implements it.
+type DashboardBuilder interface {
+	Build(ctx context.Context) telemetry.DashboardData
+	EnhancedMetrics(ctx context.Context) telemetry.EnhancedMetrics
+}
+
+// BottleneckAnalyzer ranks the pipeline's stages; *telemetry.Dashboard implements it.
+type BottleneckAnalyzer interface {
+	Bottlenecks(ctx context.Context) telemetry.BottleneckReport
+}
+
+// MetricsOptions configures Prometheus metrics, the dashboard, enhanced
+// metrics and bottlenecks. A nil field makes its routes answer 503.
+type MetricsOptions struct {
+	// Exposition serves the Prometheus text format (telemetry.Metrics.Handler):
+	// GET /metrics and /observability/metrics/enhanced?format=prometheus.
+	Exposition  http.Handler
+	Dashboard   DashboardBuilder
+	Bottlenecks BottleneckAnalyzer
+}
+
+func (s *Server) routeMetrics() {
+	// /metrics is unauthenticated, as scrapers expect: it holds counts and
+	// timings, never events or keys. Restrict it at the network if needed.
+	s.mux.HandleFunc("GET /metrics", s.serveMetrics)
+	s.mux.HandleFunc("GET /observability/dashboard", s.requireKey(s.serveDashboard))
+	s.mux.HandleFunc("GET /observability/metrics/enhanced", s.requireKey(s.serveEnhancedMetrics))
+	s.mux.HandleFunc("GET /observability/bottlenecks", s.requireKey(s.serveBottlenecks))
+}
+
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Metrics.Exposition == nil {
+		metricsUnavailable(w, "metrics are")
+		return
+	}
+	s.opts.Metrics.Exposition.ServeHTTP(w, r)
+}
+
+func (s *Server) serveDashboard(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Metrics.Dashboard == nil {
+		metricsUnavailable(w, "the dashboard is")
+		return
+	}
+	writeJSON(w, http.StatusOK, s.opts.Metrics.Dashboard.Build(r.Context()))
+}
+
+// serveEnhancedMetrics serves the dashboard's numbers as JSON (the default) or the
+// Prometheus exposition (format=prometheus), as the original did.
+func (s *Server) serveEnhancedMetrics(w http.ResponseWriter, r *http.Request) {
+	switch format := r.URL.Query().Get("format"); format {
+	case "", "json":
+		if s.opts.Metrics.Dashboard == nil {
+			metricsUnavailable(w, "enhanced metrics are")
+			return
+		}
+		writeJSON(w, http.StatusOK, s.opts.Metrics.Dashboard.EnhancedMetrics(r.Context()))
+	case "prometheus":
+		s.serveMetrics(w, r)
+	default:
+		writeError(w, http.StatusBadRequest, "invalid", "format must be json or prometheus")
+	}
+}
+
+func (s *Server) serveBottlenecks(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Metrics.Bottlenecks == nil {
+		metricsUnavailable(w, "bottleneck analysis is")
+		return
+	}
+	writeJSON(w, http.StatusOK, s.opts.Metrics.Bottlenecks.Bottlenecks(r.Context()))
+}
+
+func metricsUnavailable(w http.ResponseWriter, what string) {
+	writeError(w, http.StatusServiceUnavailable, "unavailable", what+" not configured")
+}

@@ -88,6 +88,7 @@ func (h *Handler) Handle(ctx context.Context, jobs []*bullmq.Job) ([]bullmq.Resu
 			IdempotencyKey: IdempotencyKey(h.cfg.Queue, j),
 			Source:         "bullmq:" + h.cfg.Queue,
 			ReceivedAt:     time.UnixMilli(j.Timestamp),
+			Trace:          j.TraceContext(), // the batch span links to the producer
 		}
 	}
 	outcomes, err := h.cfg.Processor.Process(ctx, inputs)
