@@ -42,6 +42,9 @@ type WatcherOptions struct {
 	Start Loaded
 	// Logger receives refused documents and fetch failures (default slog.Default()).
 	Logger *slog.Logger
+	// OnRefused, when set, is called (from Run's goroutine) with the reason
+	// each time a new version is refused as invalid.
+	OnRefused func(error)
 }
 
 // Status is what the watcher knows about the running configuration.
@@ -78,7 +81,8 @@ type Watcher struct {
 	// seen is the version last fetched, good or refused, and is sent as
 	// If-None-Match: a refused document is then not fetched, logged and
 	// counted again on every poll. Only Run's goroutine touches it.
-	seen string
+	seen      string
+	onRefused func(error)
 
 	mu     sync.Mutex
 	status Status
@@ -88,14 +92,15 @@ type Watcher struct {
 // goroutine, so it should not block for long) with each new valid configuration.
 func NewWatcher(src Source, onChange func(Config, Meta), opts WatcherOptions) *Watcher {
 	w := &Watcher{
-		src:      src,
-		onChange: onChange,
-		parse:    opts.Parse,
-		interval: opts.Interval,
-		debounce: opts.Debounce,
-		cache:    opts.CachePath,
-		log:      opts.Logger,
-		seen:     opts.Start.Meta.Version,
+		src:       src,
+		onChange:  onChange,
+		parse:     opts.Parse,
+		interval:  opts.Interval,
+		debounce:  opts.Debounce,
+		cache:     opts.CachePath,
+		log:       opts.Logger,
+		seen:      opts.Start.Meta.Version,
+		onRefused: opts.OnRefused,
 	}
 	if w.parse == nil {
 		w.parse = Parse
@@ -274,6 +279,9 @@ func (w *Watcher) check(ctx context.Context) {
 	cfg, err := w.parse(doc)
 	if err != nil {
 		w.rejected.Add(1)
+		if w.onRefused != nil {
+			w.onRefused(err)
+		}
 		attrs := []any{"source", w.src.String(), "version", version, "running_version", current}
 		var ce *Error
 		if errors.As(err, &ce) {

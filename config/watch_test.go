@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -169,13 +170,22 @@ func TestWatcherRefusesInvalidDocument(t *testing.T) {
 		t.Fatal(err)
 	}
 	log, logs := testLogger()
-	w, got := startWatcher(t, src, WatcherOptions{Interval: 50 * time.Millisecond, Debounce: 10 * time.Millisecond, Start: start, Logger: log, CachePath: cache})
+	var refusals atomic.Int64
+	w, got := startWatcher(t, src, WatcherOptions{Interval: 50 * time.Millisecond, Debounce: 10 * time.Millisecond, Start: start, Logger: log, CachePath: cache,
+		OnRefused: func(err error) {
+			if strings.Contains(err.Error(), "worker.port") {
+				refusals.Add(1)
+			}
+		}})
 
 	writeFile(t, path, `{"worker":{"port":70000},"logging":{"level":"loud"}}`)
 	waitFor(t, 5*time.Second, "refusal", func() bool { return w.Rejected() == 1 })
 	noDelivery(t, got, 300*time.Millisecond, "invalid document") // several polls: still counted once
 	if n := w.Rejected(); n != 1 {
 		t.Errorf("Rejected() = %d after several polls of the same invalid document, want 1", n)
+	}
+	if n := refusals.Load(); n != 1 {
+		t.Errorf("OnRefused called %d times with the reason, want 1", n)
 	}
 	st := w.Status()
 	if st.Version != start.Meta.Version || st.Rejected != 1 || !strings.Contains(st.LastError, "worker.port") {

@@ -154,11 +154,15 @@ func (e *env) cleanRedis() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var keys []string
-	iter := e.rdb.Scan(ctx, 0, e.prefix+":*", 5000).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
+	var err error
+	// The queues' keys, and the pattern detectors' (hash-tagged: "{<prefix>:…}").
+	for _, pattern := range []string{e.prefix + ":*", "{" + e.prefix + ":*"} {
+		iter := e.rdb.Scan(ctx, 0, pattern, 5000).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		err = errors.Join(err, iter.Err())
 	}
-	err := iter.Err()
 	for len(keys) > 0 && err == nil {
 		n := min(len(keys), 1000)
 		err = e.rdb.Unlink(ctx, keys[:n]...).Err()

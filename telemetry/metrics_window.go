@@ -147,3 +147,16 @@ func nearestRank(sorted []time.Duration, p float64) time.Duration {
 	i := int(math.Ceil(float64(len(sorted))*p-1e-9)) - 1 // the epsilon absorbs 0.95·100 = 95.000…01
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
+
+// RecentStats summarise the last minute, for health checks and system alerts.
+type RecentStats struct {
+	Events       int64   // events received
+	ErrorRate    float64 // share of them rejected or lost to a failed store batch
+	LatencyP95Ms float64 // enqueue→commit, of the events stored
+}
+
+// Recent returns the last minute's statistics.
+func (m *Metrics) Recent() RecentStats {
+	w := m.win.stats(m.now(), m.start)
+	return RecentStats{Events: w.recentReceived, ErrorRate: w.errorRate(), LatencyP95Ms: msOf(nearestRank(w.latencies, 0.95))}
+}

@@ -52,6 +52,7 @@ func queues(rdb redis.UniversalClient, cfg config.Config) (main, dead *bullmq.Qu
 // queueConsumer is the running BullMQ side of the worker.
 type queueConsumer struct {
 	rdb      redis.UniversalClient
+	depths   func(ctx context.Context) (map[string]int64, error) // main and dead-letter queue depths
 	consumer *bullmq.Consumer
 	worker   *bullmq.Worker       // concurrency and batch size change on reload
 	handler  *queueworker.Handler // so does the dead-letter alert threshold
@@ -60,15 +61,8 @@ type queueConsumer struct {
 
 // startQueueConsumer consumes the main queue into proc until ctx ends; stop
 // waits for it to finish its in-flight batches.
-func startQueueConsumer(ctx context.Context, cfg config.Config, proc *pipeline.Processor, breaker *pipeline.Breaker, log *slog.Logger) (*queueConsumer, error) {
-	rdb, err := newRedisClient(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("connect to Redis: %w", err)
-	}
+func startQueueConsumer(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, proc *pipeline.Processor,
+	breaker *pipeline.Breaker, obs *observability, log *slog.Logger) (*queueConsumer, error) {
 	main, dead := queues(rdb, cfg)
 	host, _ := os.Hostname()
 	rp := cfg.ReliableProcessor
@@ -83,7 +77,6 @@ func startQueueConsumer(ctx context.Context, cfg config.Config, proc *pipeline.P
 		MaxStalledCount: maxStalled,
 	})
 	if err != nil {
-		rdb.Close()
 		return nil, err
 	}
 	handler := queueworker.NewHandler(queueworker.Config{
@@ -96,8 +89,11 @@ func startQueueConsumer(ctx context.Context, cfg config.Config, proc *pipeline.P
 		Gate:            breaker.Wait,
 		ShutdownTimeout: cfg.ShutdownTimeout(),
 		Logger:          log,
+		Tracer:          obs.tracer("audit-worker/bullmq"),
+		Observer:        obs.workerObserver(),
 	})
-	q := &queueConsumer{rdb: rdb, consumer: consumer, worker: worker, handler: handler, done: make(chan struct{})}
+	q := &queueConsumer{rdb: rdb, depths: queueDepths(main, dead), consumer: consumer, worker: worker,
+		handler: handler, done: make(chan struct{})}
 	go func() {
 		defer close(q.done)
 		worker.Run(ctx)
@@ -107,13 +103,22 @@ func startQueueConsumer(ctx context.Context, cfg config.Config, proc *pipeline.P
 	return q, nil
 }
 
-// stop waits for the consumer (whose context has ended) and closes its connections.
+// connectRedis connects as the configuration says and checks that Redis answers.
+func connectRedis(ctx context.Context, cfg config.Config) (redis.UniversalClient, error) {
+	rdb, err := newRedisClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("connect to Redis: %w", err)
+	}
+	return rdb, nil
+}
+
+// stop waits for the consumer (whose context has ended) and closes its
+// blocking connection; the shared Redis client is closed by the worker.
 func (q *queueConsumer) stop() error {
 	<-q.done
-	errConsumer := q.consumer.Close()
-	errRedis := q.rdb.Close()
-	if errConsumer != nil {
-		return errConsumer
-	}
-	return errRedis
+	return q.consumer.Close()
 }

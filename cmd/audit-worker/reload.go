@@ -32,7 +32,14 @@ var reloadable = []string{
 	"http.apiKeys",
 }
 
+// restartOnly are exceptions inside the reloadable prefixes: turning the
+// detectors on or off changes what observes the pipeline, which is fixed at start.
+var restartOnly = []string{"monitoring.enabled"}
+
 func isReloadable(path string) bool {
+	if slices.Contains(restartOnly, path) {
+		return false
+	}
 	for _, p := range reloadable {
 		if path == p || (strings.HasSuffix(p, ".") && strings.HasPrefix(path, p)) ||
 			strings.HasPrefix(path, p+"[") {
@@ -72,6 +79,7 @@ func (r *reloader) watch(ctx context.Context) {
 		CachePath: r.cache,
 		Start:     config.Loaded{Config: r.current, Meta: r.meta, Degraded: r.degraded},
 		Logger:    r.w.log,
+		OnRefused: func(error) { r.w.obs.configReloaded("refused") },
 	})
 	watcher := r.watcher
 	r.mu.Unlock()
@@ -109,6 +117,22 @@ func (r *reloader) apply(next config.Config, meta config.Meta) {
 	}
 	r.w.log.Info("configuration reloaded", "source", meta.Source, "version", meta.Version,
 		"applied", applied, "pendingRestart", pending)
+	result := "applied"
+	if len(pending) > 0 {
+		result = "restart_required"
+	}
+	r.w.obs.configReloaded(result)
+}
+
+// rejected is how many configuration versions were refused since start.
+func (r *reloader) rejected() int64 {
+	r.mu.Lock()
+	watcher := r.watcher
+	r.mu.Unlock()
+	if watcher == nil {
+		return 0
+	}
+	return watcher.Rejected()
 }
 
 // applyReloadable hands the reloadable settings to the parts that use them.
@@ -121,6 +145,10 @@ func (w *worker) applyReloadable(c config.Config) {
 	w.batcher.SetLimits(c.Storage.BatchMaxSize, c.BatchMaxWait())
 	if len(c.HTTP.APIKeys) > 0 { // without configured keys the generated key file stays in force
 		w.api.SetAPIKeys(c.HTTP.APIKeys)
+	}
+	w.obs.apply(c)
+	if err := w.mon.apply(c); err != nil {
+		w.log.Warn("monitoring settings not applied", "err", err)
 	}
 	if w.queue != nil {
 		w.queue.worker.SetConcurrency(c.ReliableProcessor.Concurrency)

@@ -14,7 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	audit "github.com/smartlogs/audit-worker"
+
 	"github.com/smartlogs/audit-worker/config"
 	"github.com/smartlogs/audit-worker/httpapi"
 	"github.com/smartlogs/audit-worker/pipeline"
@@ -163,58 +165,87 @@ type worker struct {
 	keyFile   string
 	storeDesc string
 	breaker   *pipeline.Breaker
-	queue     *queueConsumer // nil without Redis
+	rdb       redis.UniversalClient // nil without Redis
+	queue     *queueConsumer        // nil without Redis
 	stopQueue context.CancelFunc
+	obs       *observability
+	mon       *monitoring
 }
 
 // startWorker opens everything and starts serving; ctx bounds background loops.
 func startWorker(ctx context.Context, cfg config.Config, log *slog.Logger) (*worker, error) {
 	w := &worker{cfg: cfg, log: log}
-	var err error
-	if w.keys, w.keyFile, err = apiKeys(cfg); err != nil {
+	if err := w.start(ctx, cfg); err != nil {
+		w.shutdown(cfg.ShutdownTimeout()) // whatever was started
 		return nil, err
 	}
+	return w, nil
+}
+
+// start opens the parts in order: each may use the ones before it. The
+// processor's observers are in place before the queue consumer takes a job.
+func (w *worker) start(ctx context.Context, cfg config.Config) error {
+	log := w.log
+	var err error
+	if w.keys, w.keyFile, err = apiKeys(cfg); err != nil {
+		return err
+	}
 	if w.store, w.storeDesc, err = openStore(ctx, cfg, log); err != nil {
-		return nil, err
+		return err
 	}
 	if pg, ok := w.store.(*postgres.Store); ok {
 		// Keeps monthly partitions created ahead; stops with ctx. It logs its own failures.
 		go pg.MaintainPartitions(ctx, time.Hour)
+	}
+	if w.obs, err = startObservability(ctx, cfg, log); err != nil {
+		return err
 	}
 	w.breaker = pipeline.NewBreaker(pipeline.BreakerConfig{
 		FailureThreshold: cfg.ReliableProcessor.CircuitBreakerConfig.FailureThreshold,
 		RecoveryTimeout:  cfg.RecoveryTimeout(),
 		OnChange: func(from, to pipeline.BreakerState) {
 			log.Warn("circuit breaker changed state", "from", from, "to", to)
+			w.obs.breakerChanged(from, to)
 		},
 	})
+	if cfg.UsesRedis() {
+		if w.rdb, err = connectRedis(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	if w.mon, err = startMonitoring(cfg, w.store, w.rdb, w.obs, w); err != nil {
+		return err
+	}
 	w.proc = pipeline.NewProcessor(w.store, pipeline.Config{
 		Rules:   cfg.Rules(),
 		HMACKey: []byte(cfg.Security.EncryptionKey),
 		Breaker: w.breaker,
 	})
-	if cfg.UsesRedis() {
+	w.proc.Instrument(pipeline.Instruments{
+		Tracer:    w.obs.tracer("audit-worker/pipeline"),
+		Observers: w.obs.pipelineObservers(w.mon.patterns),
+	})
+	if w.rdb != nil {
 		queueCtx, cancel := context.WithCancel(ctx)
-		if w.queue, err = startQueueConsumer(queueCtx, cfg, w.proc, w.breaker, log); err != nil {
-			cancel()
-			w.store.Close()
-			return nil, err
-		}
 		w.stopQueue = cancel
+		if w.queue, err = startQueueConsumer(queueCtx, cfg, w.rdb, w.proc, w.breaker, w.obs, log); err != nil {
+			return err
+		}
 	}
 	w.batcher = pipeline.NewBatcher(w.proc, pipeline.BatcherConfig{
 		MaxSize: cfg.Storage.BatchMaxSize,
 		MaxWait: cfg.BatchMaxWait(),
 	})
-	w.api = httpapi.New(httpapi.Options{
-		Ingester: w.batcher, Store: w.store, APIKeys: w.keys,
-		MaxBodyBytes: cfg.HTTP.MaxBodyBytes, Logger: log,
-		Config: w,
-	})
+	if w.mon.system != nil {
+		go w.mon.system.Run(ctx)
+	}
+	apiOpts := w.wireObservability(ctx, cfg)
+	apiOpts.Ingester, apiOpts.Store, apiOpts.APIKeys = w.batcher, w.store, w.keys
+	apiOpts.MaxBodyBytes, apiOpts.Logger, apiOpts.Config = cfg.HTTP.MaxBodyBytes, log, w
+	w.api = httpapi.New(apiOpts)
 	w.listener, err = net.Listen("tcp", cfg.HTTP.Address)
 	if err != nil {
-		w.shutdown(cfg.ShutdownTimeout())
-		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTP.Address, err)
+		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Address, err)
 	}
 	w.server = &http.Server{
 		Handler:           w.api,
@@ -228,26 +259,43 @@ func startWorker(ctx context.Context, cfg config.Config, log *slog.Logger) (*wor
 			log.Error("HTTP server stopped", "err", err)
 		}
 	}()
-	return w, nil
+	return nil
 }
 
 // URL is the base URL the worker serves on.
 func (w *worker) URL() string { return "http://" + w.listener.Addr().String() }
 
 // shutdown stops taking work (HTTP requests, queue jobs), finishes what it
-// accepted, and closes the store.
+// accepted, sends what is pending (traces, notifications) and closes the
+// connections. It closes only what was opened, so a failed start can call it.
 func (w *worker) shutdown(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var errs []error
-	if w.queue != nil {
+	if w.stopQueue != nil {
 		w.stopQueue() // the consumer finishes or gives back its batches within timeout
+	}
+	if w.queue != nil {
 		errs = append(errs, w.queue.stop())
 	}
 	if w.server != nil {
 		errs = append(errs, w.server.Shutdown(ctx))
 	}
-	errs = append(errs, w.batcher.Close(ctx), w.store.Close())
+	if w.batcher != nil {
+		errs = append(errs, w.batcher.Close(ctx))
+	}
+	if w.mon != nil {
+		errs = append(errs, w.mon.notifier.Close(ctx)) // after the last batch: its alerts are queued
+	}
+	if w.obs != nil {
+		errs = append(errs, w.obs.tracing.Shutdown(ctx))
+	}
+	if w.rdb != nil {
+		errs = append(errs, w.rdb.Close())
+	}
+	if w.store != nil {
+		errs = append(errs, w.store.Close())
+	}
 	return errors.Join(errs...)
 }
 

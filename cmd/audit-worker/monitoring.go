@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/config"
+	"github.com/smartlogs/audit-worker/monitor"
+	"github.com/smartlogs/audit-worker/notify"
+	"github.com/smartlogs/audit-worker/telemetry"
+)
+
+// monitorConfig maps monitoring.patternDetection to the detectors' configuration.
+func monitorConfig(cfg config.Config) monitor.Config {
+	pd := cfg.Monitoring.PatternDetection
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	return monitor.Config{
+		FailedAuth:         monitor.Rule{Threshold: pd.FailedAuthThreshold, Window: ms(pd.FailedAuthTimeWindow)},
+		UnauthorizedAccess: monitor.Rule{Threshold: pd.UnauthorizedAccessThreshold, Window: ms(pd.UnauthorizedAccessTimeWindow)},
+		DataVelocity:       monitor.Rule{Threshold: pd.DataAccessVelocityThreshold, Window: ms(pd.DataAccessTimeWindow)},
+		BulkOperation:      monitor.Rule{Threshold: pd.BulkOperationThreshold, Window: ms(pd.BulkOperationTimeWindow)},
+		OffHoursStart:      pd.OffHoursStart,
+		OffHoursEnd:        pd.OffHoursEnd,
+		TimeZones:          pd.OrganizationTimeZones,
+		DefaultTimeZone:    pd.TimeZone,
+		LateTolerance:      ms(pd.LateEventToleranceMs),
+		MaxTrackedKeys:     pd.MaxTrackedKeys,
+	}
+}
+
+// systemThresholds maps monitoring.alertThresholds (and the dead-letter alert
+// threshold) to the system monitor's.
+func systemThresholds(cfg config.Config) monitor.Thresholds {
+	t := cfg.Monitoring.AlertThresholds
+	return monitor.Thresholds{
+		ErrorRate: t.ErrorRate, ProcessingLatencyMs: float64(t.ProcessingLatency),
+		QueueDepth: int64(t.QueueDepth), DeadLetterDepth: int64(cfg.ReliableProcessor.DeadLetterConfig.AlertThreshold),
+	}
+}
+
+func healthCheckInterval(cfg config.Config) time.Duration {
+	return time.Duration(cfg.Monitoring.HealthCheckInterval) * time.Millisecond
+}
+
+// monitoring is the alerting side of the worker: the notifier, the pattern
+// detectors and the system monitor.
+type monitoring struct {
+	notifier *notify.Notifier
+	patterns *monitor.Monitor       // nil when monitoring is disabled
+	system   *monitor.SystemMonitor // nil when monitoring is disabled
+}
+
+// startMonitoring builds the notifier and the detectors. Detector state lives in
+// Redis when the worker has one, so that replicas count together; the embedded
+// single-process default keeps it in memory.
+func startMonitoring(cfg config.Config, store audit.EventStore, rdb redis.UniversalClient, obs *observability, w *worker) (*monitoring, error) {
+	recorder, _ := store.(audit.DeliveryRecorder)
+	m := &monitoring{}
+	var err error
+	m.notifier, err = notify.New(notify.Options{Webhooks: webhooks(cfg), Recorder: recorder, Registerer: obs.registerer(), Logger: w.log})
+	if err != nil {
+		return nil, fmt.Errorf("monitoring.notification: %w", err)
+	}
+	alerts, ok := store.(audit.AlertStore)
+	if !cfg.Monitoring.Enabled || !ok {
+		return m, nil
+	}
+	var state monitor.State = monitor.NewMemoryState()
+	if rdb != nil {
+		if state, err = monitor.NewRedisState(rdb, cfg.Redis.KeyPrefix+":audit:"); err != nil {
+			return nil, fmt.Errorf("pattern detection state: %w", err)
+		}
+	}
+	m.patterns, err = monitor.New(monitorConfig(cfg), monitor.Options{
+		State: state, Alerts: alerts, Notifier: m.notifier, Logger: w.log, Registerer: obs.registerer(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("monitoring.patternDetection: %w", err)
+	}
+	m.system, err = monitor.NewSystemMonitor(systemThresholds(cfg), monitor.SystemOptions{
+		Signals: w.signals, Alerts: alerts, Notifier: m.notifier, Logger: w.log,
+		Registerer: obs.registerer(), Interval: healthCheckInterval(cfg),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("monitoring: %w", err)
+	}
+	return m, nil
+}
+
+// signals is what the system monitor judges: the last minute of the pipeline,
+// the queue depths, the breaker and refused configuration versions.
+func (w *worker) signals(ctx context.Context) (monitor.Signals, error) {
+	r := w.obs.recent()
+	s := monitor.Signals{ErrorRate: r.ErrorRate, LatencyP95Ms: r.LatencyP95Ms, BreakerState: string(w.breaker.State())}
+	if w.reload != nil {
+		s.ConfigReloadFailures = w.reload.rejected()
+	}
+	if w.queue != nil {
+		depths, err := w.queue.depths(ctx)
+		if err != nil {
+			return s, fmt.Errorf("queue depths: %w", err)
+		}
+		s.QueueDepth = depths["wait"] + depths["prioritized"]
+		s.DeadLetterDepth = depths[telemetry.QueueDeadLetter]
+	}
+	return s, nil
+}
+
+// apply hands a reloaded configuration to the detectors and the notifier. The
+// configuration was validated as a whole, so an error here is unexpected; the
+// part that refuses keeps its previous settings.
+func (m *monitoring) apply(cfg config.Config) error {
+	if err := m.notifier.SetWebhooks(webhooks(cfg)...); err != nil {
+		return fmt.Errorf("webhooks: %w", err)
+	}
+	if m.patterns == nil {
+		return nil
+	}
+	m.system.SetThresholds(systemThresholds(cfg))
+	m.system.SetInterval(healthCheckInterval(cfg))
+	return m.patterns.SetConfig(monitorConfig(cfg))
+}

@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/smartlogs/audit-worker/bullmq"
+)
+
+// Two worker processes share one queue and one database. Five failed logins of
+// one principal are split between them, three and two: the detector's count
+// lives in Redis, so the process that handles the fifth sees five and one
+// FAILED_AUTH alert is raised, once.
+func TestTwoWorkersRaiseOneFailedAuthAlert(t *testing.T) {
+	if testingParallelOK() {
+		t.Parallel()
+	}
+	e := newEnv(t)
+	logPath := filepath.Join(e.dir, "workers.log")
+	dumpLogOnFailure(t, logPath)
+	// One job per fetch, so that each job is a batch of its own.
+	cfg := e.writeConfig("worker.json", workerConfig{Concurrency: 1, BatchSize: 1})
+	a := e.startWorker(cfg, logPath)
+	b := e.startWorker(cfg, logPath)
+
+	q := bullmq.NewQueue(e.rdb, queueName, bullmq.QueueOptions{Prefix: e.prefix})
+	ctx := context.Background()
+	now := time.Now().UTC()
+	failure := func(i int) bullmq.NewJob {
+		ev := map[string]any{
+			"timestamp":          now.Add(time.Duration(i) * time.Second).Format(time.RFC3339Nano),
+			"action":             "auth.login.failure",
+			"status":             "failure",
+			"principalId":        "u-e2e-attacker",
+			"organizationId":     "org-e2e",
+			"outcomeDescription": "wrong password",
+		}
+		data, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bullmq.NewJob{Name: queueName, Data: data}
+	}
+
+	// Worker b is frozen while a takes the first three, then a is frozen while b
+	// takes the last two: both processes are running workers throughout.
+	freeze(t, b)
+	if _, err := q.AddBulk(ctx, []bullmq.NewJob{failure(0), failure(1), failure(2)}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitRows(3, 30*time.Second)
+	thaw(t, b)
+	freeze(t, a)
+	if _, err := q.AddBulk(ctx, []bullmq.NewJob{failure(3), failure(4)}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitRows(5, 60*time.Second)
+	thaw(t, a)
+
+	var alerts []map[string]any
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		alerts = e.listAlerts(cfg, "--type", "SECURITY")
+		if len(alerts) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var failedAuth []map[string]any
+	for _, al := range alerts {
+		if al["title"] == "Suspicious pattern: FAILED_AUTH" {
+			failedAuth = append(failedAuth, al)
+		}
+	}
+	if len(failedAuth) != 1 {
+		t.Fatalf("FAILED_AUTH alerts = %d, want 1: %v", len(failedAuth), alerts)
+	}
+	al := failedAuth[0]
+	if al["occurrences"] != float64(1) || al["severity"] != "HIGH" || al["organizationId"] != "org-e2e" {
+		t.Errorf("alert = %v, want occurrences 1, HIGH, org-e2e", al)
+	}
+	var meta struct {
+		Count     int      `json:"count"`
+		EventKeys []string `json:"eventKeys"`
+	}
+	raw, _ := json.Marshal(al["metadata"])
+	if err := json.Unmarshal(raw, &meta); err != nil || meta.Count != 5 || len(meta.EventKeys) != 5 {
+		t.Errorf("evidence = %s, want a count of 5 and the 5 event keys", raw)
+	}
+	t.Logf("alert %v raised once for 5 failures, 3 stored by pid %d and 2 by pid %d", al["id"], a.pid(), b.pid())
+}
+
+func freeze(t *testing.T, p *proc) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func thaw(t *testing.T, p *proc) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitRows waits until audit_log holds n rows.
+func (e *env) waitRows(n int64, timeout time.Duration) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		rows, err := e.rowCount(context.Background())
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if rows >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%d rows after %s, want %d", rows, timeout, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// listAlerts runs "audit-worker alerts list --output json" with the worker's configuration.
+func (e *env) listAlerts(cfgPath string, args ...string) []map[string]any {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.bin, append([]string{"--config", cfgPath, "alerts", "list", "--output", "json"}, args...)...)
+	out, err := cmd.Output()
+	if err != nil {
+		e.t.Fatalf("audit-worker alerts list: %v\n%s", err, out)
+	}
+	var alerts []map[string]any
+	if err := json.Unmarshal(out, &alerts); err != nil {
+		e.t.Fatalf("alerts list output: %v\n%s", err, fmt.Sprint(string(out)))
+	}
+	return alerts
+}

@@ -1,0 +1,101 @@
+package monitor
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/internal/eventgen"
+	"github.com/smartlogs/audit-worker/internal/testenv"
+	"github.com/smartlogs/audit-worker/pipeline"
+)
+
+// countingAlerts takes every condition and keeps nothing but a count.
+type countingAlerts struct {
+	fakeAlerts
+	n atomic.Int64
+}
+
+func (c *countingAlerts) RaiseAlert(context.Context, audit.AlertCondition) (audit.AlertRaise, error) {
+	c.n.Add(1)
+	return audit.AlertRaise{}, nil
+}
+
+// BenchmarkMonitorBatch measures the detectors on batches of 1000 realistic
+// events (eventgen's mix: logins and failures, FHIR reads, exports, 50
+// organizations, 20 000 principals), time moving on batch after batch so
+// windows fill and expire as in production. Alerts go to a store that only counts them.
+func BenchmarkMonitorBatch(b *testing.B) {
+	const size, batches = 1000, 40
+	// Forty distinct batches, replayed later in time: replaying one batch
+	// would repeat its principals every few seconds, which no real traffic does.
+	g := eventgen.New(7)
+	now := time.Now()
+	events := make([][]audit.Event, batches)
+	base := make([][]time.Time, batches)
+	for n := range events {
+		events[n], base[n] = make([]audit.Event, size), make([]time.Time, size)
+		for i := range events[n] {
+			e, _, err := audit.ParseEvent(g.Valid(), audit.DefaultRules(), now)
+			if err != nil {
+				b.Fatal(err)
+			}
+			events[n][i], base[n][i] = e, e.Time
+		}
+	}
+	cycle := base[batches-1][size-1].Sub(base[0][0]) + time.Millisecond
+
+	run := func(b *testing.B, st State) {
+		alerts := &countingAlerts{}
+		var clockNow atomic.Int64
+		m, err := New(DefaultConfig(), Options{State: st, Alerts: alerts,
+			Now: func() time.Time { return time.Unix(0, clockNow.Load()) }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := &pipeline.BatchReport{Accepted: make([]pipeline.AcceptedEvent, size)}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for n := 0; b.Loop(); n++ {
+			b.StopTimer()
+			k := n % batches
+			shift := time.Duration(n/batches) * cycle
+			for i := range r.Accepted {
+				events[k][i].Time = base[k][i].Add(shift)
+				r.Accepted[i] = pipeline.AcceptedEvent{Input: i, Key: fmt.Sprintf("bench:%d:%d", n, i), Event: &events[k][i], Stored: true}
+			}
+			clockNow.Store(base[k][size-1].Add(shift).UnixNano())
+			b.StartTimer()
+			m.ObserveBatch(context.Background(), r)
+		}
+		b.ReportMetric(float64(alerts.n.Load())/float64(b.N), "raises/batch")
+	}
+	// The validation stage alone on the same events, for scale on this machine.
+	b.Run("reference-parse", func(b *testing.B) {
+		payloads := make([][]byte, size)
+		for i := range payloads {
+			payloads[i] = g.Valid()
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, p := range payloads {
+				if _, _, err := audit.ParseEvent(p, audit.DefaultRules(), now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("memory", func(b *testing.B) { run(b, NewMemoryState()) })
+	b.Run("redis", func(b *testing.B) {
+		rdb := testRedis(b)
+		st, err := NewRedisState(rdb, testenv.RedisKeyPrefix(b)+":")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { deleteKeys(b, rdb, st.base+"*") })
+		run(b, st)
+	})
+}

@@ -1,0 +1,217 @@
+package monitor
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	audit "github.com/smartlogs/audit-worker"
+)
+
+// Pattern names a detector; it starts every DedupKey the detector raises.
+type Pattern string
+
+const (
+	PatternFailedAuth         Pattern = "FAILED_AUTH"
+	PatternUnauthorizedAccess Pattern = "UNAUTHORIZED_ACCESS"
+	PatternDataVelocity       Pattern = "DATA_VELOCITY"
+	PatternBulkOperation      Pattern = "BULK_OPERATION"
+	PatternOffHours           Pattern = "OFF_HOURS"
+)
+
+// Severity is the severity of the pattern's alerts.
+func (p Pattern) Severity() audit.Severity {
+	switch p {
+	case PatternFailedAuth:
+		return audit.SeverityHigh
+	case PatternUnauthorizedAccess:
+		return audit.SeverityCritical
+	case PatternDataVelocity, PatternBulkOperation:
+		return audit.SeverityMedium
+	}
+	return audit.SeverityLow
+}
+
+// bulkRecordCount: an event whose details carry a numeric recordCount above
+// this is a bulk operation (the original's rule).
+const bulkRecordCount = 10
+
+// op is one event's contribution to one detector key: a window op adds the
+// event to a sliding window and counts it; a once op (window 0) sets a marker.
+type op struct {
+	// What the backend needs.
+	key       string // state key, without the backend's prefix
+	member    string // the event's idempotency key
+	at        int64  // event time, Unix ms
+	window    int64  // ms; 0 for a once op
+	threshold int
+	expireAt  int64 // Unix ms (monitor clock) after which the key is useless
+
+	// What raising needs.
+	pattern  Pattern
+	dim      string // "principal", "ip", "organization"
+	value    string
+	ev       *audit.Event
+	local    time.Time // OFF_HOURS: the event time in the organization's zone
+	dedupKey string
+}
+
+// rule returns the windowed detector's rule.
+func (s *settings) rule(p Pattern) Rule {
+	switch p {
+	case PatternFailedAuth:
+		return s.FailedAuth
+	case PatternUnauthorizedAccess:
+		return s.UnauthorizedAccess
+	case PatternDataVelocity:
+		return s.DataVelocity
+	}
+	return s.BulkOperation
+}
+
+// matcher turns events into ops, counting the late ones it drops.
+type matcher struct {
+	s    *settings
+	now  time.Time
+	ops  []op
+	late map[Pattern]int
+}
+
+func (m *matcher) match(key string, ev *audit.Event) {
+	success := ev.Status == audit.StatusSuccess
+	failure := ev.Status == audit.StatusFailure
+	if failure && strings.HasPrefix(ev.Action, "auth.") {
+		if ev.PrincipalID != "" {
+			m.window(PatternFailedAuth, "principal", ev.PrincipalID, key, ev)
+		}
+		if ev.SessionContext != nil && ev.SessionContext.IPAddress != "" {
+			m.window(PatternFailedAuth, "ip", ev.SessionContext.IPAddress, key, ev)
+		}
+	}
+	if failure && ev.PrincipalID != "" && deniesAccess(ev.OutcomeDescription) {
+		m.window(PatternUnauthorizedAccess, "principal", ev.PrincipalID, key, ev)
+	}
+	if success && ev.PrincipalID != "" && readsData(ev.Action) {
+		m.window(PatternDataVelocity, "principal", ev.PrincipalID, key, ev)
+	}
+	if ev.OrganizationID != "" && isBulk(ev) {
+		m.window(PatternBulkOperation, "organization", ev.OrganizationID, key, ev)
+	}
+	if success && ev.PrincipalID != "" && (strings.HasPrefix(ev.Action, "data.") || strings.HasPrefix(ev.Action, "fhir.")) {
+		m.offHours(key, ev)
+	}
+}
+
+func (m *matcher) window(p Pattern, dim, value, key string, ev *audit.Event) {
+	r := m.s.rule(p)
+	at := ev.Time.UnixMilli()
+	if ev.Time.Before(m.now.Add(-r.Window - m.s.LateTolerance)) {
+		m.countLate(p)
+		return
+	}
+	w := r.Window.Milliseconds()
+	dk := string(p) + ":" + dim + ":" + value
+	m.ops = append(m.ops, op{
+		key: dk, member: key, at: at, window: w, threshold: r.Threshold,
+		// A member can be in a counted window while it is at most 2·window +
+		// tolerance older than the clock (see State).
+		expireAt: at + 2*w + m.s.LateTolerance.Milliseconds(),
+		pattern:  p, dim: dim, value: value, ev: ev, dedupKey: dk,
+	})
+}
+
+// offHours adds a once op for an event in the organization's off hours: one
+// marker per organization, principal and night, expiring once the night is
+// over and the late tolerance has passed.
+func (m *matcher) offHours(key string, ev *audit.Event) {
+	start, end := m.s.OffHoursStart, m.s.OffHoursEnd
+	if start == end {
+		return
+	}
+	local := ev.Time.In(m.s.zone(ev.OrganizationID))
+	y, mo, d := local.Date()
+	h := local.Hour()
+	var night time.Time // midnight of the night's first day
+	switch {
+	case start < end && h >= start && h < end:
+		night = time.Date(y, mo, d, 0, 0, 0, 0, local.Location())
+	case start > end && h >= start:
+		night = time.Date(y, mo, d, 0, 0, 0, 0, local.Location())
+	case start > end && h < end:
+		night = time.Date(y, mo, d-1, 0, 0, 0, 0, local.Location())
+	default:
+		return
+	}
+	endDay := night.Day()
+	if start > end {
+		endDay++
+	}
+	nightEnd := time.Date(night.Year(), night.Month(), endDay, end, 0, 0, 0, local.Location())
+	expire := nightEnd.Add(m.s.LateTolerance)
+	if m.now.After(expire) {
+		m.countLate(PatternOffHours)
+		return
+	}
+	org := ev.OrganizationID
+	m.ops = append(m.ops, op{
+		// Length-prefixed so ids containing ':' cannot collide.
+		key:    "OFF_HOURS:night:" + night.Format(time.DateOnly) + ":" + strconv.Itoa(len(org)) + ":" + org + ":" + ev.PrincipalID,
+		member: key, at: ev.Time.UnixMilli(), threshold: 1, expireAt: expire.UnixMilli(),
+		pattern: PatternOffHours, dim: "principal", value: ev.PrincipalID, ev: ev, local: local,
+		dedupKey: string(PatternOffHours) + ":principal:" + ev.PrincipalID,
+	})
+}
+
+func (m *matcher) countLate(p Pattern) {
+	if m.late == nil {
+		m.late = make(map[Pattern]int)
+	}
+	m.late[p]++
+}
+
+// deniesAccess reports whether an outcome says access was refused.
+func deniesAccess(outcome string) bool {
+	o := strings.ToLower(outcome) // no copy when already lower-case ASCII
+	return strings.Contains(o, "unauthorized") || strings.Contains(o, "forbidden") || strings.Contains(o, "access denied")
+}
+
+func readsData(action string) bool {
+	return action == "data.read" || strings.HasPrefix(action, "data.read.") || strings.HasPrefix(action, "fhir.")
+}
+
+func isBulk(ev *audit.Event) bool {
+	a := ev.Action
+	if a == "data.export" || a == "data.import" || strings.HasPrefix(a, "data.export.") || strings.HasPrefix(a, "data.import.") {
+		return true
+	}
+	if strings.Contains(strings.ToLower(a), "bulk") {
+		return true
+	}
+	return recordCount(ev.Details) > bulkRecordCount
+}
+
+// recordCountHint is searched for before decoding: details are full of '"',
+// while an upper-case C is rare, so this scans much faster than the whole
+// quoted name would.
+var recordCountHint = []byte(`Count"`)
+
+// recordCount reads details.recordCount when it is a number (0 otherwise). The
+// cheap byte search skips the decode for the many events without it.
+func recordCount(details json.RawMessage) float64 {
+	if !bytes.Contains(details, recordCountHint) {
+		return 0
+	}
+	var d struct {
+		RecordCount json.RawMessage `json:"recordCount"`
+	}
+	if json.Unmarshal(details, &d) != nil {
+		return 0
+	}
+	n, err := strconv.ParseFloat(string(d.RecordCount), 64)
+	if err != nil {
+		return 0 // absent, a string, or not a number
+	}
+	return n
+}

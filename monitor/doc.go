@@ -1,0 +1,11 @@
+// Package monitor raises alerts: the suspicious-pattern detectors that read the
+// events the pipeline made durable (Monitor, a pipeline.Observer), and the
+// system monitor that checks the worker's own signals on an interval
+// (SystemMonitor). Both only raise audit.AlertConditions; the audit.AlertStore
+// deduplicates them and a Notifier pushes newly created alerts out.
+//
+// The detectors count in sliding windows of event time keyed by the events'
+// idempotency keys, so an event counts once however often it is delivered and
+// however many worker processes see it. The windows live behind State: Redis
+// (shared by every replica, one script call per batch) or memory (one process).
+package monitor

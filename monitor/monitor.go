@@ -1,0 +1,169 @@
+package monitor
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/pipeline"
+)
+
+// Monitor runs the suspicious-pattern detectors on every batch the pipeline
+// made durable. It is a pipeline.Observer and safe for concurrent batches.
+type Monitor struct {
+	cfg          atomic.Pointer[settings]
+	state        State
+	raiser       raiser
+	m            *metrics
+	log          *slog.Logger
+	now          func() time.Time
+	stateTimeout time.Duration
+	raiseTimeout time.Duration
+}
+
+// Options are a Monitor's collaborators.
+type Options struct {
+	State    State            // required: NewMemoryState or NewRedisState
+	Alerts   audit.AlertStore // required
+	Notifier Notifier         // optional: told of newly created alerts
+	Logger   *slog.Logger     // nil: discard
+	// Registerer receives the metrics; nil: not registered.
+	Registerer prometheus.Registerer
+	Now        func() time.Time // nil: time.Now; the clock late events are judged by
+	// StateTimeout bounds the state call of one batch (default 1s), RaiseTimeout
+	// all of its alerts together (default 2s): a slow Redis or alert store
+	// delays a batch at most this long.
+	StateTimeout, RaiseTimeout time.Duration
+}
+
+var _ pipeline.Observer = (*Monitor)(nil)
+
+// New returns a Monitor with the given detector configuration.
+func New(cfg Config, o Options) (*Monitor, error) {
+	if o.State == nil || o.Alerts == nil {
+		return nil, errors.New("monitor: State and Alerts are required")
+	}
+	s, err := compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	met, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &Monitor{
+		state:        o.State,
+		raiser:       raiser{store: o.Alerts, notifier: o.Notifier, source: SourcePatternDetector, log: log, m: met},
+		m:            met,
+		log:          log,
+		now:          o.Now,
+		stateTimeout: cmp.Or(o.StateTimeout, time.Second),
+		raiseTimeout: cmp.Or(o.RaiseTimeout, 2*time.Second),
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	m.cfg.Store(s)
+	return m, nil
+}
+
+// SetConfig replaces the detectors' configuration (a config reload); an
+// invalid one is refused and the running one kept. Windows already counted
+// stay: a changed threshold or window applies from the next batch on.
+func (m *Monitor) SetConfig(cfg Config) error {
+	s, err := compile(cfg)
+	if err != nil {
+		return err
+	}
+	m.cfg.Store(s)
+	return nil
+}
+
+// detection is a condition found in a batch; repeats of one DedupKey within a
+// batch are merged into the latest (n counts them).
+type detection struct {
+	op  *op
+	res result
+	n   int
+}
+
+// ObserveBatch counts the batch's accepted events in the detectors' windows
+// and raises an alert condition for every DedupKey whose window reached its
+// threshold. Failures are logged and counted; the batch never fails.
+func (m *Monitor) ObserveBatch(ctx context.Context, r *pipeline.BatchReport) {
+	if r == nil || len(r.Accepted) == 0 {
+		return
+	}
+	start := time.Now()
+	defer func() { m.m.batch.Observe(time.Since(start).Seconds()) }()
+
+	s := m.cfg.Load()
+	now := m.now()
+	mt := matcher{s: s, now: now}
+	for i := range r.Accepted {
+		if a := &r.Accepted[i]; a.Event != nil {
+			mt.match(a.Key, a.Event)
+		}
+	}
+	m.m.evaluated.Add(float64(len(r.Accepted)))
+	for p, n := range mt.late {
+		m.m.late.WithLabelValues(string(p)).Add(float64(n))
+	}
+	if len(mt.ops) == 0 {
+		return
+	}
+	// In event-time order a batch's bursts are seen as they happened.
+	slices.SortStableFunc(mt.ops, func(a, b op) int { return cmp.Compare(a.at, b.at) })
+
+	sctx, cancel := context.WithTimeout(ctx, m.stateTimeout)
+	res, evicted, err := m.state.apply(sctx, now.UnixMilli(), s.MaxTrackedKeys, mt.ops)
+	cancel()
+	if err != nil {
+		m.m.stateErrors.Inc()
+		m.log.WarnContext(ctx, "pattern detectors skipped a batch", "events", len(r.Accepted), "err", err)
+		return
+	}
+	if evicted > 0 {
+		m.m.capHits.Add(float64(evicted))
+		m.log.WarnContext(ctx, "pattern detectors dropped tracked keys at the cap",
+			"dropped", evicted, "max_tracked_keys", s.MaxTrackedKeys)
+	}
+
+	var found []detection
+	var byKey map[string]int
+	for i := range res {
+		o := &mt.ops[i]
+		if !res[i].added || res[i].count < o.threshold {
+			continue
+		}
+		m.m.detected.WithLabelValues(string(o.pattern)).Inc()
+		if byKey == nil {
+			byKey = make(map[string]int)
+		}
+		if j, ok := byKey[o.dedupKey]; ok {
+			found[j] = detection{op: o, res: res[i], n: found[j].n + 1}
+			continue
+		}
+		byKey[o.dedupKey] = len(found)
+		found = append(found, detection{op: o, res: res[i], n: 1})
+	}
+	if len(found) == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, m.raiseTimeout)
+	defer cancel()
+	for _, d := range found {
+		m.raiser.raise(rctx, condition(s, d))
+	}
+}

@@ -1,0 +1,559 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/pipeline"
+)
+
+func TestFailedAuthThresholdAndBurst(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		st, _ := b.shared(t)
+		h := newHarness(t, st, DefaultConfig())
+		// Four failures, one batch each, a different IP each: below both thresholds.
+		for i := range 4 {
+			h.feed(failedLogin(fmt.Sprintf("k%d", i), "u-42", t0.Add(time.Duration(i)*time.Second)))
+		}
+		if got := h.alerts.conditions(); len(got) != 0 {
+			t.Fatalf("threshold−1 failures raised %v", keysOf(got))
+		}
+		h.feed(failedLogin("k4", "u-42", t0.Add(4*time.Second)))
+		got := h.alerts.conditions()
+		if len(got) != 1 {
+			t.Fatalf("at threshold: raised %v, want one", keysOf(got))
+		}
+		c := got[0]
+		if c.DedupKey != "FAILED_AUTH:principal:u-42" || c.Type != audit.AlertSecurity || c.Severity != audit.SeverityHigh ||
+			c.Title != "Suspicious pattern: FAILED_AUTH" || c.Source != SourcePatternDetector || c.OrganizationID != "org-1" ||
+			c.DedupWindow != 5*time.Minute || !c.ObservedAt.Equal(t0.Add(4*time.Second)) || c.CorrelationID != "corr-k4" {
+			t.Fatalf("condition %+v", c)
+		}
+		if !strings.Contains(c.Description, "5 failed authentication attempts") || !strings.Contains(c.Description, "u-42") {
+			t.Errorf("description %q", c.Description)
+		}
+		e := metadata(t, c)
+		if e.Pattern != PatternFailedAuth || e.Key != "principal:u-42" || e.Count != 5 || e.Threshold != 5 ||
+			e.WindowMs != 300000 || !slices.Equal(e.EventKeys, []string{"k0", "k1", "k2", "k3", "k4"}) ||
+			!e.FirstEventAt.Equal(t0) || !e.LastEventAt.Equal(t0.Add(4*time.Second)) || e.Detections != 1 {
+			t.Fatalf("evidence %+v", e)
+		}
+		// The burst goes on: each further event raises the same condition again.
+		h.feed(failedLogin("k5", "u-42", t0.Add(5*time.Second)))
+		h.feed(failedLogin("k6", "u-42", t0.Add(6*time.Second)))
+		got = h.alerts.conditions()
+		if len(got) != 3 || got[1].DedupKey != c.DedupKey || got[2].DedupKey != c.DedupKey {
+			t.Fatalf("continued burst raised %v", keysOf(got))
+		}
+		if n := metadata(t, got[2]).Count; n != 7 {
+			t.Errorf("third raise counts %d, want 7", n)
+		}
+		if n := h.alerts.occurrences(c.DedupKey); n != 3 {
+			t.Errorf("store merged into %d occurrences, want 3", n)
+		}
+		if len(h.notes.got) != 1 {
+			t.Errorf("notifier told %d times, want once (for the created alert)", len(h.notes.got))
+		}
+		if v := testutil.ToFloat64(h.m.detected.WithLabelValues("FAILED_AUTH")); v != 3 {
+			t.Errorf("patterns detected metric %v, want 3", v)
+		}
+		if v := testutil.ToFloat64(h.m.raised.WithLabelValues(SourcePatternDetector, "true")); v != 1 {
+			t.Errorf("alerts created metric %v, want 1", v)
+		}
+	})
+}
+
+func TestFailedAuthPerSourceIP(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		st, _ := b.shared(t)
+		h := newHarness(t, st, DefaultConfig())
+		var batch []ev
+		for i := range 5 { // five principals, one IP: only the IP reaches the threshold
+			e := failedLogin(fmt.Sprintf("k%d", i), fmt.Sprintf("u-%d", i), t0.Add(time.Duration(i)*time.Second))
+			e.ip = "203.0.113.9"
+			batch = append(batch, e)
+		}
+		h.feed(batch...)
+		if got := keysOf(h.alerts.conditions()); !slices.Equal(got, []string{"FAILED_AUTH:ip:203.0.113.9"}) {
+			t.Fatalf("raised %v", got)
+		}
+	})
+}
+
+func TestBurstInOneBatchIsOneRaise(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		st, _ := b.shared(t)
+		h := newHarness(t, st, DefaultConfig())
+		var batch []ev
+		for i := range 7 {
+			batch = append(batch, failedLogin(fmt.Sprintf("k%d", i), "u-1", t0.Add(time.Duration(i)*time.Second)))
+		}
+		// Out of order within the batch: the monitor sorts by event time.
+		slices.Reverse(batch)
+		h.feed(batch...)
+		got := h.alerts.conditions()
+		if len(got) != 1 {
+			t.Fatalf("raised %v, want one merged condition", keysOf(got))
+		}
+		if e := metadata(t, got[0]); e.Count != 7 || e.Detections != 3 || len(e.EventKeys) != 7 {
+			t.Fatalf("evidence %+v, want count 7 from 3 detections", e)
+		}
+	})
+}
+
+func TestRedeliveryCountsOnce(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		st, _ := b.shared(t)
+		h := newHarness(t, st, DefaultConfig())
+		var first []ev
+		for i := range 4 {
+			first = append(first, failedLogin(fmt.Sprintf("job:%d", i), "u-7", t0.Add(time.Duration(i)*time.Second)))
+		}
+		h.feed(first...)
+		h.feed(first...) // redelivered after a crash before the ack
+		h.feed(first[1], first[3])
+		if got := h.alerts.conditions(); len(got) != 0 {
+			t.Fatalf("redeliveries counted again: raised %v", keysOf(got))
+		}
+		fifth := failedLogin("job:4", "u-7", t0.Add(4*time.Second))
+		h.feed(fifth)
+		h.feed(fifth)
+		h.feed(append(first, fifth)...)
+		got := h.alerts.conditions()
+		if len(got) != 1 {
+			t.Fatalf("raised %v, want exactly one", keysOf(got))
+		}
+		if e := metadata(t, got[0]); e.Count != 5 {
+			t.Fatalf("count %d, want 5", e.Count)
+		}
+	})
+}
+
+func TestWindowBoundary(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		st, _ := b.shared(t)
+		h := newHarness(t, st, DefaultConfig())
+		h.clock.Set(t0.Add(6 * time.Minute))
+		w := 5 * time.Minute
+		// u-a: the first failure is exactly window before the fifth: counted.
+		// u-b: one millisecond more: it has left the window.
+		for i, p := range []string{"u-a", "u-b"} {
+			extra := time.Duration(i) * time.Millisecond
+			h.feed(failedLogin(p+"0", p, t0))
+			for j := 1; j < 4; j++ {
+				h.feed(failedLogin(fmt.Sprintf("%s%d", p, j), p, t0.Add(time.Duration(j)*time.Minute)))
+			}
+			h.feed(failedLogin(p+"4", p, t0.Add(w+extra)))
+		}
+		if got := keysOf(h.alerts.conditions()); !slices.Equal(got, []string{"FAILED_AUTH:principal:u-a"}) {
+			t.Fatalf("raised %v, want only u-a", got)
+		}
+	})
+}
+
+func TestLateEvents(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		st, _ := b.shared(t)
+		cfg := DefaultConfig()
+		h := newHarness(t, st, cfg)
+		now := t0.Add(time.Hour)
+		h.clock.Set(now)
+		oldest := now.Add(-cfg.FailedAuth.Window - cfg.LateTolerance) // still counted
+		// u-in: all five inside the tolerance, the oldest exactly at its edge.
+		for i := range 5 {
+			h.feed(failedLogin(fmt.Sprintf("in%d", i), "u-in", oldest.Add(time.Duration(i)*time.Second)))
+		}
+		// u-out: the first is 1ms too old and is not counted.
+		h.feed(failedLogin("out0", "u-out", oldest.Add(-time.Millisecond)))
+		for i := 1; i < 5; i++ {
+			h.feed(failedLogin(fmt.Sprintf("out%d", i), "u-out", oldest.Add(time.Duration(i)*time.Second)))
+		}
+		if got := keysOf(h.alerts.conditions()); !slices.Equal(got, []string{"FAILED_AUTH:principal:u-in"}) {
+			t.Fatalf("raised %v, want only u-in", got)
+		}
+		if v := testutil.ToFloat64(h.m.late.WithLabelValues("FAILED_AUTH")); v != 1 {
+			t.Errorf("late events metric %v, want 1", v)
+		}
+	})
+}
+
+func TestOutOfOrderArrivalCompletesTheBurst(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		st, _ := b.shared(t)
+		h := newHarness(t, st, DefaultConfig())
+		h.clock.Set(t0.Add(time.Minute))
+		// The middle event arrives last, in its own batch: it completes a burst
+		// that neither [t−w, t] (3 events) nor [t, t+w] (3 events) holds alone.
+		// The event a minute after the window makes the span too wide for a
+		// window around the middle one to hold it.
+		w := 5 * time.Minute
+		start := t0.Add(-w)
+		times := []time.Duration{w + time.Minute, 0, time.Minute, 4 * time.Minute, 4*time.Minute + 30*time.Second, 2 * time.Minute}
+		for i, d := range times {
+			h.feed(failedLogin(fmt.Sprintf("k%d", i), "u-1", start.Add(d)))
+		}
+		got := h.alerts.conditions()
+		if len(got) != 1 {
+			t.Fatalf("raised %v, want one", keysOf(got))
+		}
+		e := metadata(t, got[0])
+		if e.Count != 5 || !e.FirstEventAt.Equal(start) || !e.LastEventAt.Equal(start.Add(4*time.Minute+30*time.Second)) ||
+			!slices.Equal(e.EventKeys, []string{"k1", "k2", "k5", "k3", "k4"}) {
+			t.Fatalf("evidence %+v", e)
+		}
+	})
+}
+
+func TestDetectorThresholds(t *testing.T) {
+	base := t0
+	cases := []struct {
+		name     string
+		dedupKey string
+		severity audit.Severity
+		n        int // the threshold
+		event    func(i int) ev
+		ignored  ev // an event that must not count
+	}{
+		{
+			name: "unauthorized access", dedupKey: "UNAUTHORIZED_ACCESS:principal:u-1", severity: audit.SeverityCritical, n: 3,
+			event: func(i int) ev {
+				outcomes := []string{"Unauthorized request", "403 FORBIDDEN", "Access denied to Patient/1"}
+				return ev{key: fmt.Sprintf("ua%d", i), action: "fhir.patient.read", status: audit.StatusFailure,
+					principal: "u-1", outcome: outcomes[i%3], at: base.Add(time.Duration(i) * time.Second)}
+			},
+			ignored: ev{key: "ua-x", action: "fhir.patient.read", status: audit.StatusFailure, principal: "u-1",
+				outcome: "timeout talking to the FHIR server", at: base},
+		},
+		{
+			name: "data velocity", dedupKey: "DATA_VELOCITY:principal:u-2", severity: audit.SeverityMedium, n: 50,
+			event: func(i int) ev {
+				action := "data.read"
+				if i%2 == 1 {
+					action = "fhir.observation.read"
+				}
+				return ev{key: fmt.Sprintf("dv%d", i), action: action, status: audit.StatusSuccess, principal: "u-2",
+					at: base.Add(time.Duration(i) * time.Second)}
+			},
+			ignored: ev{key: "dv-x", action: "data.read", status: audit.StatusFailure, principal: "u-2", at: base},
+		},
+		{
+			name: "bulk operation", dedupKey: "BULK_OPERATION:organization:org-9", severity: audit.SeverityMedium, n: 100,
+			event: func(i int) ev {
+				e := ev{key: fmt.Sprintf("bo%d", i), status: audit.StatusSuccess, principal: fmt.Sprintf("u-%d", i),
+					org: "org-9", at: base.Add(time.Duration(i) * time.Second)}
+				switch i % 4 {
+				case 0:
+					e.action = "data.export"
+				case 1:
+					e.action = "data.import"
+				case 2:
+					e.action = "patient.BulkUpdate"
+				default:
+					e.action, e.details = "data.update", `{"clinic":{"recordCount":1},"recordCount":11}`
+				}
+				return e
+			},
+			ignored: ev{key: "bo-x", action: "data.update", status: audit.StatusSuccess, principal: "u-x", org: "org-9",
+				details: `{"recordCount":10}`, at: base},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			forEachBackend(t, func(t *testing.T, b backend) {
+				st, _ := b.shared(t)
+				cfg := DefaultConfig()
+				cfg.OffHoursStart, cfg.OffHoursEnd = 0, 0 // these events are off hours for nobody anyway
+				h := newHarness(t, st, cfg)
+				h.clock.Set(base.Add(2 * time.Minute))
+				var batch []ev
+				for i := range tc.n - 1 {
+					batch = append(batch, tc.event(i))
+				}
+				batch = append(batch, tc.ignored)
+				h.feed(batch...)
+				if got := h.alerts.conditions(); len(got) != 0 {
+					t.Fatalf("threshold−1 events raised %v", keysOf(got))
+				}
+				h.feed(tc.event(tc.n - 1))
+				got := h.alerts.conditions()
+				if len(got) != 1 || got[0].DedupKey != tc.dedupKey || got[0].Severity != tc.severity {
+					t.Fatalf("at threshold raised %+v", got)
+				}
+				if e := metadata(t, got[0]); e.Count != tc.n || e.Threshold != tc.n || len(e.EventKeys) != min(tc.n, maxEvidenceKeys) {
+					t.Fatalf("evidence %+v", e)
+				}
+			})
+		})
+	}
+}
+
+func TestOffHoursInOrganizationTimeZone(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		st, _ := b.shared(t)
+		cfg := DefaultConfig()
+		cfg.TimeZones = map[string]string{"org-ny": "America/New_York"}
+		h := newHarness(t, st, cfg)
+		read := func(key, org, principal string, at time.Time) ev {
+			return ev{key: key, action: "fhir.patient.read", status: audit.StatusSuccess, org: org, principal: principal, at: at}
+		}
+		night := time.Date(2024, 3, 6, 4, 30, 0, 0, time.UTC) // 23:30 on 5 March in New York (EST)
+		h.clock.Set(night.Add(time.Minute))
+		h.feed(read("ny1", "org-ny", "u-ny", night))
+		h.feed(read("utc1", "org-utc", "u-utc", time.Date(2024, 3, 6, 14, 0, 0, 0, time.UTC).Add(-24*time.Hour)))
+		got := h.alerts.conditions()
+		if len(got) != 1 || got[0].DedupKey != "OFF_HOURS:principal:u-ny" || got[0].Severity != audit.SeverityLow ||
+			got[0].OrganizationID != "org-ny" {
+			t.Fatalf("raised %+v, want one OFF_HOURS for u-ny", got)
+		}
+		e := metadata(t, got[0])
+		if e.OffHours == nil || e.OffHours.TimeZone != "America/New_York" || e.OffHours.LocalTime != "2024-03-05T23:30:00-05:00" ||
+			!slices.Equal(e.EventKeys, []string{"ny1"}) {
+			t.Fatalf("evidence %+v", e)
+		}
+		// The same night (00:30 and 05:59 local): no second alert; a failure or a
+		// login does not count at all.
+		h.feed(read("ny2", "org-ny", "u-ny", night.Add(time.Hour)), read("ny3", "org-ny", "u-ny", night.Add(6*time.Hour+29*time.Minute)))
+		if n := len(h.alerts.conditions()); n != 1 {
+			t.Fatalf("same night raised again (%d conditions)", n)
+		}
+		// 04:30 UTC is off hours for a UTC organization too; 06:00 local is not.
+		h.feed(read("utc2", "org-utc", "u-utc", night))
+		h.feed(read("ny4", "org-ny", "u-ny2", night.Add(6*time.Hour+30*time.Minute))) // 06:30 EST
+		// The next night raises again.
+		h.clock.Set(night.Add(24*time.Hour + time.Minute))
+		h.feed(read("ny5", "org-ny", "u-ny", night.Add(24*time.Hour)))
+		want := []string{"OFF_HOURS:principal:u-ny", "OFF_HOURS:principal:u-utc", "OFF_HOURS:principal:u-ny"}
+		if got := keysOf(h.alerts.conditions()); !slices.Equal(got, want) {
+			t.Fatalf("raised %v, want %v", got, want)
+		}
+		if n := h.alerts.occurrences("OFF_HOURS:principal:u-ny"); n != 2 {
+			t.Errorf("u-ny's open alert has %d occurrences, want 2 (two nights)", n)
+		}
+	})
+}
+
+func TestOffHoursLate(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		st, _ := b.shared(t)
+		h := newHarness(t, st, DefaultConfig())
+		at := time.Date(2024, 3, 6, 23, 0, 0, 0, time.UTC) // the night ends 06:00 on 7 March
+		h.clock.Set(time.Date(2024, 3, 7, 6, 5, 0, 0, time.UTC))
+		h.feed(ev{key: "a", action: "data.read", status: audit.StatusSuccess, principal: "u-a", at: at})
+		h.clock.Set(time.Date(2024, 3, 7, 6, 5, 0, 1e6, time.UTC))
+		h.feed(ev{key: "b", action: "data.read", status: audit.StatusSuccess, principal: "u-b", at: at})
+		if got := keysOf(h.alerts.conditions()); !slices.Equal(got, []string{"OFF_HOURS:principal:u-a"}) {
+			t.Fatalf("raised %v, want only u-a (u-b's night ended more than the tolerance ago)", got)
+		}
+		if v := testutil.ToFloat64(h.m.late.WithLabelValues("OFF_HOURS")); v != 1 {
+			t.Errorf("late metric %v, want 1", v)
+		}
+	})
+}
+
+func TestTwoWorkersRaiseOnce(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		for round := range 20 {
+			stA, stB := b.shared(t)
+			alerts := newFakeAlerts()
+			c := &clock{t: t0}
+			mk := func(st State) *Monitor {
+				m, err := New(DefaultConfig(), Options{State: st, Alerts: alerts, Now: c.Now})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return m
+			}
+			a, bm := mk(stA), mk(stB)
+			var evs []pipeline.AcceptedEvent
+			for i := range 5 {
+				at := t0.Add(time.Duration((i*7+round)%5) * time.Second) // a different time order each round
+				evs = append(evs, failedLogin(fmt.Sprintf("r%d:k%d", round, i), "u-shared", at).accepted())
+			}
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for _, e := range evs[:3] {
+					a.ObserveBatch(context.Background(), &pipeline.BatchReport{Accepted: []pipeline.AcceptedEvent{e}})
+				}
+			})
+			wg.Go(func() { bm.ObserveBatch(context.Background(), &pipeline.BatchReport{Accepted: evs[3:]}) })
+			wg.Wait()
+			if got := alerts.conditions(); len(got) != 1 || metadata(t, got[0]).Count != 5 {
+				t.Fatalf("round %d: raised %v, want exactly one with count 5", round, keysOf(got))
+			}
+		}
+	})
+}
+
+func TestTrackedKeyCap(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		st, _ := b.shared(t)
+		cfg := DefaultConfig()
+		cfg.MaxTrackedKeys = 3
+		h := newHarness(t, st, cfg)
+		for i := range 5 {
+			h.feed(failedLogin(fmt.Sprintf("k%d", i), fmt.Sprintf("u-%d", i), t0.Add(time.Duration(i)*time.Second)))
+		}
+		if v := testutil.ToFloat64(h.m.capHits); v != 2 {
+			t.Errorf("cap hits %v, want 2", v)
+		}
+		switch s := st.(type) {
+		case *MemoryState:
+			if n := s.Len(); n != 3 {
+				t.Errorf("memory tracks %d keys, want 3", n)
+			}
+		case *RedisState:
+			rdb := testRedis(t)
+			if n := rdb.ZCard(context.Background(), s.index).Val(); n != 3 {
+				t.Errorf("redis index holds %d keys, want 3", n)
+			}
+			if n := rdb.Exists(context.Background(), s.base+"FAILED_AUTH:principal:u-0").Val(); n != 0 {
+				t.Errorf("the evicted key is still there")
+			}
+		}
+		// The newest keys are the ones kept: u-4 still counts.
+		for i := 1; i < 5; i++ {
+			h.feed(failedLogin(fmt.Sprintf("u4-%d", i), "u-4", t0.Add(time.Duration(4+i)*time.Second)))
+		}
+		if got := keysOf(h.alerts.conditions()); !slices.Equal(got, []string{"FAILED_AUTH:principal:u-4"}) {
+			t.Fatalf("raised %v", got)
+		}
+	})
+}
+
+func TestExpiredStateIsDropped(t *testing.T) {
+	st := NewMemoryState()
+	h := newHarness(t, st, DefaultConfig())
+	h.feed(failedLogin("k0", "u-1", t0))
+	if st.Len() != 1 {
+		t.Fatalf("tracking %d keys, want 1", st.Len())
+	}
+	// 2·5min + 5min tolerance later, plus the quarter of it a key is kept longer.
+	h.clock.Set(t0.Add(15*time.Minute + 15*time.Minute/4))
+	h.feed(failedLogin("k1", "u-2", t0.Add(19*time.Minute)))
+	if st.Len() != 1 {
+		t.Fatalf("tracking %d keys after u-1's expired, want 1", st.Len())
+	}
+}
+
+func TestRedisKeysExpire(t *testing.T) {
+	rdb := testRedis(t)
+	st, err := NewRedisState(rdb, "test-"+t.Name()+":")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteKeys(t, rdb, st.base+"*") })
+	h := newHarness(t, st, DefaultConfig())
+	h.feed(failedLogin("k0", "u-1", t0))
+	ttl := rdb.PTTL(context.Background(), st.base+"FAILED_AUTH:principal:u-1").Val()
+	if want := 15*time.Minute + 15*time.Minute/4; ttl <= 0 || ttl > want || ttl < want-time.Minute {
+		t.Fatalf("window key ttl %s, want about %s", ttl, want)
+	}
+}
+
+func TestSetConfig(t *testing.T) {
+	h := newHarness(t, NewMemoryState(), DefaultConfig())
+	cfg := DefaultConfig()
+	cfg.FailedAuth.Threshold = 2
+	if err := h.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.feed(failedLogin("k0", "u-1", t0), failedLogin("k1", "u-1", t0.Add(time.Second)))
+	if n := len(h.alerts.conditions()); n != 1 {
+		t.Fatalf("lowered threshold: %d conditions, want 1", n)
+	}
+	bad := DefaultConfig()
+	bad.TimeZones = map[string]string{"org-x": "Mars/Olympus"}
+	if err := h.SetConfig(bad); err == nil {
+		t.Fatal("unknown time zone accepted")
+	}
+	bad = DefaultConfig()
+	bad.DataVelocity.Threshold = 0
+	if err := h.SetConfig(bad); err == nil {
+		t.Fatal("zero threshold accepted")
+	}
+	h.feed(failedLogin("k2", "u-2", t0), failedLogin("k3", "u-2", t0.Add(time.Second)))
+	if n := len(h.alerts.conditions()); n != 2 {
+		t.Fatalf("a refused config changed the running one: %d conditions, want 2", n)
+	}
+}
+
+func TestFailuresNeverFailTheBatch(t *testing.T) {
+	t.Run("alert store", func(t *testing.T) {
+		h := newHarness(t, NewMemoryState(), DefaultConfig())
+		h.alerts.fail = errors.New("database down")
+		for i := range 5 {
+			h.feed(failedLogin(fmt.Sprintf("k%d", i), "u-1", t0))
+		}
+		if v := testutil.ToFloat64(h.m.raiseFailures.WithLabelValues(SourcePatternDetector)); v != 1 {
+			t.Fatalf("raise failures %v, want 1", v)
+		}
+	})
+	t.Run("redis", func(t *testing.T) {
+		rdb := redisAt(t, "127.0.0.1:1") // nothing listens there
+		st, err := NewRedisState(rdb, "x:")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := newHarness(t, st, DefaultConfig())
+		start := time.Now()
+		h.feed(failedLogin("k0", "u-1", t0))
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("a dead Redis held the batch %s", d)
+		}
+		if v := testutil.ToFloat64(h.m.stateErrors); v != 1 {
+			t.Fatalf("state errors %v, want 1", v)
+		}
+	})
+}
+
+func TestNewRedisStateRefusesBraces(t *testing.T) {
+	if _, err := NewRedisState(nil, "a{b}:"); err == nil {
+		t.Fatal("prefix with a hash tag accepted")
+	}
+}
+
+func TestRecordCount(t *testing.T) {
+	for in, want := range map[string]float64{
+		``: 0, `{"a":1}`: 0, `{"recordCount":12}`: 12, `{"recordCount":"12"}`: 0,
+		`{"x":{"recordCount":50}}`: 0, `{"recordCount":1.5e2}`: 150, `{"recordCount":null}`: 0,
+	} {
+		if got := recordCount([]byte(in)); got != want {
+			t.Errorf("recordCount(%s) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+// Organizations without a zone of their own use DefaultTimeZone.
+func TestOffHoursDefaultTimeZone(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		st, _ := b.shared(t)
+		cfg := DefaultConfig()
+		cfg.DefaultTimeZone = "Asia/Tokyo" // UTC+9, no daylight saving
+		cfg.TimeZones = map[string]string{"org-utc": "UTC"}
+		h := newHarness(t, st, cfg)
+		read := func(key, org, principal string, at time.Time) ev {
+			return ev{key: key, action: "data.read", status: audit.StatusSuccess, org: org, principal: principal, at: at}
+		}
+		at := time.Date(2024, 3, 6, 14, 0, 0, 0, time.UTC) // 23:00 in Tokyo, 14:00 in UTC
+		h.clock.Set(at.Add(time.Minute))
+		h.feed(read("jp1", "org-jp", "u-jp", at), read("utc1", "org-utc", "u-utc", at))
+		got := h.alerts.conditions()
+		if len(got) != 1 || got[0].DedupKey != "OFF_HOURS:principal:u-jp" {
+			t.Fatalf("raised %v, want one OFF_HOURS for u-jp", keysOf(got))
+		}
+	})
+	bad := DefaultConfig()
+	bad.DefaultTimeZone = "Mars/Base"
+	if _, err := New(bad, Options{State: NewMemoryState(), Alerts: newFakeAlerts()}); err == nil || !strings.Contains(err.Error(), "default time zone") {
+		t.Errorf("an unknown default zone: err = %v", err)
+	}
+}

@@ -1,0 +1,47 @@
+package monitor
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+
+	audit "github.com/smartlogs/audit-worker"
+)
+
+// Notifier pushes a newly created alert out (a webhook, a chat). It is called
+// only when RaiseAlert created the alert, not for repeats that updated it.
+// Notify runs on the caller's path with a short deadline: it must return
+// quickly, queueing the delivery if that takes longer (and then not using ctx).
+type Notifier interface {
+	Notify(ctx context.Context, a audit.Alert)
+}
+
+// raiser hands conditions to the alert store and new alerts to the notifier.
+type raiser struct {
+	store    audit.AlertStore
+	notifier Notifier
+	source   string
+	log      *slog.Logger
+	m        *metrics
+}
+
+// raise reports whether the store took the condition; a failure is logged and
+// counted, never returned: alerting must not fail the work that observed it.
+func (r *raiser) raise(ctx context.Context, c audit.AlertCondition) bool {
+	c.Source = r.source
+	res, err := r.store.RaiseAlert(ctx, c)
+	if err != nil {
+		r.m.raiseFailures.WithLabelValues(r.source).Inc()
+		r.log.WarnContext(ctx, "raise alert failed", "dedup_key", c.DedupKey, "severity", c.Severity, "err", err)
+		return false
+	}
+	r.m.raised.WithLabelValues(r.source, strconv.FormatBool(res.Created)).Inc()
+	if res.Created {
+		r.log.InfoContext(ctx, "alert raised", "alert_id", res.Alert.ID, "dedup_key", c.DedupKey,
+			"severity", c.Severity, "title", c.Title)
+		if r.notifier != nil {
+			r.notifier.Notify(ctx, res.Alert)
+		}
+	}
+	return true
+}
