@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -139,9 +138,11 @@ func (e *env) listAlerts(cfgPath string, args ...string) []map[string]any {
 	if err != nil {
 		e.t.Fatalf("audit-worker alerts list: %v\n%s", err, out)
 	}
-	var alerts []map[string]any
-	if err := json.Unmarshal(out, &alerts); err != nil {
-		e.t.Fatalf("alerts list output: %v\n%s", err, fmt.Sprint(string(out)))
+	var page struct {
+		Alerts []map[string]any `json:"alerts"`
 	}
-	return alerts
+	if err := json.Unmarshal(out, &page); err != nil {
+		e.t.Fatalf("alerts list output: %v\n%s", err, out)
+	}
+	return page.Alerts
 }
