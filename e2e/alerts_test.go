@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -133,7 +132,7 @@ func (e *env) listAlerts(cfgPath string, args ...string) []map[string]any {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, e.bin, append([]string{"--config", cfgPath, "alerts", "list", "--output", "json"}, args...)...)
+	cmd := e.command(ctx, append([]string{"--config", cfgPath, "alerts", "list", "--output", "json"}, args...)...)
 	out, err := cmd.Output()
 	if err != nil {
 		e.t.Fatalf("audit-worker alerts list: %v\n%s", err, out)

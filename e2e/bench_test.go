@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +37,9 @@ import (
 //     empty processor, once per concurrency in AUDIT_E2E_BENCH_NODE_CONCURRENCY
 //     (comma-separated, default "50"): time from its start until its N-th
 //     "completed" event.
+//     AUDIT_E2E_BENCH_MONITORING=0 runs it with monitoring.enabled false (to
+//     measure what the pattern detectors cost); AUDIT_E2E_BENCH_SCRAPE=FILE
+//     saves a GET /metrics taken when half of the rows are stored.
 //   - latency: the worker running, a Node producer offers AUDIT_E2E_BENCH_RATE
 //     events/s (default 5000) for AUDIT_E2E_BENCH_LATENCY_SECONDS (default 20),
 //     in addBulk chunks every 10 ms; latency = ingested_at - received_at (the
@@ -129,10 +134,15 @@ func (b *benchReport) drainGo(t *testing.T) {
 	res, keys := e.enqueue(b.n, filepath.Join(e.dir, "ids.txt"))
 	b.enqueue = append(b.enqueue, fmt.Sprintf("go phase: %d events enqueued (addBulk, chunks of 1000) in %.1f s (%.0f/s)",
 		res.Count, float64(res.ElapsedMs)/1000, float64(res.Count)/(float64(res.ElapsedMs)/1000)))
-	cfg := e.writeConfig("worker.json", workerConfig{Concurrency: b.conc, BatchSize: b.batch})
+	monitoringOff := os.Getenv("AUDIT_E2E_BENCH_MONITORING") == "0"
+	cfg := e.writeConfig("worker.json", workerConfig{Concurrency: b.conc, BatchSize: b.batch, MonitoringOff: monitoringOff})
 	e.migrate(cfg) // the timed start then only connects
 	ctx := context.Background()
 	d := drainResult{who: "audit-worker (Go)", config: fmt.Sprintf("concurrency %d, batchSize %d", b.conc, b.batch), loadBefore: loadAvg()}
+	if monitoringOff {
+		d.config += ", monitoring off"
+	}
+	scrapeFile := os.Getenv("AUDIT_E2E_BENCH_SCRAPE")
 	before := readRedisStats(t, e.rdb)
 	w := e.startWorker(cfg, logPath)
 	t.Logf("worker consuming %s after its start", time.Since(w.started).Round(time.Millisecond))
@@ -145,6 +155,10 @@ func (b *benchReport) drainGo(t *testing.T) {
 		if rows == int64(b.n) {
 			d.wall = time.Since(w.started)
 			break
+		}
+		if scrapeFile != "" && rows >= int64(b.n/2) {
+			scrapeMetrics(t, workerURL(t, logPath), scrapeFile)
+			scrapeFile = ""
 		}
 		if time.Now().After(deadline) || w.exited() {
 			t.Fatalf("only %d/%d rows (worker exited: %v)", rows, b.n, w.exited())
@@ -164,6 +178,26 @@ func (b *benchReport) drainGo(t *testing.T) {
 	t.Logf("ours: %d rows in %s = %.0f events/s; queue empty after %s; peak RSS %d MiB; Redis %s",
 		b.n, d.wall.Round(time.Millisecond), d.rate(b.n), d.acked.Round(time.Millisecond), d.rssKiB/1024, d.redis.perEvent(b.n))
 	t.Logf("ours: Redis commands per event: %s", d.redis.top(12, b.n))
+}
+
+// scrapeMetrics saves the worker's /metrics exposition to file.
+func scrapeMetrics(t *testing.T, baseURL, file string) {
+	t.Helper()
+	resp, err := http.Get(baseURL + "/metrics")
+	if err != nil {
+		t.Errorf("scrape /metrics: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("scrape /metrics: status %d, %v", resp.StatusCode, err)
+		return
+	}
+	if err := os.WriteFile(file, body, 0o644); err != nil {
+		t.Errorf("save scrape: %v", err)
+	}
+	t.Logf("/metrics scraped at %s into %s", time.Now().Format(time.RFC3339), file)
 }
 
 func (b *benchReport) drainNode(t *testing.T, conc int) {

@@ -182,6 +182,8 @@ type workerConfig struct {
 	// LockMs, when > 0, sets reliableProcessor.lockDurationMs and
 	// stalledIntervalMs (else the worker's defaults, BullMQ's 30 s each).
 	LockMs int
+	// MonitoringOff turns the pattern detectors and system alerts off.
+	MonitoringOff bool
 }
 
 // lockMs is AUDIT_E2E_LOCK_MS: the lock duration and stalled interval the
@@ -212,6 +214,9 @@ func (e *env) writeConfig(name string, wc workerConfig) string {
 		"http":    map[string]any{"address": "127.0.0.1:0", "apiKeys": []string{"e2e-ingest-key-0123456789"}},
 		"storage": map[string]any{"dataDir": filepath.Join(e.dir, "data")},
 		"logging": map[string]any{"format": "json", "level": "info"},
+	}
+	if wc.MonitoringOff {
+		cfg["monitoring"] = map[string]any{"enabled": false}
 	}
 	if wc.LockMs > 0 {
 		rp := cfg["reliableProcessor"].(map[string]any)
@@ -249,9 +254,9 @@ func (e *env) startWorker(cfgPath, logPath string) *proc {
 	st, _ := f.Stat()
 	offset := st.Size()
 	fmt.Fprintf(f, "----- e2e: starting worker at %s -----\n", time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(e.bin, "--config", cfgPath)
+	cmd := e.command(context.Background(), "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), "LOG_LEVEL=info")
+	cmd.Env = append(cmd.Env, "LOG_LEVEL=info")
 	p := &proc{cmd: cmd, done: make(chan struct{}), started: time.Now()}
 	if err := cmd.Start(); err != nil {
 		e.t.Fatalf("start worker: %v", err)
@@ -273,19 +278,42 @@ func (e *env) startWorker(cfgPath, logPath string) *proc {
 	return nil
 }
 
+// command runs the worker binary with its configuration cache in the test's
+// directory (by default it would land in the package directory).
+func (e *env) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, e.bin, args...)
+	cmd.Env = append(os.Environ(), "AUDIT_CONFIG_CACHE="+filepath.Join(e.dir, "config-cache.json"))
+	return cmd
+}
+
 // migrate runs "audit-worker migrate" with the configuration file, so that a
 // timed start does not include creating the schema.
 func (e *env) migrate(cfgPath string) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, e.bin, "--config", cfgPath, "migrate").CombinedOutput()
+	out, err := e.command(ctx, "--config", cfgPath, "migrate").CombinedOutput()
 	if err != nil {
 		e.t.Fatalf("audit-worker migrate: %v\n%s", err, out)
 	}
 }
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// workerURL is the base URL the worker logged when it started (pid's last start).
+func workerURL(t testing.TB, logPath string) string {
+	t.Helper()
+	url := ""
+	for _, m := range logEntries(t, logPath) {
+		if m["msg"] == "audit worker started" {
+			url, _ = m["http"].(string)
+		}
+	}
+	if url == "" {
+		t.Fatalf("no start line with the HTTP address in %s", logPath)
+	}
+	return url
+}
 
 func (p *proc) exited() bool {
 	select {
