@@ -83,7 +83,13 @@ type AlertCondition struct {
 	// CorrelationID ties the alert to the events that raised it (their correlationId, if any).
 	CorrelationID string
 	ObservedAt    time.Time // when the condition was seen (event time for detectors)
+	// Occurrences is how many observations the condition stands for (a raiser
+	// may fold repeats into one write); 0 means 1.
+	Occurrences int64
 }
+
+// count is the number of observations c stands for.
+func (c AlertCondition) count() int64 { return max(c.Occurrences, 1) }
 
 // Alert is a stored alert.
 type Alert struct {
@@ -250,11 +256,11 @@ func (a *Alert) Covers(c AlertCondition) bool {
 	return c.DedupWindow == 0 || !a.LastSeen.Before(c.ObservedAt.Add(-c.DedupWindow))
 }
 
-// Absorb applies a repeat of the condition to a: one more occurrence, last seen
+// Absorb applies a repeat of the condition to a: its occurrences are added, last seen
 // moves forward only (observations may arrive out of order), the highest
 // severity wins, and the latest evidence replaces description and metadata.
 func (a *Alert) Absorb(c AlertCondition, now time.Time) {
-	a.Occurrences++
+	a.Occurrences += c.count()
 	if c.ObservedAt.After(a.LastSeen) {
 		a.LastSeen = c.ObservedAt
 	}
@@ -279,7 +285,7 @@ func NewAlertFrom(id string, c AlertCondition, now time.Time) Alert {
 	return Alert{
 		ID: id, OrganizationID: c.OrganizationID, Type: c.Type, Severity: c.Severity,
 		Title: c.Title, Description: c.Description, Source: c.Source, Status: AlertActive,
-		DedupKey: c.DedupKey, FirstSeen: c.ObservedAt, LastSeen: c.ObservedAt, Occurrences: 1,
+		DedupKey: c.DedupKey, FirstSeen: c.ObservedAt, LastSeen: c.ObservedAt, Occurrences: c.count(),
 		Metadata: c.Metadata, CorrelationID: c.CorrelationID, Tags: slices.Clone(c.Tags), UpdatedAt: now,
 	}
 }

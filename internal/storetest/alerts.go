@@ -34,6 +34,7 @@ func RunAlerts(t *testing.T, open func(t *testing.T) audit.AlertStore) {
 		{"ZeroWindowHasNoTimeLimit", testAlertZeroWindow},
 		{"OutOfOrderObservation", testAlertOutOfOrder},
 		{"SeverityEscalation", testAlertEscalation},
+		{"FoldedOccurrences", testAlertFoldedOccurrences},
 		{"ConcurrentRaises", testAlertConcurrent},
 		{"Transitions", testAlertTransitions},
 		{"IllegalTransitions", testAlertIllegalTransitions},
@@ -244,6 +245,24 @@ func testAlertEscalation(t *testing.T, s audit.AlertStore) {
 	}
 	if a := getAlert(t, s, id); a.Severity != audit.SeverityCritical || a.Occurrences != 3 {
 		t.Errorf("severity %s occurrences %d, want CRITICAL 3", a.Severity, a.Occurrences)
+	}
+}
+
+// A condition that stands for several observations (a raiser folded repeats)
+// counts them all, when it opens the alert and when it updates it.
+func testAlertFoldedOccurrences(t *testing.T, s audit.AlertStore) {
+	c := cond("k", alertT0)
+	c.Occurrences = 3
+	first := raise(t, s, c)
+	if first.Alert.Occurrences != 3 {
+		t.Errorf("opened with %d occurrences, want 3", first.Alert.Occurrences)
+	}
+	c = cond("k", alertT0.Add(time.Second))
+	c.Occurrences = 4
+	raise(t, s, c)
+	raise(t, s, cond("k", alertT0.Add(2*time.Second))) // 0: one observation
+	if a := getAlert(t, s, first.Alert.ID); a.Occurrences != 8 {
+		t.Errorf("occurrences %d, want 3+4+1", a.Occurrences)
 	}
 }
 
