@@ -22,7 +22,8 @@ const maxEvidenceKeys = 20
 // A once op sets a marker that expires at its expireAt; only the first is added.
 //
 // The number of keys is capped: a new key when the cap is reached first drops
-// the key that expires soonest.
+// the key that expires soonest. (RedisState makes room for all of a batch's new
+// keys before its first op and never drops a key the batch touches.)
 type State interface {
 	apply(ctx context.Context, now int64, maxKeys int, ops []op) (res []result, evicted int, err error)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -39,45 +40,117 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 	if len(ops) == 0 {
 		return nil, 0, nil
 	}
-	keys := make([]string, 1, len(ops)+1)
-	keys[0] = s.index
-	slot := make(map[string]int, len(ops))
-	argv := make([]any, 0, 3+6*len(ops))
-	argv = append(argv, now, maxKeys, maxEvidenceKeys)
+	// Group the ops by key, in the order keys first appear (event-time order
+	// within a key is kept): the script then works key by key. Keys are
+	// independent of each other (the cap is applied before any op), so this
+	// gives the results op-by-op evaluation would.
+	type group struct{ head, tail, n int }
+	groupOf := make(map[string]int, len(ops))
+	groups := make([]group, 0, len(ops))
+	next := make([]int, len(ops))
 	for i := range ops {
-		o := &ops[i]
-		k, ok := slot[o.key]
+		next[i] = -1
+		g, ok := groupOf[ops[i].key]
 		if !ok {
-			keys = append(keys, s.base+o.key)
-			k = len(keys) // Lua's KEYS are 1-based
-			slot[o.key] = k
+			groupOf[ops[i].key] = len(groups)
+			groups = append(groups, group{head: i, tail: i, n: 1})
+			continue
 		}
-		argv = append(argv, k, o.member, o.at, o.window, o.threshold, o.expireAt)
+		next[groups[g].tail] = i
+		groups[g].tail = i
+		groups[g].n++
 	}
+
+	// Every number the script hands to Redis is sent as a decimal string (see
+	// state.lua): formatting is cheap here and slow there.
+	var buf []byte
+	num := func(n int64) string {
+		buf = strconv.AppendInt(buf[:0], n, 10)
+		return string(buf)
+	}
+	// A key's ops share its rule (the key names the detector), so the script
+	// gets the few distinct rules once and a rule number per key.
+	type rule struct{ threshold, window, retention int64 }
+	var rules []rule
+	ruleArgs := make([]any, 0, 16)
+	ruleOf := func(o *op) string {
+		r := rule{int64(o.threshold), o.window, o.expireAt - o.at}
+		if o.window == 0 {
+			r = rule{} // a once marker: nothing else matters
+		}
+		i := slices.Index(rules, r)
+		if i < 0 {
+			i = len(rules)
+			rules = append(rules, r)
+			ruleArgs = append(ruleArgs, r.threshold, r.window, r.retention/4, "("+num(now-r.retention))
+		}
+		return strconv.Itoa(i + 1)
+	}
+
+	keys := make([]string, 1, len(groups)+1)
+	keys[0] = s.index
+	body := make([]any, 0, 4*len(groups)+4*len(ops))
+	sent := make([]int, 0, len(ops)) // the op of each result the script returns
+	for _, g := range groups {
+		o := &ops[g.head]
+		keys = append(keys, s.base+o.key)
+		need := o.expireAt
+		for i := g.head; i >= 0; i = next[i] {
+			need = max(need, ops[i].expireAt)
+		}
+		expiry := need
+		if o.window > 0 {
+			expiry = need + (o.expireAt-o.at)/4 // as MemoryState's extend
+		}
+		body = append(body, ruleOf(o), g.n, num(expiry), num(max(expiry-now, 1)))
+		if o.window == 0 {
+			// Of a key's markers only the first can be set.
+			body = append(body, o.member)
+			sent = append(sent, g.head)
+			continue
+		}
+		for i := g.head; i >= 0; i = next[i] {
+			o := &ops[i]
+			body = append(body, o.member, num(o.at), num(o.at-o.window), num(o.at+o.window))
+			sent = append(sent, i)
+		}
+	}
+	argv := make([]any, 0, 4+len(ruleArgs)+len(body))
+	argv = append(argv, num(now), maxKeys, maxEvidenceKeys, len(rules))
+	argv = append(argv, ruleArgs...)
+	argv = append(argv, body...)
+
 	raw, err := stateScript.Run(ctx, s.rdb, keys, argv...).Slice()
 	if err != nil {
 		return nil, 0, fmt.Errorf("monitor: redis windows (%d ops): %w", len(ops), err)
 	}
-	if len(raw) != len(ops)+1 {
-		return nil, 0, fmt.Errorf("monitor: redis windows: %d results for %d ops", len(raw)-1, len(ops))
+	if len(raw) < len(sent)+1 {
+		return nil, 0, fmt.Errorf("monitor: redis windows: %d results for %d ops", len(raw)-1, len(sent))
 	}
 	evicted, _ := raw[0].(int64)
-	res := make([]result, len(ops))
-	for i, r := range raw[1:] {
-		fields, ok := r.([]any)
-		if !ok || len(fields) < 2 {
-			return nil, 0, fmt.Errorf("monitor: redis windows: malformed result %v", r)
+	res := make([]result, len(ops)) // ops not sent: a later marker of a key, not added
+	for j, r := range raw[1 : len(sent)+1] {
+		if c := asInt(r); c > 0 {
+			res[sent[j]] = result{added: true, count: int(c)}
 		}
-		res[i].added = asInt(fields[0]) == 1
-		res[i].count = int(asInt(fields[1]))
-		if len(fields) >= 4 {
-			res[i].first, res[i].last = asInt(fields[2]), asInt(fields[3])
-			for _, k := range fields[4:] {
-				if s, ok := k.(string); ok {
-					res[i].keys = append(res[i].keys, s)
-				}
+	}
+	// Evidence: the op's position among the results, first, last, n, n keys.
+	for ev := raw[len(sent)+1:]; len(ev) > 0; {
+		if len(ev) < 4 {
+			return nil, 0, fmt.Errorf("monitor: redis windows: malformed evidence %v", ev)
+		}
+		pos, n := asInt(ev[0])-1, int(asInt(ev[3])) // pos is 1-based
+		if pos < 0 || pos >= int64(len(sent)) || n < 0 || len(ev) < 4+n {
+			return nil, 0, fmt.Errorf("monitor: redis windows: malformed evidence %v", ev)
+		}
+		r := &res[sent[pos]]
+		r.first, r.last = asInt(ev[1]), asInt(ev[2])
+		for _, k := range ev[4 : 4+n] {
+			if s, ok := k.(string); ok {
+				r.keys = append(r.keys, s)
 			}
 		}
+		ev = ev[4+n:]
 	}
 	return res, int(evicted), nil
 }
