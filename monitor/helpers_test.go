@@ -36,13 +36,13 @@ func (f *fakeAlerts) RaiseAlert(_ context.Context, c audit.AlertCondition) (audi
 	}
 	f.raised = append(f.raised, c)
 	if a, ok := f.alerts[c.DedupKey]; ok && a.Status.Open() && c.ObservedAt.Sub(a.LastSeen) <= c.DedupWindow {
-		a.Occurrences++
+		a.Occurrences += max(c.Occurrences, 1)
 		a.LastSeen = c.ObservedAt
 		a.Metadata = c.Metadata
 		return audit.AlertRaise{Alert: *a}, nil
 	}
 	a := &audit.Alert{ID: fmt.Sprintf("alert-%d", len(f.alerts)+1), DedupKey: c.DedupKey, Status: audit.AlertActive,
-		Severity: c.Severity, Type: c.Type, Occurrences: 1, FirstSeen: c.ObservedAt, LastSeen: c.ObservedAt, Metadata: c.Metadata}
+		Severity: c.Severity, Type: c.Type, Occurrences: max(c.Occurrences, 1), FirstSeen: c.ObservedAt, LastSeen: c.ObservedAt, Metadata: c.Metadata}
 	f.alerts[c.DedupKey] = a
 	return audit.AlertRaise{Alert: *a, Created: true}, nil
 }

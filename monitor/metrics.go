@@ -19,6 +19,7 @@ type metrics struct {
 	evaluated     prometheus.Counter
 	detected      *prometheus.CounterVec // pattern
 	raised        *prometheus.CounterVec // source, created ("true": a new alert)
+	folded        prometheus.Counter
 	raiseFailures *prometheus.CounterVec // source
 	late          *prometheus.CounterVec // pattern
 	capHits       prometheus.Counter
@@ -41,6 +42,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "audit_monitor_alerts_raised_total",
 			Help: "Alert conditions the alert store accepted, by source and whether they created a new alert.",
 		}, []string{"source", "created"}),
+		folded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "audit_monitor_alerts_folded_total",
+			Help: "Repeats of a recently written alert condition folded into its next write.",
+		}),
 		raiseFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "audit_monitor_alerts_failed_total",
 			Help: "Alert conditions the alert store failed to take (logged and dropped), by source.",
@@ -88,6 +93,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.evaluated = reuse(m.evaluated).(prometheus.Counter)
 	m.detected = reuse(m.detected).(*prometheus.CounterVec)
 	m.raised = reuse(m.raised).(*prometheus.CounterVec)
+	m.folded = reuse(m.folded).(prometheus.Counter)
 	m.raiseFailures = reuse(m.raiseFailures).(*prometheus.CounterVec)
 	m.late = reuse(m.late).(*prometheus.CounterVec)
 	m.capHits = reuse(m.capHits).(prometheus.Counter)

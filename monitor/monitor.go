@@ -41,6 +41,10 @@ type Options struct {
 	// all of its alerts together (default 2s): a slow Redis or alert store
 	// delays a batch at most this long.
 	StateTimeout, RaiseTimeout time.Duration
+	// FoldInterval, when positive, bounds how often one key's repeats are
+	// written to the alert store (see folder); Run writes the folded repeats.
+	// Zero writes every repeat at once.
+	FoldInterval time.Duration
 }
 
 var _ pipeline.Observer = (*Monitor)(nil)
@@ -74,8 +78,36 @@ func New(cfg Config, o Options) (*Monitor, error) {
 	if m.now == nil {
 		m.now = time.Now
 	}
+	if o.FoldInterval > 0 {
+		m.raiser.fold, m.raiser.now = newFolder(o.FoldInterval), m.now
+	}
 	m.cfg.Store(s)
 	return m, nil
+}
+
+// Run writes folded alert repeats as they fall due until ctx ends, then writes
+// what is still pending (within RaiseTimeout). Without FoldInterval it only
+// waits for ctx.
+func (m *Monitor) Run(ctx context.Context) {
+	if m.raiser.fold == nil {
+		<-ctx.Done()
+		return
+	}
+	tick := time.NewTicker(max(m.raiser.fold.every/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			rctx, cancel := context.WithTimeout(ctx, m.raiseTimeout)
+			m.raiser.flush(rctx, false)
+			cancel()
+		case <-ctx.Done():
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.raiseTimeout)
+			m.raiser.flush(rctx, true)
+			cancel()
+			return
+		}
+	}
 }
 
 // SetConfig replaces the detectors' configuration (a config reload); an

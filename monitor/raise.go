@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
+	"time"
 
 	audit "github.com/smartlogs/audit-worker"
 )
@@ -23,12 +24,44 @@ type raiser struct {
 	source   string
 	log      *slog.Logger
 	m        *metrics
+	fold     *folder          // nil: every condition is written at once
+	now      func() time.Time // for fold
 }
 
-// raise reports whether the store took the condition; a failure is logged and
-// counted, never returned: alerting must not fail the work that observed it.
+// raise reports whether the store took the condition (or it was folded into a
+// pending one); a failure is logged and counted, never returned: alerting must
+// not fail the work that observed it.
 func (r *raiser) raise(ctx context.Context, c audit.AlertCondition) bool {
 	c.Source = r.source
+	if r.fold != nil {
+		var held bool
+		if c, held = r.fold.hold(c, r.now()); held {
+			r.m.folded.Inc()
+			return true
+		}
+	}
+	if !r.write(ctx, c) {
+		return false
+	}
+	if r.fold != nil {
+		r.fold.wrote(c.DedupKey, r.now())
+	}
+	return true
+}
+
+// flush writes the folded conditions that are due (all of them when all is set).
+func (r *raiser) flush(ctx context.Context, all bool) {
+	if r.fold == nil {
+		return
+	}
+	for _, c := range r.fold.due(r.now(), all) {
+		if r.write(ctx, c) && !all {
+			r.fold.wrote(c.DedupKey, r.now())
+		}
+	}
+}
+
+func (r *raiser) write(ctx context.Context, c audit.AlertCondition) bool {
 	res, err := r.store.RaiseAlert(ctx, c)
 	if err != nil {
 		r.m.raiseFailures.WithLabelValues(r.source).Inc()

@@ -52,7 +52,14 @@ type monitoring struct {
 	notifier *notify.Notifier
 	patterns *monitor.Monitor       // nil when monitoring is disabled
 	system   *monitor.SystemMonitor // nil when monitoring is disabled
+	stop     context.CancelFunc     // ends the background loops
+	done     chan struct{}          // closed when they have ended
 }
+
+// alertFoldInterval bounds how often a persisting condition's repeats are
+// written to the alert store (see monitor.Options.FoldInterval): under a
+// sustained burst, one write per alert per interval instead of one per batch.
+const alertFoldInterval = 5 * time.Second
 
 // startMonitoring builds the notifier and the detectors. Detector state lives in
 // Redis when the worker has one, so that replicas count together; the embedded
@@ -77,6 +84,7 @@ func startMonitoring(cfg config.Config, store audit.EventStore, rdb redis.Univer
 	}
 	m.patterns, err = monitor.New(monitorConfig(cfg), monitor.Options{
 		State: state, Alerts: alerts, Notifier: m.notifier, Logger: w.log, Registerer: obs.registerer(),
+		FoldInterval: alertFoldInterval,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("monitoring.patternDetection: %w", err)
@@ -89,6 +97,36 @@ func startMonitoring(cfg config.Config, store audit.EventStore, rdb redis.Univer
 		return nil, fmt.Errorf("monitoring: %w", err)
 	}
 	return m, nil
+}
+
+// run starts the background loops: folded repeats and the system alerts.
+// They have their own context, ended by close after the last batch, so that
+// the repeats of the last batches are written too.
+func (m *monitoring) run() {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stop, m.done = cancel, make(chan struct{})
+	go func() {
+		defer close(m.done)
+		if m.patterns == nil {
+			<-ctx.Done()
+			return
+		}
+		go m.system.Run(ctx)
+		m.patterns.Run(ctx)
+	}()
+}
+
+// close writes what is pending and stops the loops, then lets the notifier
+// deliver within ctx.
+func (m *monitoring) close(ctx context.Context) error {
+	if m.stop != nil {
+		m.stop()
+		select {
+		case <-m.done:
+		case <-ctx.Done():
+		}
+	}
+	return m.notifier.Close(ctx)
 }
 
 // signals is what the system monitor judges: the last minute of the pipeline,

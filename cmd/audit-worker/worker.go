@@ -236,9 +236,7 @@ func (w *worker) start(ctx context.Context, cfg config.Config) error {
 		MaxSize: cfg.Storage.BatchMaxSize,
 		MaxWait: cfg.BatchMaxWait(),
 	})
-	if w.mon.system != nil {
-		go w.mon.system.Run(ctx)
-	}
+	w.mon.run()
 	apiOpts := w.wireObservability(ctx, cfg)
 	apiOpts.Ingester, apiOpts.Store, apiOpts.APIKeys = w.batcher, w.store, w.keys
 	apiOpts.MaxBodyBytes, apiOpts.Logger, apiOpts.Config = cfg.HTTP.MaxBodyBytes, log, w
@@ -285,7 +283,7 @@ func (w *worker) shutdown(timeout time.Duration) error {
 		errs = append(errs, w.batcher.Close(ctx))
 	}
 	if w.mon != nil {
-		errs = append(errs, w.mon.notifier.Close(ctx)) // after the last batch: its alerts are queued
+		errs = append(errs, w.mon.close(ctx)) // after the last batch: its alerts are written and queued
 	}
 	if w.obs != nil {
 		errs = append(errs, w.obs.tracing.Shutdown(ctx))
