@@ -1,5 +1,6 @@
-// Package monitor raises alerts: the suspicious-pattern detectors that read the
-// events the pipeline made durable (Monitor, a pipeline.Observer), and the
+// Package monitor raises alerts: the suspicious-pattern detectors that read a
+// batch's valid events while the pipeline stores them (Monitor, a
+// pipeline.EarlyObserver; never a rejected event), and the
 // system monitor that checks the worker's own signals on an interval
 // (SystemMonitor). Both only raise audit.AlertConditions; the audit.AlertStore
 // deduplicates them and a Notifier pushes newly created alerts out.

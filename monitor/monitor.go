@@ -47,7 +47,14 @@ type Options struct {
 	FoldInterval time.Duration
 }
 
-var _ pipeline.Observer = (*Monitor)(nil)
+var _ pipeline.EarlyObserver = (*Monitor)(nil)
+
+// ObserveEarly is ObserveBatch started while the store writes the batch (see
+// pipeline.EarlyObserver): the detectors need only the valid events and their
+// idempotency keys, which are known before the commit, and counting by key
+// makes a batch that is stored only on a later attempt count once. Overlapping
+// the Redis call with the store keeps it off the batch's critical path.
+func (m *Monitor) ObserveEarly(ctx context.Context, r *pipeline.BatchReport) { m.ObserveBatch(ctx, r) }
 
 // New returns a Monitor with the given detector configuration.
 func New(cfg Config, o Options) (*Monitor, error) {

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -25,13 +26,27 @@ const (
 const maxLinks = 128
 
 // Observer watches the processor: telemetry counts and times batches, the
-// pattern detectors read the events that became durable. Process calls every
-// observer synchronously after the store committed (or failed), before it
-// returns, so for a BullMQ job this happens before the acknowledgement: an
-// observer that counts by AcceptedEvent.Key counts a redelivered event once.
-// Observers must be quick and respect ctx; they cannot fail the batch.
+// pattern detectors read the valid events. Process calls every observer
+// synchronously after the store committed (or failed), before it returns — an
+// EarlyObserver instead while the store writes — so for a BullMQ job this
+// happens before the acknowledgement: an observer that counts by
+// AcceptedEvent.Key counts a redelivered event once. Observers must be quick
+// and respect ctx; they cannot fail the batch.
 type Observer interface {
 	ObserveBatch(ctx context.Context, r *BatchReport)
+}
+
+// EarlyObserver is an Observer whose work on a batch can overlap the store
+// write: instead of ObserveBatch it gets ObserveEarly, in its own goroutine,
+// as soon as the batch is verified, with BatchReport.Accepted holding the
+// batch's valid events (one per idempotency key; Stored and Seq not known yet,
+// Outcomes nil). Process waits for it before returning, so for a BullMQ batch it
+// still ends before the acknowledgement. The events are valid, so a failed
+// store only delays them: the batch is offered again until it is stored, and an
+// observer that counts by key (as the pattern detectors do) counts each once.
+type EarlyObserver interface {
+	Observer
+	ObserveEarly(ctx context.Context, r *BatchReport)
 }
 
 // BatchReport is what happened to one batch.
@@ -68,7 +83,15 @@ type Instruments struct {
 }
 
 // Instrument sets the tracer and observers. Call it before the first batch.
-func (p *Processor) Instrument(in Instruments) { p.inst = in }
+func (p *Processor) Instrument(in Instruments) {
+	p.inst = in
+	p.early = nil
+	for _, o := range in.Observers {
+		if eo, ok := o.(EarlyObserver); ok {
+			p.early = append(p.early, eo)
+		}
+	}
+}
 
 func (p *Processor) tracer() trace.Tracer {
 	if p.inst.Tracer == nil {
@@ -120,6 +143,26 @@ func (s stageTimer) end(err error) time.Duration {
 
 func (p *Processor) observe(ctx context.Context, r *BatchReport) {
 	for _, o := range p.inst.Observers {
-		o.ObserveBatch(ctx, r)
+		if _, early := o.(EarlyObserver); !early {
+			o.ObserveBatch(ctx, r)
+		}
 	}
+}
+
+// observeEarly starts the early observers on the batch's valid events (the
+// first input of each key, as recordAt lists them) and returns a function that
+// waits for them.
+func (p *Processor) observeEarly(ctx context.Context, r *BatchReport, recordAt []int, outcomes []Outcome, events []audit.Event) (wait func()) {
+	if len(p.early) == 0 {
+		return func() {}
+	}
+	r.Accepted = make([]AcceptedEvent, len(recordAt))
+	for j, i := range recordAt {
+		r.Accepted[j] = AcceptedEvent{Input: i, Key: outcomes[i].Key, Event: &events[i]}
+	}
+	var wg sync.WaitGroup
+	for _, eo := range p.early {
+		wg.Go(func() { eo.ObserveEarly(ctx, r) })
+	}
+	return wg.Wait
 }

@@ -70,6 +70,7 @@ type Processor struct {
 	cfg   atomic.Pointer[Config] // replaced whole on reload, read once per batch
 	stats counters
 	inst  Instruments
+	early []EarlyObserver // those of inst.Observers that start before the store
 }
 
 // NewProcessor returns a processor writing to store.
@@ -152,6 +153,9 @@ func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, err
 		batch.Records = append(batch.Records, audit.NewRecord(events[i], key, in.Source, integrity[i], received))
 		recordAt = append(recordAt, i)
 	}
+
+	waitEarly := p.observeEarly(ctx, &BatchReport{Inputs: inputs, Stages: report.Stages}, recordAt, outcomes, events)
+	defer waitEarly() // also when the store fails: the observers finish before the batch is given back
 
 	if len(batch.Records) > 0 || len(batch.DeadLetters) > 0 {
 		stage = p.startStage(ctx, StageStore)
