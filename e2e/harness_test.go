@@ -547,7 +547,31 @@ func (e *env) waitDrained(want int64, timeout time.Duration, logPath string) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+	e.logBusySessions()
 	e.t.Fatalf("not drained after %s: %d/%d rows, queue %v", timeout, rows, want, counts)
+}
+
+// logBusySessions logs the test database's sessions that are not idle: what
+// a stuck store is waiting for.
+func (e *env) logBusySessions() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rows, err := e.pool.Query(ctx, `SELECT pid, state, coalesce(wait_event_type, ''), coalesce(wait_event, ''),
+		coalesce(extract(epoch FROM now() - xact_start), 0)::float8, left(query, 160)
+		FROM pg_stat_activity WHERE datname = current_database() AND state <> 'idle' AND pid <> pg_backend_pid()`)
+	if err != nil {
+		e.t.Logf("pg_stat_activity: %v", err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pid int
+		var state, waitType, wait, query string
+		var xactSecs float64
+		if err := rows.Scan(&pid, &state, &waitType, &wait, &xactSecs, &query); err == nil {
+			e.t.Logf("session %d %s, waiting on %s/%s, transaction open %.1f s: %s", pid, state, waitType, wait, xactSecs, query)
+		}
+	}
 }
 
 // checkStored asserts that audit_log holds exactly the jobs' keys, once each,
