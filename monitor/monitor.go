@@ -65,19 +65,15 @@ func New(cfg Config, o Options) (*Monitor, error) {
 	if err != nil {
 		return nil, err
 	}
-	met, err := newMetrics(o.Registerer)
+	r, err := newRaiser(SourcePatternDetector, o.Alerts, o.Notifier, o.Logger, o.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	m := &Monitor{
 		state:        o.State,
-		raiser:       raiser{store: o.Alerts, notifier: o.Notifier, source: SourcePatternDetector, log: log, m: met},
-		m:            met,
-		log:          log,
+		raiser:       r,
+		m:            r.m,
+		log:          r.log,
 		now:          o.Now,
 		stateTimeout: cmp.Or(o.StateTimeout, time.Second),
 		raiseTimeout: cmp.Or(o.RaiseTimeout, 2*time.Second),

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	audit "github.com/smartlogs/audit-worker"
 )
 
@@ -26,6 +28,19 @@ type raiser struct {
 	m        *metrics
 	fold     *folder          // nil: every condition is written at once
 	now      func() time.Time // for fold
+}
+
+// newRaiser builds the raiser of one source with its metrics, on reg when set,
+// and its logger (discarding when nil).
+func newRaiser(source string, store audit.AlertStore, n Notifier, log *slog.Logger, reg prometheus.Registerer) (raiser, error) {
+	met, err := newMetrics(reg)
+	if err != nil {
+		return raiser{}, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return raiser{store: store, notifier: n, source: source, log: log, m: met}, nil
 }
 
 // raise reports whether the store took the condition (or it was folded into a

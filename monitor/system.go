@@ -81,19 +81,15 @@ func NewSystemMonitor(th Thresholds, o SystemOptions) (*SystemMonitor, error) {
 	if o.Signals == nil || o.Alerts == nil {
 		return nil, errors.New("monitor: Signals and Alerts are required")
 	}
-	met, err := newMetrics(o.Registerer)
+	r, err := newRaiser(SourceSystemMonitor, o.Alerts, o.Notifier, o.Logger, o.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	s := &SystemMonitor{
 		signals: o.Signals,
-		raiser:  raiser{store: o.Alerts, notifier: o.Notifier, source: SourceSystemMonitor, log: log, m: met},
-		m:       met,
-		log:     log,
+		raiser:  r,
+		m:       r.m,
+		log:     r.log,
 		now:     o.Now,
 		timeout: o.Timeout,
 	}

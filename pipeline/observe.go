@@ -85,10 +85,12 @@ type Instruments struct {
 // Instrument sets the tracer and observers. Call it before the first batch.
 func (p *Processor) Instrument(in Instruments) {
 	p.inst = in
-	p.early = nil
+	p.early, p.late = nil, nil
 	for _, o := range in.Observers {
 		if eo, ok := o.(EarlyObserver); ok {
 			p.early = append(p.early, eo)
+		} else {
+			p.late = append(p.late, o)
 		}
 	}
 }
@@ -104,20 +106,32 @@ var noopTracer = noop.NewTracerProvider().Tracer("")
 
 // startBatchSpan starts the span of one batch, linked to the producers' spans.
 func (p *Processor) startBatchSpan(ctx context.Context, inputs []Input) (context.Context, trace.Span) {
+	if p.inst.Tracer == nil {
+		return noopTracer.Start(ctx, "process_batch") // no spans: no links to gather
+	}
 	var links []trace.Link
-	seen := make(map[trace.TraceID]bool)
 	for _, in := range inputs {
 		if len(links) == maxLinks {
 			break
 		}
-		if in.Trace.IsValid() && !seen[in.Trace.TraceID()] {
-			seen[in.Trace.TraceID()] = true
+		if in.Trace.IsValid() && !linksTrace(links, in.Trace.TraceID()) {
 			links = append(links, trace.Link{SpanContext: in.Trace})
 		}
 	}
-	return p.tracer().Start(ctx, "process_batch",
+	return p.inst.Tracer.Start(ctx, "process_batch",
 		trace.WithLinks(links...),
 		trace.WithAttributes(attribute.Int("audit.batch.size", len(inputs))))
+}
+
+// linksTrace is a linear search over at most maxLinks links, sparing a map per
+// batch: most batches carry a few traces at most.
+func linksTrace(links []trace.Link, id trace.TraceID) bool {
+	for _, l := range links {
+		if l.SpanContext.TraceID() == id {
+			return true
+		}
+	}
+	return false
 }
 
 // stageTimer times one stage and traces it as a child span of the batch.
@@ -142,10 +156,8 @@ func (s stageTimer) end(err error) time.Duration {
 }
 
 func (p *Processor) observe(ctx context.Context, r *BatchReport) {
-	for _, o := range p.inst.Observers {
-		if _, early := o.(EarlyObserver); !early {
-			o.ObserveBatch(ctx, r)
-		}
+	for _, o := range p.late {
+		o.ObserveBatch(ctx, r)
 	}
 }
 

@@ -71,6 +71,7 @@ type Processor struct {
 	stats counters
 	inst  Instruments
 	early []EarlyObserver // those of inst.Observers that start before the store
+	late  []Observer      // the others, told after it
 }
 
 // NewProcessor returns a processor writing to store.
