@@ -145,16 +145,17 @@ func TestWorkerConsumesQueue(t *testing.T) {
 
 // The worker on each store: start, ingest over HTTP, shut down gracefully.
 func TestWorkerIngestsAndShutsDown(t *testing.T) {
-	stores := map[string]func(*config.Config){
-		"sqlite":   func(*config.Config) {},
-		"postgres": func(c *config.Config) { c.EnhancedClient.ConnectionString = testenv.PostgresDatabase(t) },
+	// setup gets the subtest's t: a store that is not there skips its subtest only.
+	stores := map[string]func(*testing.T, *config.Config){
+		"sqlite":   func(*testing.T, *config.Config) {},
+		"postgres": func(t *testing.T, c *config.Config) { c.EnhancedClient.ConnectionString = testenv.PostgresDatabase(t) },
 	}
 	for name, setup := range stores {
 		t.Run(name, func(t *testing.T) {
 			cfg := config.Default()
 			cfg.Storage.DataDir = t.TempDir()
 			cfg.HTTP.Address = "127.0.0.1:0"
-			setup(&cfg)
+			setup(t, &cfg)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			w, err := startWorker(ctx, cfg, slog.New(slog.DiscardHandler))
