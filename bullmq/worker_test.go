@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -277,6 +278,57 @@ func TestCompleteLargeBatchOutOfOrder(t *testing.T) {
 	}
 	if n := e.rdb.Exists(ctx, q.Keys().Key("active")).Val(); n != 0 {
 		t.Error("active list not empty after all were completed")
+	}
+}
+
+// Completing the oldest in-flight batch cuts it off the tail of active; a batch
+// that only partly fills the tail is taken out one by one. Either way the
+// others stay, in their order.
+func TestCompleteOldestBatchLeavesTheOthersInOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pick func(first, second []*Job) []*Job
+	}{
+		{"whole oldest batch", func(first, _ []*Job) []*Job { return first }},
+		{"oldest batch but one, plus a newer job", func(first, second []*Job) []*Job {
+			return append(slices.Clone(first[:len(first)-1]), second[0])
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			q := e.queue("tail")
+			ctx := context.Background()
+			addJobs(t, q, 120, JobOptions{Attempts: 1})
+			c := e.consumer(q, ConsumerOptions{})
+			first, second := mustFetch(t, c, 40), mustFetch(t, c, 40)
+			mustFetch(t, c, 40)
+			activeBefore := e.rdb.LRange(ctx, q.Keys().Key("active"), 0, -1).Val()
+			batch := tc.pick(first, second)
+			errs, err := c.Complete(ctx, batch, make([][]byte, len(batch)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := map[string]bool{}
+			for i, j := range batch {
+				if errs[i] != nil {
+					t.Errorf("job %s: %v", j.ID, errs[i])
+				}
+				done[j.ID] = true
+			}
+			var want []string
+			for _, id := range activeBefore {
+				if !done[id] {
+					want = append(want, id)
+				}
+			}
+			got := e.rdb.LRange(ctx, q.Keys().Key("active"), 0, -1).Val()
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("active after = %v\nwant %v", got, want)
+			}
+			if n := e.count(q.Keys().Key("completed")); n != int64(len(batch)) {
+				t.Errorf("%d completed, want %d", n, len(batch))
+			}
+		})
 	}
 }
 

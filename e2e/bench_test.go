@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,6 +45,9 @@ import (
 //     events/s (default 5000) for AUDIT_E2E_BENCH_LATENCY_SECONDS (default 20),
 //     in addBulk chunks every 10 ms; latency = ingested_at - received_at (the
 //     job's timestamp) per row, percentiles computed in SQL.
+//
+// Every phase also reports the CPU time per event of the worker, Redis and
+// PostgreSQL (from /proc, so Linux only), to show where the cores go.
 //
 // The results table is logged and, with AUDIT_E2E_BENCH_OUT, written as markdown.
 func TestBenchmarkHarness(t *testing.T) {
@@ -96,6 +100,7 @@ type drainResult struct {
 	inner                time.Duration // Node: from Worker construction
 	rssKiB               int64
 	redis                redisDelta
+	cpu                  cpuDelta // from just before the process starts until the drain is complete
 	loadBefore, loadDone string
 }
 
@@ -115,6 +120,7 @@ type latencyResult struct {
 	drainAfter         time.Duration // producer end -> last row stored
 	rssKiB             int64
 	redis              redisDelta
+	cpu                cpuDelta // the producer process not included (its Redis work is)
 	loadBefore, load   string
 }
 
@@ -144,6 +150,7 @@ func (b *benchReport) drainGo(t *testing.T) {
 	}
 	scrapeFile := os.Getenv("AUDIT_E2E_BENCH_SCRAPE")
 	before := readRedisStats(t, e.rdb)
+	cpuBefore := readCPU(t, 0)
 	w := e.startWorker(cfg, logPath)
 	t.Logf("worker consuming %s after its start", time.Since(w.started).Round(time.Millisecond))
 	deadline := time.Now().Add(10*time.Minute + time.Duration(b.n)*time.Millisecond)
@@ -169,6 +176,7 @@ func (b *benchReport) drainGo(t *testing.T) {
 	e.waitDrained(int64(b.n), 2*time.Minute, logPath)
 	d.acked = time.Since(w.started)
 	d.rssKiB, _ = peakRSSKiB(w.pid())
+	d.cpu = readCPU(t, w.pid()).sub(cpuBefore)
 	d.redis = readRedisStats(t, e.rdb).sub(before)
 	if err := w.stop(t, 30*time.Second); err != nil {
 		t.Errorf("worker stop: %v", err)
@@ -178,6 +186,7 @@ func (b *benchReport) drainGo(t *testing.T) {
 	t.Logf("ours: %d rows in %s = %.0f events/s; queue empty after %s; peak RSS %d MiB; Redis %s",
 		b.n, d.wall.Round(time.Millisecond), d.rate(b.n), d.acked.Round(time.Millisecond), d.rssKiB/1024, d.redis.perEvent(b.n))
 	t.Logf("ours: Redis commands per event: %s", d.redis.top(12, b.n))
+	t.Logf("ours: CPU per event: %s", d.cpu.perEvent(b.n))
 }
 
 // scrapeMetrics saves the worker's /metrics exposition to file.
@@ -206,6 +215,7 @@ func (b *benchReport) drainNode(t *testing.T, conc int) {
 	b.enqueue = append(b.enqueue, fmt.Sprintf("node c%d phase: %d events enqueued in %.1f s", conc, res.Count, float64(res.ElapsedMs)/1000))
 	d := drainResult{who: "Node bullmq Worker, empty processor", config: fmt.Sprintf("concurrency %d", conc), loadBefore: loadAvg()}
 	before := readRedisStats(t, e.rdb)
+	cpuBefore := readCPU(t, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	cmd := e.nodeCmd(ctx, "drain.mjs", queueName, "--expect", strconv.Itoa(b.n), "--concurrency", strconv.Itoa(conc),
@@ -222,6 +232,12 @@ func (b *benchReport) drainNode(t *testing.T, conc int) {
 	}
 	line, err := bufio.NewReader(stdout).ReadBytes('\n')
 	d.wall = time.Since(started)
+	// Right after the N-th completion, while node closes its Worker. node is
+	// cmd's own process (no shell) and is not reaped before cmd.Wait, so its
+	// /proc/PID/stat is readable even if it has already exited.
+	if err == nil {
+		d.cpu = readCPU(t, cmd.Process.Pid).sub(cpuBefore)
+	}
 	d.loadDone = loadAvg()
 	if err != nil {
 		_ = cmd.Wait()
@@ -249,6 +265,7 @@ func (b *benchReport) drainNode(t *testing.T, conc int) {
 	t.Logf("node c%d: %d jobs in %s = %.0f jobs/s (%s from Worker construction); peak RSS %d MiB; Redis %s",
 		conc, b.n, d.wall.Round(time.Millisecond), d.rate(b.n), d.inner, d.rssKiB/1024, d.redis.perEvent(b.n))
 	t.Logf("node c%d: Redis commands per event: %s", conc, d.redis.top(12, b.n))
+	t.Logf("node c%d: CPU per event: %s", conc, d.cpu.perEvent(b.n))
 }
 
 func (b *benchReport) latency(t *testing.T) {
@@ -259,6 +276,7 @@ func (b *benchReport) latency(t *testing.T) {
 	w := e.startWorker(cfg, logPath)
 	r := &latencyResult{offered: int64(b.rate), loadBefore: loadAvg()}
 	before := readRedisStats(t, e.rdb)
+	cpuBefore := readCPU(t, w.pid())
 
 	// The visibility sampler: every sampleMs, the highest visible id and the
 	// server's clock. A batch that raises max(id) became visible (committed)
@@ -317,6 +335,7 @@ func (b *benchReport) latency(t *testing.T) {
 		t.Fatalf("visibility sampler: %v", err)
 	}
 	r.rssKiB, _ = peakRSSKiB(w.pid())
+	r.cpu = readCPU(t, w.pid()).sub(cpuBefore)
 	r.redis = readRedisStats(t, e.rdb).sub(before)
 	if err := w.stop(t, 30*time.Second); err != nil {
 		t.Errorf("worker stop: %v", err)
@@ -381,6 +400,7 @@ func (b *benchReport) latency(t *testing.T) {
 	b.lat = r
 	t.Logf("latency at %d/s offered (%d/s achieved, %d events): p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms; commit lag p50 %.1f ms, p99 %.1f ms (%d batches)",
 		r.offered, r.achieved, r.events, r.p50, r.p95, r.p99, r.max, r.lagP50, r.lagP99, r.lagSamples)
+	t.Logf("latency: CPU per event (producer process not included, its Redis work is): %s", r.cpu.perEvent(int(r.events)))
 }
 
 func (b *benchReport) markdown() string {
@@ -434,6 +454,13 @@ func (b *benchReport) markdown() string {
 			"(EVAL/EVALSHA and their _RO forms for \"script\"; usec summed over all commands for \"all\") over the drain, "+
 			"divided by N. Redis counts the commands a script runs (redis.call) as commands too. Anything else using the same "+
 			"Redis meanwhile is included.\n")
+		fmt.Fprintf(&s, "\nCPU per event (user + system, µs) from just before the consumer starts until the drain is complete:\n\n")
+		fmt.Fprintf(&s, "| consumer | config | worker | redis | postgres | total | cores busy |\n|---|---|---|---|---|---|---|\n")
+		for _, d := range b.drains {
+			c := d.cpu.perEventValues(b.n)
+			fmt.Fprintf(&s, "| %s | %s | %.1f | %.1f | %.1f | %.1f | %.2f of %d |\n", d.who, d.config, c[0], c[1], c[2], c[3], c[4], runtime.NumCPU())
+		}
+		fmt.Fprintf(&s, "\n%s\n", cpuNote)
 	}
 	if r := b.lat; r != nil {
 		fmt.Fprintf(&s, "\n## Latency under a steady offered load\n\n")
@@ -450,6 +477,9 @@ func (b *benchReport) markdown() string {
 		fmt.Fprintf(&s, "| worker peak RSS | %d MiB |\n", r.rssKiB/1024)
 		pe := r.redis.perEventValues(int(r.events))
 		fmt.Fprintf(&s, "| Redis cmds / script calls / all µs per event (producer included) | %.2f / %.3f / %.1f |\n", pe[0], pe[1], pe[3])
+		c := r.cpu.perEventValues(int(r.events))
+		fmt.Fprintf(&s, "| CPU µs per event, worker / redis / postgres / total (the producer process not included, its Redis work is) | %.1f / %.1f / %.1f / %.1f (%.2f of %d cores busy) |\n",
+			c[0], c[1], c[2], c[3], c[4], runtime.NumCPU())
 		fmt.Fprintf(&s, "| load average before → at end | %s → %s |\n", r.loadBefore, r.load)
 		fmt.Fprintf(&s, "\nLatency per event = `ingested_at − received_at` in SQL (`percentile_cont`): `received_at` is the job's "+
 			"timestamp (set by bullmq in the producer when the job is created; checked equal for %d of %d rows), `ingested_at` is "+
@@ -584,4 +614,122 @@ func envIntList(t testing.TB, name, dflt string) []int {
 		out = append(out, n)
 	}
 	return out
+}
+
+const cpuNote = "CPU figures are deltas of utime + stime in `/proc/PID/stat` of the worker (ours, or node), " +
+	"the redis-server process and every postgres process (plus the postmaster's cutime + cstime: the backends that " +
+	"exited), divided by N; cores busy = their sum / wall time between the two readings. The harness's own PostgreSQL " +
+	"connection (polling the row count) and any other client of the same servers are included; the harness and the " +
+	"producer are not."
+
+// cpuSnapshot is the CPU time (user + system) the process groups sharing the
+// machine have consumed so far, so that two snapshots around a drain show
+// where the cores went: our (or Node's) worker, Redis, or PostgreSQL. Anything
+// else on the machine (the harness itself, the Node producer, other people's
+// benchmarks) is left out, though other clients' PostgreSQL backends and Redis
+// commands are included, as in the Redis figures.
+type cpuSnapshot struct {
+	at                      time.Time
+	worker, redis, postgres time.Duration
+}
+
+// cpuDelta is the CPU each group spent between two snapshots, and the wall time
+// between them.
+type cpuDelta struct{ wall, worker, redis, postgres time.Duration }
+
+// clockTick is the unit of the times in /proc/PID/stat (USER_HZ).
+var clockTick = sync.OnceValue(func() time.Duration {
+	out, err := exec.Command("getconf", "CLK_TCK").Output()
+	if hz, err2 := strconv.Atoi(strings.TrimSpace(string(out))); err == nil && err2 == nil && hz > 0 {
+		return time.Second / time.Duration(hz)
+	}
+	return time.Second / 100
+})
+
+// readCPU takes a snapshot from /proc (Linux only). workerPID 0 means the
+// worker does not run yet: its CPU so far is 0. The worker must not have been
+// reaped yet (a zombie's /proc/PID/stat still holds its times).
+func readCPU(t testing.TB, workerPID int) cpuSnapshot {
+	t.Helper()
+	type stat struct {
+		comm                string
+		ppid                int
+		own, reapedChildren time.Duration
+	}
+	s := cpuSnapshot{at: time.Now()}
+	tick := clockTick()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatalf("CPU snapshot: %v", err)
+	}
+	procs := map[int]stat{}
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue // exited meanwhile
+		}
+		// "pid (comm) state ppid ...": comm may hold spaces and parentheses,
+		// so the fields from 3 (state) on start after the last ')'.
+		line := string(data)
+		open, end := strings.IndexByte(line, '('), strings.LastIndexByte(line, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		f := strings.Fields(line[end+1:])
+		if len(f) < 15 {
+			continue
+		}
+		n := func(field int) int64 { v, _ := strconv.ParseInt(f[field-3], 10, 64); return v }
+		procs[pid] = stat{
+			comm:           line[open+1 : end],
+			ppid:           int(n(4)),
+			own:            time.Duration(n(14)+n(15)) * tick, // utime + stime, all threads
+			reapedChildren: time.Duration(n(16)+n(17)) * tick, // cutime + cstime
+		}
+	}
+	isPostgres := func(p stat) bool { return strings.HasPrefix(p.comm, "postgres") }
+	if w, ok := procs[workerPID]; ok {
+		s.worker = w.own
+	} else if workerPID != 0 {
+		t.Errorf("CPU snapshot: no /proc/%d/stat for the worker", workerPID)
+	}
+	for _, p := range procs {
+		switch {
+		case p.comm == "redis-server":
+			s.redis += p.own
+		case isPostgres(p):
+			s.postgres += p.own
+			// The postmaster reaps every backend: the CPU of the connections
+			// that closed since the first snapshot is only in its cutime.
+			if parent, ok := procs[p.ppid]; !ok || !isPostgres(parent) {
+				s.postgres += p.reapedChildren
+			}
+		}
+	}
+	return s
+}
+
+func (a cpuSnapshot) sub(b cpuSnapshot) cpuDelta {
+	return cpuDelta{a.at.Sub(b.at), a.worker - b.worker, a.redis - b.redis, a.postgres - b.postgres}
+}
+
+// perEventValues: worker, redis, postgres and total µs per event, and the
+// total as cores busy over the interval.
+func (d cpuDelta) perEventValues(n int) [5]float64 {
+	if n == 0 || d.wall <= 0 {
+		return [5]float64{}
+	}
+	total := d.worker + d.redis + d.postgres
+	us := func(v time.Duration) float64 { return float64(v.Microseconds()) / float64(n) }
+	return [5]float64{us(d.worker), us(d.redis), us(d.postgres), us(total), total.Seconds() / d.wall.Seconds()}
+}
+
+func (d cpuDelta) perEvent(n int) string {
+	v := d.perEventValues(n)
+	return fmt.Sprintf("worker %.1f µs/event, redis %.1f, postgres %.1f, total %.1f (%.2f cores busy over %.2f s)",
+		v[0], v[1], v[2], v[3], v[4], d.wall.Seconds())
 }

@@ -15,6 +15,18 @@ local K = {
 }
 local base = ARGV[1]
 
+-- Decimal strings of small counters (attempts), made once per script call:
+-- converting a Lua number for redis.call goes through sprintf every time.
+local smallInts = {}
+local function smallIntString(n)
+  local s = smallInts[n]
+  if not s then
+    s = string.format("%d", n)
+    smallInts[n] = s
+  end
+  return s
+end
+
 -- Stream cap from meta; written back when missing so Node tools see the same value.
 local function maxEvents()
   local v = redis.call("HGET", K.meta, "opts.maxLenEvents")

@@ -6,9 +6,12 @@
 --
 -- Each loop iteration is exactly one single fetch (state read, promotion, take,
 -- lock, events, marker), so one call with N leaves Redis as N calls with 1 would.
-local now = tonumber(ARGV[2])
+-- Numbers written back to Redis stay the caller's strings: Lua would format
+-- each one with sprintf, which costs more than the command that stores it.
+local nowS = ARGV[2]
+local now = tonumber(nowS)
 local token = ARGV[3]
-local lockMs = tonumber(ARGV[4])
+local lockMs = ARGV[4]
 local n = tonumber(ARGV[5])
 local worker = ARGV[6]
 
@@ -71,9 +74,9 @@ if not paused then
       if h[f] == "ats" then ats = (tonumber(h[f + 1]) or 0) + 1 break end
     end
     if worker ~= "" then
-      redis.call("HSET", jobKey, "processedOn", now, "ats", ats, "pb", worker)
+      redis.call("HSET", jobKey, "processedOn", nowS, "ats", smallIntString(ats), "pb", worker)
     else
-      redis.call("HSET", jobKey, "processedOn", now, "ats", ats)
+      redis.call("HSET", jobKey, "processedOn", nowS, "ats", smallIntString(ats))
     end
     jobs[#jobs + 1] = {id, h}
   end

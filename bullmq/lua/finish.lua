@@ -8,7 +8,8 @@
 -- deduplication id ("" = none; the caller read it from the job at fetch time).
 -- Returns one code per job: 0 ok, -1 job missing, -2 lock missing, -3 not active,
 -- -6 lock held by another token.
-local now = tonumber(ARGV[2])
+local nowS = ARGV[2] -- written as given: see fetch.lua
+local now = tonumber(nowS)
 local target = ARGV[3]
 local n = tonumber(ARGV[4])
 local failed = target == "failed"
@@ -76,7 +77,7 @@ local function flushFinished()
   if #finishedIds == 0 then return end
   local args = {}
   for _, fid in ipairs(finishedIds) do
-    args[#args + 1] = now
+    args[#args + 1] = nowS
     args[#args + 1] = fid
   end
   for i = 1, #args, 1000 do
@@ -117,9 +118,9 @@ local function finishOne(i)
     pendingKeep = {keepCount, keepAge}
     finishedIds[#finishedIds + 1] = id
     if failed then
-      redis.call("HSET", jobKey, "finishedOn", now)
+      redis.call("HSET", jobKey, "finishedOn", nowS)
     else
-      redis.call("HSET", jobKey, "returnvalue", value, "finishedOn", now)
+      redis.call("HSET", jobKey, "returnvalue", value, "finishedOn", nowS)
     end
   else
     jobKeys(removed, jobKey)
@@ -151,6 +152,24 @@ local function takeManyFromActive(ids)
   end
   local want = {}
   for _, id in ipairs(ids) do want[id] = true end
+  -- Fetches push on the head, so the oldest batch, usually the one finishing,
+  -- sits at the tail: when the tail holds exactly these ids, cut it off
+  -- without reading the rest.
+  if want[redis.call("LINDEX", K.active, -1)] then
+    local tail = redis.call("LRANGE", K.active, -#ids, -1)
+    for _, id in ipairs(tail) do
+      if not want[id] or taken[id] then
+        taken = {}
+        break
+      end
+      taken[id] = true
+    end
+    if #tail == #ids and next(taken) then
+      redis.call("LTRIM", K.active, 0, -(#ids + 1))
+      return taken
+    end
+    taken = {}
+  end
   local all = redis.call("LRANGE", K.active, 0, -1)
   local rest = {}
   for k = #all, 1, -1 do
