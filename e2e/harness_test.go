@@ -496,6 +496,19 @@ func (e *env) rowCount(ctx context.Context) (int64, error) {
 	return n, err
 }
 
+// idsIssued is how many ids audit_log's sequence has handed out: an upper
+// bound of the rows stored (ON CONFLICT skips and rollbacks use ids too) that
+// costs nothing to read, unlike count(*).
+func (e *env) idsIssued(ctx context.Context) (int64, error) {
+	var last int64
+	var called bool
+	err := e.pool.QueryRow(ctx, `SELECT last_value, is_called FROM audit_log_id_seq`).Scan(&last, &called)
+	if !called {
+		return 0, err
+	}
+	return last, err
+}
+
 // queueCounts returns the length of every state list/set of a queue.
 func (e *env) queueCounts(ctx context.Context, queue string) (map[string]int64, error) {
 	base := e.prefix + ":" + queue + ":"
