@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -13,18 +14,22 @@ import (
 	audit "github.com/smartlogs/audit-worker"
 )
 
-// insertMode selects how StoreBatch sends records. Both are set-based and
-// idempotent. insertCopy won BenchmarkStoreBatch against insertUnnest (medians
-// ~19,600 versus ~14,000 events/s on the 2-core test VM, see bench_test.go)
-// and is the default; insertUnnest is kept so that the benchmark can compare.
+// insertMode selects how StoreBatch sends records. All are set-based and
+// idempotent. insertStaged won BenchmarkStoreBatch against insertUnnest
+// (medians ~19,600 versus ~14,000 events/s on the 2-core test VM, see
+// bench_test.go); insertCopy, the default, adds the direct path in front of
+// it. The others are kept so that the benchmarks and tests can compare.
 type insertMode int
 
 const (
-	// insertCopy COPYs the batch (binary format) into a per-connection temporary
+	// insertCopy COPYs the batch straight into audit_log, and goes the
+	// insertStaged way when a record is stored already (direct.go).
+	insertCopy insertMode = iota
+	// insertStaged COPYs the batch (binary format) into a per-connection temporary
 	// staging table and moves it with one INSERT … SELECT … ON CONFLICT DO
 	// NOTHING RETURNING. COPY's row format is cheaper for the server to take
 	// apart than 26 array parameters of 1,000 elements each.
-	insertCopy insertMode = iota
+	insertStaged
 	// insertUnnest sends the batch as one array parameter per column to a single
 	// INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING RETURNING.
 	insertUnnest
@@ -101,13 +106,21 @@ func (s *Store) StoreBatch(ctx context.Context, b audit.Batch) ([]audit.StoreRes
 			return nil, err
 		}
 	}
+	direct := s.insert == insertCopy && len(b.Records) > 0 && s.directAllowed(time.Now())
 	for attempt := 0; ; attempt++ {
 		clear(results)
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			return s.storeTx(ctx, tx, b, args, dlArgs, pos, results)
+			return s.storeTx(ctx, tx, b, args, dlArgs, pos, results, direct)
 		})
 		if err == nil {
 			return results, nil
+		}
+		if direct && errors.Is(err, errStoredAlready) {
+			// Not a failure: the batch holds a redelivery. Staged, it skips it.
+			s.pauseDirect(time.Now())
+			direct = false
+			attempt--
+			continue
 		}
 		if attempt == 2 || !isRetryable(err) || ctx.Err() != nil {
 			return nil, wrapErr("store batch", err)
@@ -116,11 +129,13 @@ func (s *Store) StoreBatch(ctx context.Context, b audit.Batch) ([]audit.StoreRes
 	}
 }
 
-func (s *Store) storeTx(ctx context.Context, tx pgx.Tx, b audit.Batch, args, dlArgs []any, pos map[string]int, results []audit.StoreResult) error {
+func (s *Store) storeTx(ctx context.Context, tx pgx.Tx, b audit.Batch, args, dlArgs []any, pos map[string]int, results []audit.StoreResult, direct bool) error {
 	var rows pgx.Rows
 	var err error
 	switch {
 	case len(b.Records) == 0:
+	case direct:
+		err = copyDirect(ctx, tx, b.Records, results)
 	case s.insert == insertUnnest:
 		rows, err = tx.Query(ctx, insertUnnestSQL, args...)
 	default:

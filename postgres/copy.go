@@ -8,7 +8,8 @@ import (
 	audit "github.com/smartlogs/audit-worker"
 )
 
-// The COPY strategy (insertCopy, the default): COPY the batch into a temporary
+// The staged COPY strategy (insertStaged, and insertCopy's way for batches
+// holding a stored record, see direct.go): COPY the batch into a temporary
 // staging table and move it with one INSERT … SELECT … ON CONFLICT DO NOTHING.
 // Each connection creates the staging table once (AfterConnect) instead of once
 // per batch, which would churn the system catalogs; ON COMMIT DELETE ROWS

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,6 +29,9 @@ type Store struct {
 	ahead  int
 	log    *slog.Logger
 	insert insertMode
+	// directAfter (Unix ns): until then insertCopy goes staged at once, as a
+	// duplicate was met recently (see direct.go).
+	directAfter atomic.Int64
 }
 
 var _ audit.EventStore = (*Store)(nil)
@@ -54,7 +58,7 @@ func open(ctx context.Context, cfg Config, mode insertMode) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	if mode == insertCopy {
+	if mode == insertCopy || mode == insertStaged {
 		prev := pcfg.AfterConnect
 		pcfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 			if prev != nil {
