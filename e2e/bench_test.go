@@ -435,7 +435,7 @@ func (b *benchReport) markdown() string {
 	}
 	if len(b.drains) > 0 {
 		fmt.Fprintf(&s, "\n## Drain: %d jobs pre-enqueued\n\n", b.n)
-		fmt.Fprintf(&s, "Ours: time from the process start (schema migrated beforehand) until PostgreSQL holds every row (polled every 20 ms); "+
+		fmt.Fprintf(&s, "Ours: time from the process start (schema migrated beforehand) until PostgreSQL holds every row (its id sequence read every 20 ms, then count(*) every 5 ms once the sequence has reached N); "+
 			"Node: from the process start until the N-th `completed` event of a Worker whose processor does nothing.\n\n")
 		fmt.Fprintf(&s, "| consumer | config | time | events/s | peak RSS | Redis cmds/event | script calls/event | script µs/event | all Redis µs/event | load avg before → at end |\n")
 		fmt.Fprintf(&s, "|---|---|---|---|---|---|---|---|---|---|\n")
@@ -633,7 +633,7 @@ func envIntList(t testing.TB, name, dflt string) []int {
 const cpuNote = "CPU figures are deltas of utime + stime in `/proc/PID/stat` of the worker (ours, or node), " +
 	"the redis-server process and every postgres process (plus the postmaster's cutime + cstime: the backends that " +
 	"exited), divided by N; cores busy = their sum / wall time between the two readings. The harness's own PostgreSQL " +
-	"connection (polling the row count) and any other client of the same servers are included; the harness and the " +
+	"connection (polling the id sequence) and any other client of the same servers are included; the harness and the " +
 	"producer are not."
 
 // cpuSnapshot is the CPU time (user + system) the process groups sharing the
