@@ -108,7 +108,7 @@ func (e *Event) ComputeHash() string {
 // it, rendering whatever scalar values the 8 fields hold exactly as the producer
 // would. It is the operator's tool for debugging producers.
 func HashPayload(data []byte) (string, error) {
-	members, err := decodeObject(data)
+	members, err := decodeObject(data, nil)
 	if err != nil {
 		return "", err
 	}

@@ -23,7 +23,8 @@ type member struct {
 // decoding the values. It rejects non-objects, invalid UTF-8 and duplicate keys
 // (two parsers could disagree on which duplicate wins, which is an opening for
 // smuggling values past the hash).
-func decodeObject(data []byte) ([]member, error) {
+// Members are appended to dst (which may be nil), so callers can reuse it.
+func decodeObject(data []byte, dst []member) ([]member, error) {
 	if err := checkJSON(data); err != nil {
 		return nil, err
 	}
@@ -32,7 +33,7 @@ func decodeObject(data []byte) ([]member, error) {
 	if data[i] != '{' {
 		return nil, errors.New("payload is not a JSON object")
 	}
-	members := make([]member, 0, 24)
+	members := dst[:0]
 	i = skipSpace(data, i+1)
 	if data[i] == '}' {
 		return members, nil

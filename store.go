@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -54,19 +55,21 @@ func (r *Record) ComputeRecordHash() string {
 		latency, string(r.Details),
 	}
 	// One buffer hashed at once: writing each field to a hash.Hash would copy
-	// every string to the heap first (21 allocations per record).
-	size := 0
-	for _, f := range fields {
-		size += binary.MaxVarintLen64 + len(f)
-	}
-	buf := make([]byte, 0, size)
+	// every string to the heap first (21 allocations per record). The buffer
+	// is reused from record to record.
+	bp := recordHashBuffers.Get().(*[]byte)
+	buf := (*bp)[:0]
 	for _, f := range fields {
 		buf = binary.AppendUvarint(buf, uint64(len(f)))
 		buf = append(buf, f...)
 	}
 	sum := sha256.Sum256(buf)
+	*bp = buf
+	recordHashBuffers.Put(bp)
 	return hex.EncodeToString(sum[:])
 }
+
+var recordHashBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
 // Reasons an event is dead-lettered instead of stored.
 const (
