@@ -4,10 +4,12 @@
 -- ARGV: now, maxKeys, maxEvidence, the number of rules, then per rule
 --   threshold (0: a once marker), window, slack (how much later than it needs
 --   a key expires), trim (exclusive lower bound of the members kept);
--- then per key (in the order of KEYS): its rule's number, its op count, its
---   expiry (index score) and the TTL to give it (ms, from now);
---   then per op, in event-time order: member, at, at − window, at + window
---   (a once key sends its first op's member only: later ones cannot be first).
+-- then, as one MessagePack array (the body), per key (in the order of KEYS):
+--   its rule's number, its op count, its expiry (index score) and the TTL to
+--   give it (ms, from now); then per op, in event-time order: member, at,
+--   at − window, at + window (a once key sends its first op's member only:
+--   later ones cannot be first). Numbers that commands take are decimal
+--   strings; the two counts are integers.
 -- Returns {evicted, r1, r2, ..., then per key with evidence: position of the
 -- op it belongs to (1-based among the ri), first, last, n, n members}; ri is
 -- 0 when the op was not added (already counted, or the marker already set),
@@ -19,8 +21,10 @@
 -- every string made (ARGV included) and every number formatted or parsed. So
 -- the caller sends every number a command needs as a ready-made decimal
 -- string (Lua would print a large number as %.14g, and string.format is slow),
--- ops come grouped by key (no per-op lookups or tables), a result is one
--- integer, and numbers are parsed only where the script must compare them.
+-- the ops travel as one MessagePack string (one argument for Redis to parse
+-- instead of several per event), ops come grouped by key (no per-op lookups
+-- or tables), a result is one integer, and numbers are parsed only where the
+-- script must compare them.
 local call = redis.call
 local index = KEYS[1]
 local now = ARGV[1]
@@ -32,18 +36,12 @@ local CHUNK = 1000 -- elements per variadic call (unpack has a limit)
 local rules = {}
 local p = 5
 for r = 1, tonumber(ARGV[4]) do
-  rules[tostring(r)] = {th = tonumber(ARGV[p]), window = tonumber(ARGV[p + 1]),
+  rules[r] = {th = tonumber(ARGV[p]), window = tonumber(ARGV[p + 1]),
     slack = tonumber(ARGV[p + 2]), trim = ARGV[p + 3]}
   p = p + 4
 end
-
--- Op counts are small integers that repeat: parse each once.
-local counts = {}
-local function opCount(s)
-  local n = counts[s]
-  if not n then n = tonumber(s); counts[s] = n end
-  return n
-end
+local B = cmsgpack.unpack(ARGV[p])
+p = 1 -- from here on, the position in B
 
 -- Keys past their recorded expiry are deleted here too, so a key whose TTL
 -- was lost cannot outlive the index.
@@ -102,14 +100,14 @@ local evidence = {}
 local zadd = {} -- index updates: expiry, key, ...
 for k = 2, nkeys do
   local key = KEYS[k]
-  local rule = rules[ARGV[p]]
-  local nops = opCount(ARGV[p + 1])
-  local expiry, ttl = ARGV[p + 2], ARGV[p + 3]
+  local rule = rules[B[p]]
+  local nops = B[p + 1]
+  local expiry, ttl = B[p + 2], B[p + 3]
   p = p + 4
   local rec = recorded[k]
   local th = rule.th
   if th == 0 then
-    out[#out + 1] = call('SET', key, ARGV[p], 'NX', 'PX', ttl) and 1 or 0
+    out[#out + 1] = call('SET', key, B[p], 'NX', 'PX', ttl) and 1 or 0
     p = p + 1
     if not rec then
       zadd[#zadd + 1] = expiry -- the marker's TTL came with SET
@@ -121,7 +119,7 @@ for k = 2, nkeys do
     local empty = not rec
     local lastAt, lastLo, lastHi
     for _ = 1, nops do
-      local member, at, lo, hi = ARGV[p], ARGV[p + 1], ARGV[p + 2], ARGV[p + 3]
+      local member, at, lo, hi = B[p], B[p + 1], B[p + 2], B[p + 3]
       p = p + 4
       local count = 0
       if empty then

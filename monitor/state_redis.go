@@ -63,17 +63,12 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 
 	// Every number the script hands to Redis is sent as a decimal string (see
 	// state.lua): formatting is cheap here and slow there.
-	var buf []byte
-	num := func(n int64) string {
-		buf = strconv.AppendInt(buf[:0], n, 10)
-		return string(buf)
-	}
 	// A key's ops share its rule (the key names the detector), so the script
 	// gets the few distinct rules once and a rule number per key.
 	type rule struct{ threshold, window, retention int64 }
 	var rules []rule
 	ruleArgs := make([]any, 0, 16)
-	ruleOf := func(o *op) string {
+	ruleOf := func(o *op) uint32 {
 		r := rule{int64(o.threshold), o.window, o.expireAt - o.at}
 		if o.window == 0 {
 			r = rule{} // a once marker: nothing else matters
@@ -82,14 +77,14 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 		if i < 0 {
 			i = len(rules)
 			rules = append(rules, r)
-			ruleArgs = append(ruleArgs, r.threshold, r.window, r.retention/4, "("+num(now-r.retention))
+			ruleArgs = append(ruleArgs, r.threshold, r.window, r.retention/4, "("+strconv.FormatInt(now-r.retention, 10))
 		}
-		return strconv.Itoa(i + 1)
+		return uint32(i + 1)
 	}
 
 	keys := make([]string, 1, len(groups)+1)
 	keys[0] = s.index
-	body := make([]any, 0, 4*len(groups)+4*len(ops))
+	body := msgpackBody{buf: make([]byte, 0, 64*len(ops))}
 	sent := make([]int, 0, len(ops)) // the op of each result the script returns
 	for _, g := range groups {
 		o := &ops[g.head]
@@ -102,23 +97,29 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 		if o.window > 0 {
 			expiry = need + (o.expireAt-o.at)/4 // as MemoryState's extend
 		}
-		body = append(body, ruleOf(o), g.n, num(expiry), num(max(expiry-now, 1)))
+		body.uint(ruleOf(o))
+		body.uint(uint32(g.n))
+		body.decimal(expiry)
+		body.decimal(max(expiry-now, 1))
 		if o.window == 0 {
 			// Of a key's markers only the first can be set.
-			body = append(body, o.member)
+			body.str(o.member)
 			sent = append(sent, g.head)
 			continue
 		}
 		for i := g.head; i >= 0; i = next[i] {
 			o := &ops[i]
-			body = append(body, o.member, num(o.at), num(o.at-o.window), num(o.at+o.window))
+			body.str(o.member)
+			body.decimal(o.at)
+			body.decimal(o.at - o.window)
+			body.decimal(o.at + o.window)
 			sent = append(sent, i)
 		}
 	}
-	argv := make([]any, 0, 4+len(ruleArgs)+len(body))
-	argv = append(argv, num(now), maxKeys, maxEvidenceKeys, len(rules))
+	argv := make([]any, 0, 5+len(ruleArgs))
+	argv = append(argv, strconv.FormatInt(now, 10), maxKeys, maxEvidenceKeys, len(rules))
 	argv = append(argv, ruleArgs...)
-	argv = append(argv, body...)
+	argv = append(argv, body.bytes())
 
 	raw, err := stateScript.Run(ctx, s.rdb, keys, argv...).Slice()
 	if err != nil {
