@@ -192,7 +192,14 @@ type PatternDetection struct {
 	// in OrganizationTimeZones (default UTC).
 	TimeZone              string            `json:"timeZone"`
 	OrganizationTimeZones map[string]string `json:"organizationTimeZones"`
+	// State is where the windows live: "redis" (shared by every worker
+	// replica), "memory" (this process only: exact with a single worker, and
+	// cheaper), or "auto" (default): Redis when the worker uses Redis.
+	State string `json:"state"`
 }
+
+// PatternStates are the accepted values of monitoring.patternDetection.state.
+var PatternStates = []string{"auto", "redis", "memory"}
 
 // ReliableProcessor is the original's queue section.
 type ReliableProcessor struct {
@@ -350,6 +357,7 @@ func (c *Config) fillDefaults() {
 	setInt(&p.LateEventToleranceMs, 300000)
 	setInt(&p.MaxTrackedKeys, 100000)
 	setString(&p.TimeZone, "UTC")
+	setString(&p.State, "auto")
 	o := &c.Observability
 	setString(&o.Tracing.ServiceName, "audit-worker")
 	setFloat(&o.Tracing.SampleRate, 1)
@@ -588,6 +596,10 @@ func (c *Config) Validate() error {
 	between(pd.OffHoursEnd, 0, 23, "monitoring.patternDetection.offHoursEnd")
 	between(pd.LateEventToleranceMs, 0, 86_400_000, "monitoring.patternDetection.lateEventToleranceMs")
 	between(pd.MaxTrackedKeys, 100, 10_000_000, "monitoring.patternDetection.maxTrackedKeys")
+	check(slices.Contains(PatternStates, pd.State), "monitoring.patternDetection.state",
+		fmt.Sprintf("must be one of %s (is %q)", strings.Join(PatternStates, ", "), pd.State))
+	check(pd.State != "redis" || c.UsesRedis(), "monitoring.patternDetection.state",
+		"is redis, which needs a Redis (redis.host, redis.url or redis.clusterNodes)")
 	_, err := time.LoadLocation(pd.TimeZone)
 	check(err == nil && pd.TimeZone != "", "monitoring.patternDetection.timeZone", "must be an IANA time zone such as UTC or Europe/Berlin")
 	for _, org := range slices.Sorted(maps.Keys(pd.OrganizationTimeZones)) {

@@ -50,6 +50,8 @@ func TestInvalidConfigNamesFieldAndRule(t *testing.T) {
 		{`{"monitoring":{"alertThresholds":{"memoryUsage":0.05}}}`, "monitoring.alertThresholds.memoryUsage", "between 0.1 and 1"},
 		{`{"monitoring":{"alertThresholds":{"queueDepth":0}}}`, "monitoring.alertThresholds.queueDepth", "at least 1 (is 0)"},
 		{`{"monitoring":{"patternDetection":{"offHoursStart":24}}}`, "monitoring.patternDetection.offHoursStart", "between 0 and 23"},
+		{`{"monitoring":{"patternDetection":{"state":"shared"}}}`, "monitoring.patternDetection.state", "one of auto, redis, memory"},
+		{`{"monitoring":{"patternDetection":{"state":"redis"}}}`, "monitoring.patternDetection.state", "needs a Redis"},
 		{`{"reliableProcessor":{"deadLetterConfig":{"alertThreshold":1001}}}`, "reliableProcessor.deadLetterConfig.alertThreshold", "between 1 and 1000"},
 		{`{"redis":{"clusterNodes":["node-1"]}}`, "redis.clusterNodes[0]", "host:port"},
 		{`{"http":{"address":"localhost"}}`, "http.address", "host:port"},
@@ -189,7 +191,7 @@ func TestMonitoringAndEnvironmentDefaults(t *testing.T) {
 			DataAccessVelocityThreshold: 50, DataAccessTimeWindow: 60000,
 			BulkOperationThreshold: 100, BulkOperationTimeWindow: 300000,
 			OffHoursStart: 22, OffHoursEnd: 6,
-			LateEventToleranceMs: 300000, MaxTrackedKeys: 100000, TimeZone: "UTC",
+			LateEventToleranceMs: 300000, MaxTrackedKeys: 100000, TimeZone: "UTC", State: "auto",
 		},
 	}
 	if !reflect.DeepEqual(c.Monitoring, want) || c.Environment != "development" {

@@ -39,7 +39,8 @@ import (
 //     (comma-separated, default "50"): time from its start until its N-th
 //     "completed" event.
 //     AUDIT_E2E_BENCH_MONITORING=0 runs it with monitoring.enabled false (to
-//     measure what the pattern detectors cost); AUDIT_E2E_BENCH_SCRAPE=FILE
+//     measure what the pattern detectors cost), AUDIT_E2E_BENCH_PATTERN_STATE
+//     sets monitoring.patternDetection.state; AUDIT_E2E_BENCH_SCRAPE=FILE
 //     saves a GET /metrics taken when half of the rows are stored.
 //   - latency: the worker running, a Node producer offers AUDIT_E2E_BENCH_RATE
 //     events/s (default 5000) for AUDIT_E2E_BENCH_LATENCY_SECONDS (default 20),
@@ -141,12 +142,16 @@ func (b *benchReport) drainGo(t *testing.T) {
 	b.enqueue = append(b.enqueue, fmt.Sprintf("go phase: %d events enqueued (addBulk, chunks of 1000) in %.1f s (%.0f/s)",
 		res.Count, float64(res.ElapsedMs)/1000, float64(res.Count)/(float64(res.ElapsedMs)/1000)))
 	monitoringOff := os.Getenv("AUDIT_E2E_BENCH_MONITORING") == "0"
-	cfg := e.writeConfig("worker.json", workerConfig{Concurrency: b.conc, BatchSize: b.batch, MonitoringOff: monitoringOff})
+	patternState := os.Getenv("AUDIT_E2E_BENCH_PATTERN_STATE")
+	cfg := e.writeConfig("worker.json", workerConfig{Concurrency: b.conc, BatchSize: b.batch,
+		MonitoringOff: monitoringOff, PatternState: patternState})
 	e.migrate(cfg) // the timed start then only connects
 	ctx := context.Background()
 	d := drainResult{who: "audit-worker (Go)", config: fmt.Sprintf("concurrency %d, batchSize %d", b.conc, b.batch), loadBefore: loadAvg()}
 	if monitoringOff {
 		d.config += ", monitoring off"
+	} else if patternState != "" {
+		d.config += ", pattern state " + patternState
 	}
 	scrapeFile := os.Getenv("AUDIT_E2E_BENCH_SCRAPE")
 	before := readRedisStats(t, e.rdb)

@@ -184,6 +184,8 @@ type workerConfig struct {
 	LockMs int
 	// MonitoringOff turns the pattern detectors and system alerts off.
 	MonitoringOff bool
+	// PatternState sets monitoring.patternDetection.state ("" = the default).
+	PatternState string
 }
 
 // lockMs is AUDIT_E2E_LOCK_MS: the lock duration and stalled interval the
@@ -217,6 +219,8 @@ func (e *env) writeConfig(name string, wc workerConfig) string {
 	}
 	if wc.MonitoringOff {
 		cfg["monitoring"] = map[string]any{"enabled": false}
+	} else if wc.PatternState != "" {
+		cfg["monitoring"] = map[string]any{"patternDetection": map[string]any{"state": wc.PatternState}}
 	}
 	if wc.LockMs > 0 {
 		rp := cfg["reliableProcessor"].(map[string]any)

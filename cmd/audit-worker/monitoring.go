@@ -61,9 +61,8 @@ type monitoring struct {
 // sustained burst, one write per alert per interval instead of one per batch.
 const alertFoldInterval = 5 * time.Second
 
-// startMonitoring builds the notifier and the detectors. Detector state lives in
-// Redis when the worker has one, so that replicas count together; the embedded
-// single-process default keeps it in memory.
+// startMonitoring builds the notifier and the detectors (their state: see
+// patternState).
 func startMonitoring(cfg config.Config, store audit.EventStore, rdb redis.UniversalClient, obs *observability, w *worker) (*monitoring, error) {
 	recorder, _ := store.(audit.DeliveryRecorder)
 	m := &monitoring{}
@@ -76,11 +75,9 @@ func startMonitoring(cfg config.Config, store audit.EventStore, rdb redis.Univer
 	if !cfg.Monitoring.Enabled || !ok {
 		return m, nil
 	}
-	var state monitor.State = monitor.NewMemoryState()
-	if rdb != nil {
-		if state, err = monitor.NewRedisState(rdb, cfg.Redis.KeyPrefix+":audit:"); err != nil {
-			return nil, fmt.Errorf("pattern detection state: %w", err)
-		}
+	state, err := patternState(cfg, rdb)
+	if err != nil {
+		return nil, err
 	}
 	m.patterns, err = monitor.New(monitorConfig(cfg), monitor.Options{
 		State: state, Alerts: alerts, Notifier: m.notifier, Logger: w.log, Registerer: obs.registerer(),
@@ -161,4 +158,23 @@ func (m *monitoring) apply(cfg config.Config) error {
 	m.system.SetThresholds(systemThresholds(cfg))
 	m.system.SetInterval(healthCheckInterval(cfg))
 	return m.patterns.SetConfig(monitorConfig(cfg))
+}
+
+// patternState is where the detectors' windows live
+// (monitoring.patternDetection.state): in Redis, so that worker replicas count
+// together, or in this process's memory, which is exact only with a single
+// worker. "auto" takes Redis when the worker uses it.
+func patternState(cfg config.Config, rdb redis.UniversalClient) (monitor.State, error) {
+	switch choice := cfg.Monitoring.PatternDetection.State; {
+	case choice == "memory" || (choice == "auto" && rdb == nil):
+		return monitor.NewMemoryState(), nil
+	case rdb == nil:
+		// Refused by config validation already; kept for callers that skip it.
+		return nil, fmt.Errorf("monitoring.patternDetection.state is %q but the worker uses no Redis", choice)
+	}
+	state, err := monitor.NewRedisState(rdb, cfg.Redis.KeyPrefix+":audit:")
+	if err != nil {
+		return nil, fmt.Errorf("monitoring.patternDetection.state: %w", err)
+	}
+	return state, nil
 }

@@ -33,8 +33,9 @@ var reloadable = []string{
 }
 
 // restartOnly are exceptions inside the reloadable prefixes: turning the
-// detectors on or off changes what observes the pipeline, which is fixed at start.
-var restartOnly = []string{"monitoring.enabled"}
+// detectors on or off changes what observes the pipeline, and where their
+// windows live is chosen once; both are fixed at start.
+var restartOnly = []string{"monitoring.enabled", "monitoring.patternDetection.state"}
 
 func isReloadable(path string) bool {
 	if slices.Contains(restartOnly, path) {
