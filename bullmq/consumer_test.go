@@ -17,7 +17,7 @@ func TestAddFetchComplete(t *testing.T) {
 	ctx := context.Background()
 	q := e.queue("audit-events")
 	k := q.Keys()
-	ts := e.clock.Ms()
+	ts := e.clock.Now().UnixMilli()
 
 	id := mustAdd(t, q, "audit.login", `{"user":"alice","action":"login"}`,
 		JobOptions{Attempts: 3, Backoff: &Backoff{Type: BackoffExponential, Delay: 1000}})
@@ -46,7 +46,7 @@ func TestAddFetchComplete(t *testing.T) {
 
 	c := e.consumer(q, ConsumerOptions{WorkerName: "go-worker"})
 	e.rdb.Del(ctx, k.Key("marker")) // as if a blocked worker had popped it
-	e.clock.Advance(1298 * time.Millisecond)
+	e.clock.Add(1298 * time.Millisecond)
 	jobs := mustFetch(t, c, 10)
 	if len(jobs) != 1 {
 		t.Fatalf("fetched %d jobs, want 1", len(jobs))
@@ -70,7 +70,7 @@ func TestAddFetchComplete(t *testing.T) {
 		t.Errorf("lock pttl = %v, want ~30s", pttl)
 	}
 	h = hgetall(t, e.rdb, k.Job(id))
-	wantEqual(t, "processedOn", h["processedOn"], strconv.FormatInt(e.clock.Ms(), 10))
+	wantEqual(t, "processedOn", h["processedOn"], strconv.FormatInt(e.clock.Now().UnixMilli(), 10))
 	wantEqual(t, "pb", h["pb"], "go-worker")
 	wantEqual(t, "ats", h["ats"], "1")
 	wantEqual(t, "active", fmt.Sprint(lrange(t, e.rdb, k.Key("active"))), "[1]")
@@ -79,15 +79,15 @@ func TestAddFetchComplete(t *testing.T) {
 	wantFields(t, "active event", lastEvents(t, e.rdb, q, 1)[0],
 		map[string]string{"event": "active", "jobId": "1", "prev": "waiting"})
 
-	e.clock.Advance(2041 * time.Millisecond)
+	e.clock.Add(2041 * time.Millisecond)
 	noErrs(t)(c.Complete(ctx, jobs, [][]byte{[]byte(`{"stored":true,"rows":1}`)}))
 	wantEqual(t, "job.AttemptsMade after complete", j.AttemptsMade, 1)
 	h = hgetall(t, e.rdb, k.Job(id))
 	wantEqual(t, "atm", h["atm"], "1")
 	wantEqual(t, "returnvalue", h["returnvalue"], `{"stored":true,"rows":1}`)
-	wantEqual(t, "finishedOn", h["finishedOn"], strconv.FormatInt(e.clock.Ms(), 10))
+	wantEqual(t, "finishedOn", h["finishedOn"], strconv.FormatInt(e.clock.Now().UnixMilli(), 10))
 	wantEqual(t, "completed", fmt.Sprint(zrange(t, e.rdb, k.Key("completed"))),
-		fmt.Sprint([]redis.Z{{Score: float64(e.clock.Ms()), Member: "1"}}))
+		fmt.Sprint([]redis.Z{{Score: float64(e.clock.Now().UnixMilli()), Member: "1"}}))
 	wantEqual(t, "lock exists", exists(t, e.rdb, k.Job(id)+":lock"), false)
 	wantEqual(t, "active exists", exists(t, e.rdb, k.Key("active")), false)
 	last := lastEvents(t, e.rdb, q, 2)
@@ -126,7 +126,7 @@ func TestBatchFetchEqualsSingleFetches(t *testing.T) {
 	batchQ, singleQ := e.queue("batch"), e.queue("single")
 	addMixed(t, e, batchQ)
 	addMixed(t, e, singleQ)
-	e.clock.Advance(1500 * time.Millisecond) // the two 1000 ms delayed jobs are due
+	e.clock.Add(1500 * time.Millisecond) // the two 1000 ms delayed jobs are due
 
 	batch := e.consumer(batchQ, ConsumerOptions{WorkerName: "w"})
 	single := e.consumer(singleQ, ConsumerOptions{WorkerName: "w"})
@@ -193,7 +193,7 @@ func TestDelayedPromotion(t *testing.T) {
 	ctx := context.Background()
 	q := e.queue("delayed")
 	k := q.Keys()
-	ts := e.clock.Ms()
+	ts := e.clock.Now().UnixMilli()
 	id1 := mustAdd(t, q, "a", `{}`, JobOptions{Delay: 5 * time.Second})
 	id2 := mustAdd(t, q, "b", `{}`, JobOptions{Delay: 5 * time.Second})
 	due := ts + 5000
@@ -213,11 +213,11 @@ func TestDelayedPromotion(t *testing.T) {
 	}
 	wantEqual(t, "next delayed known", c.nextDelayed.Load(), due)
 
-	e.clock.Advance(4999 * time.Millisecond)
+	e.clock.Add(4999 * time.Millisecond)
 	if jobs := mustFetch(t, c, 5); len(jobs) != 0 {
 		t.Fatalf("fetched %v 1 ms before due", ids(jobs))
 	}
-	e.clock.Advance(time.Millisecond) // due at exactly its ms
+	e.clock.Add(time.Millisecond) // due at exactly its ms
 	jobs := mustFetch(t, c, 5)
 	wantEqual(t, "promoted and fetched", fmt.Sprint(ids(jobs)), "[1 2]")
 	wantEqual(t, "delay reset", e.rdb.HGet(ctx, k.Job(id1), "delay").Val(), "0")
@@ -249,7 +249,7 @@ func TestRemoveOnCompleteCount(t *testing.T) {
 			break
 		}
 		for _, j := range batch { // one call per job so finishedOn orders them
-			e.clock.Advance(time.Millisecond)
+			e.clock.Add(time.Millisecond)
 			noErrs(t)(c.Complete(ctx, []*Job{j}, [][]byte{[]byte(`"ok"`)}))
 		}
 	}
@@ -290,16 +290,16 @@ func TestRemoveOnFailFalse(t *testing.T) {
 	if _, retry := BackoffDelay(jobs[0]); retry {
 		t.Fatal("attempts 1 must not retry")
 	}
-	e.clock.Advance(10 * time.Millisecond)
+	e.clock.Add(10 * time.Millisecond)
 	noErrs(t)(c.FailFinal(ctx, jobs, []string{"invalid event: missing actor"}))
 	h := hgetall(t, e.rdb, k.Job(id))
 	wantEqual(t, "failedReason", h["failedReason"], "invalid event: missing actor")
 	wantEqual(t, "stacktrace", h["stacktrace"], `["invalid event: missing actor"]`)
 	wantEqual(t, "atm", h["atm"], "1")
-	wantEqual(t, "finishedOn", h["finishedOn"], strconv.FormatInt(e.clock.Ms(), 10))
+	wantEqual(t, "finishedOn", h["finishedOn"], strconv.FormatInt(e.clock.Now().UnixMilli(), 10))
 	s, ok := zscore(t, e.rdb, k.Key("failed"), id)
 	wantEqual(t, "in failed", ok, true)
-	wantEqual(t, "failed score", int64(s), e.clock.Ms())
+	wantEqual(t, "failed score", int64(s), e.clock.Now().UnixMilli())
 	last := lastEvents(t, e.rdb, q, 3)
 	wantFields(t, "failed event", last[0], map[string]string{
 		"event": "failed", "jobId": id, "failedReason": "invalid event: missing actor", "prev": "active"})
@@ -331,7 +331,7 @@ func TestRetryExponentialThenFail(t *testing.T) {
 		if err := c.Retry(ctx, jobs[0], reason, d); err != nil {
 			t.Fatal(err)
 		}
-		due := e.clock.Ms() + d.Milliseconds()
+		due := e.clock.Now().UnixMilli() + d.Milliseconds()
 		h := hgetall(t, e.rdb, k.Job(id))
 		wantEqual(t, "delay", h["delay"], strconv.FormatInt(d.Milliseconds(), 10))
 		wantEqual(t, "atm", h["atm"], strconv.Itoa(attempt+1))
@@ -347,7 +347,7 @@ func TestRetryExponentialThenFail(t *testing.T) {
 		if len(eventsNamed(t, e.rdb, q, "failed")) != 0 {
 			t.Fatal("a retry must not emit failed")
 		}
-		e.clock.Advance(d)
+		e.clock.Add(d)
 	}
 	jobs := mustFetch(t, c, 1)
 	if len(jobs) != 1 {
@@ -677,7 +677,7 @@ func TestHashTaggedQueueName(t *testing.T) {
 	if err := c.Retry(ctx, jobs[0], "x", 10*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.Advance(2 * time.Second)
+	e.clock.Add(2 * time.Second)
 	jobs = mustFetch(t, c, 5)
 	if len(jobs) != 2 {
 		t.Fatalf("fetched %v", ids(jobs))

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,7 +19,7 @@ type env struct {
 	t      testing.TB
 	rdb    *redis.Client
 	prefix string
-	clock  *fakeClock
+	clock  *testenv.Clock
 }
 
 func newEnv(t testing.TB) *env {
@@ -30,7 +29,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatalf("parse redis url: %v", err)
 	}
 	e := &env{t: t, rdb: redis.NewClient(opts), prefix: testenv.RedisKeyPrefix(t),
-		clock: &fakeClock{now: time.UnixMilli(1795696026823)}}
+		clock: testenv.NewClock(time.UnixMilli(1795696026823))}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -65,25 +64,6 @@ func (e *env) consumer(q *Queue, opts ConsumerOptions) *Consumer {
 	e.t.Cleanup(func() { _ = c.Close() })
 	return c
 }
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-func (c *fakeClock) Ms() int64 { return c.Now().UnixMilli() }
 
 // Small Redis readers that fail the test on error.
 

@@ -7,25 +7,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/smartlogs/audit-worker/internal/testenv"
 )
-
-// fakeClock is a settable clock for the cache.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 func fixed(s Status) Check {
 	return func(context.Context) Result { return Result{Status: s, Message: string(s)} }
@@ -102,7 +86,7 @@ func TestSlowCheckTimesOutWithoutBlockingOthers(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	var slowRuns atomic.Int64
-	clock := &fakeClock{t: time.Unix(1000, 0)}
+	clock := testenv.NewClock(time.Unix(1000, 0))
 	c := NewChecker(Options{Timeout: 100 * time.Millisecond, Now: clock.Now})
 	c.Add("slow", func(context.Context) Result {
 		slowRuns.Add(1)
@@ -156,7 +140,7 @@ func TestDeadlineErrorReportedAsTimeout(t *testing.T) {
 }
 
 func TestResultCachedForTTL(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(1000, 0)}
+	clock := testenv.NewClock(time.Unix(1000, 0))
 	var runs atomic.Int64
 	c := NewChecker(Options{TTL: time.Second, Now: clock.Now})
 	c.Add("db", counting(&runs))
@@ -259,7 +243,7 @@ func TestCallerCancelDoesNotCancelSharedRun(t *testing.T) {
 }
 
 func TestSetThresholds(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(1000, 0)}
+	clock := testenv.NewClock(time.Unix(1000, 0))
 	c := NewChecker(Options{Now: clock.Now})
 	if c.Thresholds() != DefaultThresholds() {
 		t.Fatalf("initial thresholds %+v", c.Thresholds())

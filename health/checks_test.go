@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartlogs/audit-worker/internal/testenv"
 	"github.com/smartlogs/audit-worker/pipeline"
 )
 
 // slowPinger advances a fake clock by its answer time.
 type slowPinger struct {
-	clock *fakeClock
+	clock *testenv.Clock
 	took  time.Duration
 	err   error
 }
@@ -33,7 +34,7 @@ func TestPingCheckAnswerTimes(t *testing.T) {
 		{5 * time.Second, StatusWarning},
 		{5*time.Second + time.Millisecond, StatusCritical},
 	} {
-		clock := &fakeClock{t: time.Unix(0, 0)}
+		clock := testenv.NewClock(time.Unix(0, 0))
 		r := pingCheck("database", slowPinger{clock: clock, took: tc.took}, clock.Now)(context.Background())
 		if r.Status != tc.want || r.Details["connected"] != true {
 			t.Errorf("answer in %s: %+v, want %s", tc.took, r, tc.want)

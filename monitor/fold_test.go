@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/smartlogs/audit-worker/internal/testenv"
 )
 
 // With FoldInterval, an alert opens with the batch that crosses the threshold,
@@ -14,7 +15,7 @@ import (
 // writes what is left when it stops: the store sees every occurrence, in fewer
 // writes.
 func TestFoldedRepeats(t *testing.T) {
-	h := &harness{alerts: newFakeAlerts(), clock: &clock{t: t0}, reg: prometheus.NewRegistry(), notes: &fakeNotifier{}}
+	h := &harness{alerts: newFakeAlerts(), clock: testenv.NewClock(t0), reg: prometheus.NewRegistry(), notes: &fakeNotifier{}}
 	cfg := DefaultConfig()
 	cfg.FailedAuth = Rule{Threshold: 2, Window: 5 * time.Minute}
 	m, err := New(cfg, Options{State: NewMemoryState(), Alerts: h.alerts, Notifier: h.notes, Registerer: h.reg,

@@ -87,24 +87,6 @@ func (n *fakeNotifier) Notify(_ context.Context, a audit.Alert) {
 	n.got = append(n.got, a)
 }
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
 // backend makes fresh States of one kind; shared returns States that see the
 // same windows (as two worker processes would).
 type backend struct {
@@ -165,7 +147,7 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
 type harness struct {
 	*Monitor
 	alerts *fakeAlerts
-	clock  *clock
+	clock  *testenv.Clock
 	reg    *prometheus.Registry
 	notes  *fakeNotifier
 }
@@ -174,7 +156,7 @@ var t0 = time.Date(2024, 3, 5, 14, 0, 0, 0, time.UTC)
 
 func newHarness(t *testing.T, st State, cfg Config) *harness {
 	t.Helper()
-	h := &harness{alerts: newFakeAlerts(), clock: &clock{t: t0}, reg: prometheus.NewRegistry(), notes: &fakeNotifier{}}
+	h := &harness{alerts: newFakeAlerts(), clock: testenv.NewClock(t0), reg: prometheus.NewRegistry(), notes: &fakeNotifier{}}
 	m, err := New(cfg, Options{State: st, Alerts: h.alerts, Notifier: h.notes, Registerer: h.reg, Now: h.clock.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/internal/testenv"
 	"github.com/smartlogs/audit-worker/pipeline"
 )
 
@@ -364,7 +365,7 @@ func TestTwoWorkersRaiseOnce(t *testing.T) {
 		for round := range 20 {
 			stA, stB := b.shared(t)
 			alerts := newFakeAlerts()
-			c := &clock{t: t0}
+			c := testenv.NewClock(t0)
 			mk := func(st State) *Monitor {
 				m, err := New(DefaultConfig(), Options{State: st, Alerts: alerts, Now: c.Now})
 				if err != nil {

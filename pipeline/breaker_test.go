@@ -3,24 +3,16 @@ package pipeline
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/internal/eventgen"
+	"github.com/smartlogs/audit-worker/internal/testenv"
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 func TestBreakerOpensProbesAndCloses(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(1000, 0)}
+	clock := testenv.NewClock(time.Unix(1000, 0))
 	var transitions []string
 	b := NewBreaker(BreakerConfig{FailureThreshold: 3, RecoveryTimeout: 10 * time.Second, Now: clock.Now,
 		OnChange: func(from, to BreakerState) { transitions = append(transitions, string(from)+">"+string(to)) }})
@@ -96,7 +88,7 @@ func TestBreakerWaitBlocksWhileOpen(t *testing.T) {
 func TestProcessorWithBreaker(t *testing.T) {
 	store := newMemStore()
 	store.fail = audit.Errorf(audit.CodeUnavailable, "database down")
-	clock := &fakeClock{t: time.Now()}
+	clock := testenv.NewClock(time.Now())
 	br := NewBreaker(BreakerConfig{FailureThreshold: 2, RecoveryTimeout: time.Minute, Now: clock.Now})
 	p := NewProcessor(store, Config{Rules: audit.DefaultRules(), Breaker: br})
 	in := []Input{{Payload: eventgen.New(1).Valid()}}
@@ -123,7 +115,7 @@ func TestProcessorWithBreaker(t *testing.T) {
 }
 
 func TestBreakerReconfigure(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(1000, 0)}
+	clock := testenv.NewClock(time.Unix(1000, 0))
 	b := NewBreaker(BreakerConfig{FailureThreshold: 5, RecoveryTimeout: time.Minute, Now: clock.Now})
 	down := audit.Errorf(audit.CodeUnavailable, "down")
 	b.allow()

@@ -8,7 +8,6 @@ import (
 	"math"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,31 +15,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/internal/testenv"
 	"github.com/smartlogs/audit-worker/pipeline"
 	"github.com/smartlogs/audit-worker/telemetry"
 )
 
-// clock is a settable clock for the recent-window statistics.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+func newClock() *testenv.Clock { return testenv.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)) }
 
-func newClock() *clock { return &clock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newMetrics(c *clock) *telemetry.Metrics {
+func newMetrics(c *testenv.Clock) *telemetry.Metrics {
 	return telemetry.NewMetrics(telemetry.MetricsOptions{
 		Now: c.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
