@@ -91,16 +91,8 @@ func (c *jsonChecker) object(depth int) error {
 		if err := c.value(depth); err != nil {
 			return err
 		}
-		c.space()
-		switch c.peek() {
-		case ',':
-			c.i++
-			c.space()
-		case '}':
-			c.i++
-			return nil
-		default:
-			return errNotJSON
+		if more, err := c.next('}'); !more {
+			return err
 		}
 	}
 }
@@ -119,18 +111,26 @@ func (c *jsonChecker) array(depth int) error {
 		if err := c.value(depth); err != nil {
 			return err
 		}
-		c.space()
-		switch c.peek() {
-		case ',':
-			c.i++
-			c.space()
-		case ']':
-			c.i++
-			return nil
-		default:
-			return errNotJSON
+		if more, err := c.next(']'); !more {
+			return err
 		}
 	}
+}
+
+// next reads what follows a member or element: a ',' (more follow) or the
+// container's closing byte (done, err nil); anything else is an error.
+func (c *jsonChecker) next(closing byte) (more bool, err error) {
+	c.space()
+	switch c.peek() {
+	case ',':
+		c.i++
+		c.space()
+		return true, nil
+	case closing:
+		c.i++
+		return false, nil
+	}
+	return false, errNotJSON
 }
 
 func (c *jsonChecker) literal(word string) error {
