@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -48,7 +49,9 @@ func benchFetchComplete(b *testing.B, batch, inflight int) {
 	e := newEnv(b)
 	ctx := context.Background()
 	q := e.realQueue("bench")
-	c := e.consumer(q, ConsumerOptions{WorkerName: "bench"})
+	// Locks outlive a run under valgrind, where a batch takes seconds and
+	// nothing renews them.
+	c := e.consumer(q, ConsumerOptions{WorkerName: "bench", LockDuration: 10 * time.Minute})
 	// An event of the size the producers send (~870 bytes): a job hash holding
 	// a value this long is a real hash table in Redis, not a listpack.
 	data := []byte(`{"id":"evt","actor":"alice","action":"login","ts":"2026-01-01T00:00:00Z","pad":"` +

@@ -138,24 +138,92 @@ func TestBatchFetchEqualsSingleFetches(t *testing.T) {
 	wantEqual(t, "batch ids", fmt.Sprint(ids(got)), fmt.Sprint(ids(want)))
 	wantEqual(t, "fetch order", fmt.Sprint(ids(got)), "[6 1 evt-custom 3 4 5 2 9]")
 
+	a := wantSameState(t, e, batchQ, singleQ)
+	if len(a) < 20 {
+		t.Errorf("dump has only %d keys: %v", len(a), a)
+	}
+	if _, ok := a["pc"]; ok {
+		t.Errorf("pc still exists after prioritized drained")
+	}
+}
+
+// wantSameState fails the test unless the two queues hold the same keys with
+// the same contents (see dump); it returns the batch queue's dump.
+func wantSameState(t *testing.T, e *env, batchQ, singleQ *Queue) map[string]string {
+	t.Helper()
 	a, b := dump(t, e.rdb, batchQ.Keys()), dump(t, e.rdb, singleQ.Keys())
 	for key, va := range a {
 		if vb, ok := b[key]; !ok {
-			t.Errorf("key %s only after the batch fetch: %s", key, va)
+			t.Errorf("key %s only after the batch call: %s", key, va)
 		} else if va != vb {
 			t.Errorf("key %s differs:\nbatch:  %s\nsingle: %s", key, va, vb)
 		}
 	}
 	for key, vb := range b {
 		if _, ok := a[key]; !ok {
-			t.Errorf("key %s only after single fetches: %s", key, vb)
+			t.Errorf("key %s only after single calls: %s", key, vb)
 		}
 	}
-	if len(a) < 20 {
-		t.Errorf("dump has only %d keys: %v", len(a), a)
-	}
-	if _, ok := a["pc"]; ok {
-		t.Errorf("pc still exists after prioritized drained")
+	return a
+}
+
+// TestBatchFinishEqualsSingleFinishes completes (and fails) a batch of jobs
+// whose keep rules change from job to job, in one call and one job per call:
+// the trims, the deferred writes of completed jobs (skipped for those a trim
+// deletes at once) and the events must leave the same state.
+func TestBatchFinishEqualsSingleFinishes(t *testing.T) {
+	keeps := []KeepJobs{KeepLast(3), KeepLast(3), KeepLast(3), KeepLast(3), KeepLast(3),
+		KeepAll(), RemoveAll(), KeepLast(2), KeepLast(2), KeepWithin(4, time.Hour), KeepLast(3), KeepLast(3)}
+	for _, target := range []string{"completed", "failed"} {
+		t.Run(target, func(t *testing.T) {
+			e := newEnv(t)
+			batchQ, singleQ := e.queue("batch"), e.queue("single")
+			for _, q := range []*Queue{batchQ, singleQ} {
+				for i, k := range keeps {
+					mustAdd(t, q, "job", fmt.Sprintf(`{"n":%d}`, i), JobOptions{Attempts: 1, RemoveOnComplete: k, RemoveOnFail: k})
+				}
+			}
+			finish := func(c *Consumer, jobs []*Job) {
+				t.Helper()
+				values := make([][]byte, len(jobs))
+				reasons := make([]string, len(jobs))
+				for i, j := range jobs {
+					values[i] = []byte(`{"stored":"` + j.ID + `"}`)
+					reasons[i] = "bad event " + j.ID
+				}
+				var errs []error
+				var err error
+				if target == "completed" {
+					errs, err = c.Complete(context.Background(), jobs, values)
+				} else {
+					errs, err = c.FailFinal(context.Background(), jobs, reasons)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, err := range errs {
+					if err != nil {
+						t.Fatalf("job %s: %v", jobs[i].ID, err)
+					}
+				}
+			}
+			batch := e.consumer(batchQ, ConsumerOptions{WorkerName: "w"})
+			single := e.consumer(singleQ, ConsumerOptions{WorkerName: "w"})
+			// Two jobs finished earlier (a millisecond before the rest), so the
+			// trims also meet older entries.
+			for _, c := range []*Consumer{batch, single} {
+				finish(c, mustFetch(t, c, 2))
+			}
+			e.clock.Add(time.Millisecond)
+			finish(batch, mustFetch(t, batch, len(keeps)))
+			for _, j := range mustFetch(t, single, len(keeps)) {
+				finish(single, []*Job{j})
+			}
+			a := wantSameState(t, e, batchQ, singleQ)
+			if _, ok := a[target]; !ok {
+				t.Fatalf("no %s set after finishing: %v", target, a)
+			}
+		})
 	}
 }
 

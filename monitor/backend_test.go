@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,34 +12,47 @@ import (
 )
 
 // TestBackendsAgree feeds the same random traffic (bursts, out-of-order
-// arrivals, redeliveries, time moving on) to both States and expects the very
-// same conditions, evidence included.
+// arrivals, redeliveries, events in the same millisecond, off-hours markers
+// that expire, time moving on) to both States and expects the very same
+// conditions, evidence included.
 func TestBackendsAgree(t *testing.T) {
 	redisState, _ := backends()[1].shared(t)
 	cfg := DefaultConfig()
 	cfg.UnauthorizedAccess.Window = 20 * time.Second
-	cfg.FailedAuth.Window = 15 * time.Second
+	// Windows of failed logins hold more members than an alert's evidence lists.
+	cfg.FailedAuth.Window = 90 * time.Second
 	cfg.LateTolerance = 30 * time.Second
+	// Off hours from 14:00, when t0 is: successful reads set markers, and the
+	// night ends (markers expire) while the traffic goes on.
+	cfg.OffHoursStart, cfg.OffHoursEnd = 14, 15
 	mem := newHarness(t, NewMemoryState(), cfg)
 	red := newHarness(t, redisState, cfg)
 	rng := rand.New(rand.NewPCG(1, 2))
 	now := t0
 	var sent []ev
-	for batch := range 60 {
+	for batch := range 1500 {
 		now = now.Add(time.Duration(rng.IntN(4000)) * time.Millisecond)
 		var evs []ev
-		for i := range 1 + rng.IntN(8) {
+		for range 1 + rng.IntN(8) {
 			if len(sent) > 0 && rng.IntN(6) == 0 { // a redelivery
 				evs = append(evs, sent[rng.IntN(len(sent))])
 				continue
 			}
 			e := ev{
-				key: fmt.Sprintf("b%d:%d", batch, i), action: "data.read", status: audit.StatusFailure,
+				// Keys of different lengths and digits: members of equal
+				// score are ordered byte by byte, as a sorted set orders them.
+				key: fmt.Sprintf("b%d:%d", batch, rng.IntN(200)), action: "data.read", status: audit.StatusFailure,
 				principal: fmt.Sprintf("u-%d", rng.IntN(3)), outcome: "Forbidden",
 				at: now.Add(-time.Duration(rng.IntN(40000)) * time.Millisecond), // out of order, some late
 			}
-			if rng.IntN(2) == 0 {
+			switch rng.IntN(4) {
+			case 0:
 				e.action, e.ip = "auth.login.failure", fmt.Sprintf("10.0.0.%d", rng.IntN(4))
+			case 1:
+				e.status, e.outcome = audit.StatusSuccess, "ok" // an off-hours read
+			}
+			if len(sent) > 0 && rng.IntN(4) == 0 { // the same millisecond as an earlier event
+				e.at = sent[rng.IntN(len(sent))].at
 			}
 			evs = append(evs, e)
 			sent = append(sent, e)
@@ -48,10 +62,17 @@ func TestBackendsAgree(t *testing.T) {
 		mem.feed(evs...)
 		red.feed(evs...)
 	}
-	a, b := mem.alerts.conditions(), red.alerts.conditions()
-	if len(a) == 0 {
-		t.Fatal("the traffic raised nothing; the test proves nothing")
+	a := mem.alerts.conditions()
+	byPattern := map[string]int{}
+	for _, c := range a {
+		byPattern[strings.SplitN(c.DedupKey, ":", 2)[0]]++
 	}
+	for _, p := range []Pattern{PatternFailedAuth, PatternUnauthorizedAccess, PatternOffHours} {
+		if byPattern[string(p)] == 0 {
+			t.Fatalf("the traffic raised no %s (raised %v); the test proves too little", p, byPattern)
+		}
+	}
+	b := red.alerts.conditions()
 	if len(a) != len(b) {
 		t.Fatalf("memory raised %d conditions, redis %d", len(a), len(b))
 	}
@@ -60,5 +81,5 @@ func TestBackendsAgree(t *testing.T) {
 			t.Fatalf("condition %d differs:\nmemory %s %s\nredis  %s %s", i, a[i].DedupKey, a[i].Metadata, b[i].DedupKey, b[i].Metadata)
 		}
 	}
-	t.Logf("%d conditions agree", len(a))
+	t.Logf("%d conditions agree (%v)", len(a), byPattern)
 }

@@ -47,21 +47,28 @@ local function jobKeys(into, jobKey)
 end
 
 -- Keeps the newest keepCount and/or those younger than keepAge seconds; deletes
--- the rest with their keys.
+-- the rest with their keys and returns the set of their ids.
 local function applyKeep(keepCount, keepAge)
-  local doomed = {}
+  local doomed, gone = {}, {}
   if keepAge >= 0 then
     local cutoff = "(" .. string.format("%.0f", now - keepAge * 1000)
     local old = redis.call("ZRANGEBYSCORE", setKey, "-inf", cutoff)
-    for _, oid in ipairs(old) do jobKeys(doomed, base .. oid) end
+    for _, oid in ipairs(old) do
+      jobKeys(doomed, base .. oid)
+      gone[oid] = true
+    end
     if #old > 0 then redis.call("ZREMRANGEBYSCORE", setKey, "-inf", cutoff) end
   end
   if keepCount > 0 then
     local extra = redis.call("ZREVRANGE", setKey, keepCount, -1)
-    for _, oid in ipairs(extra) do jobKeys(doomed, base .. oid) end
+    for _, oid in ipairs(extra) do
+      jobKeys(doomed, base .. oid)
+      gone[oid] = true
+    end
     if #extra > 0 then redis.call("ZREMRANGEBYRANK", setKey, 0, -(keepCount + 1)) end
   end
   delAll(doomed)
+  return gone
 end
 
 -- Work that is the same for every job of the call is gathered and done once:
@@ -69,9 +76,21 @@ end
 -- set together, and a run of jobs with the same keep rule is trimmed once after
 -- its last job. Trimming only ever removes the oldest entries, so trimming once
 -- after a run leaves the set exactly as trimming after each job would.
+--
+-- A completed job's own writes (atm, returnvalue, finishedOn) wait for its
+-- run's trim too: a job the trim deletes at once (with removeOnComplete 100,
+-- most of a batch of 1,000) is then never written, which leaves the same state
+-- as writing and deleting it.
 local lockKeys, released, finishedIds = {}, {}, {}
+local completedValues = {} -- id -> returnvalue, for the current run
 local removed = {}
 local pendingKeep = nil
+
+local function writeCompleted(id, value)
+  local jobKey = base .. id
+  redis.call("HINCRBY", jobKey, "atm", 1)
+  redis.call("HSET", jobKey, "returnvalue", value, "finishedOn", nowS)
+end
 
 local function flushFinished()
   if #finishedIds == 0 then return end
@@ -83,8 +102,15 @@ local function flushFinished()
   for i = 1, #args, 1000 do
     redis.call("ZADD", setKey, unpack(args, i, math.min(i + 999, #args)))
   end
+  local gone = {}
+  if pendingKeep then gone = applyKeep(pendingKeep[1], pendingKeep[2]) end
+  if not failed then
+    for _, fid in ipairs(finishedIds) do
+      if not gone[fid] then writeCompleted(fid, completedValues[fid]) end
+    end
+    completedValues = {}
+  end
   finishedIds = {}
-  if pendingKeep then applyKeep(pendingKeep[1], pendingKeep[2]) end
 end
 
 local function finishOne(i)
@@ -104,8 +130,11 @@ local function finishOne(i)
   released[#released + 1] = id
   releaseDedup(deid, id)
 
-  local atm = redis.call("HINCRBY", jobKey, "atm", 1)
+  -- A failed job's writes are not deferred: its new atm decides the
+  -- retries-exhausted event, and failures are few.
+  local atm = 0
   if failed then
+    atm = redis.call("HINCRBY", jobKey, "atm", 1)
     redis.call("HSET", jobKey, "failedReason", value)
     appendStacktrace(jobKey, stackEntry, stackLimit)
     redis.call("HDEL", jobKey, "defa")
@@ -120,9 +149,10 @@ local function finishOne(i)
     if failed then
       redis.call("HSET", jobKey, "finishedOn", nowS)
     else
-      redis.call("HSET", jobKey, "returnvalue", value, "finishedOn", nowS)
+      completedValues[id] = value
     end
   else
+    -- Removed at once (removeOnComplete/removeOnFail true): nothing to write.
     jobKeys(removed, jobKey)
   end
 
