@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -13,10 +14,13 @@ import (
 
 // TestBackendsAgree feeds the same random traffic (bursts, out-of-order
 // arrivals, redeliveries, events in the same millisecond, off-hours markers
-// that expire, time moving on) to both States and expects the very same
-// conditions, evidence included.
+// that expire, time moving on) to every State and expects the very same
+// conditions, evidence included. RedisState runs twice: with small windows in
+// its hash (up to a limit this traffic's windows cross) and with sorted sets
+// from the second member on.
 func TestBackendsAgree(t *testing.T) {
-	redisState, _ := backends()[1].shared(t)
+	smallWindows, _ := sharedRedis(t, 24)
+	sortedSets, _ := sharedRedis(t, 1)
 	cfg := DefaultConfig()
 	cfg.UnauthorizedAccess.Window = 20 * time.Second
 	// Windows of failed logins hold more members than an alert's evidence lists.
@@ -26,7 +30,7 @@ func TestBackendsAgree(t *testing.T) {
 	// night ends (markers expire) while the traffic goes on.
 	cfg.OffHoursStart, cfg.OffHoursEnd = 14, 15
 	mem := newHarness(t, NewMemoryState(), cfg)
-	red := newHarness(t, redisState, cfg)
+	others := []*harness{newHarness(t, smallWindows, cfg), newHarness(t, sortedSets, cfg)}
 	rng := rand.New(rand.NewPCG(1, 2))
 	now := t0
 	var sent []ev
@@ -58,9 +62,11 @@ func TestBackendsAgree(t *testing.T) {
 			sent = append(sent, e)
 		}
 		mem.clock.Set(now)
-		red.clock.Set(now)
 		mem.feed(evs...)
-		red.feed(evs...)
+		for _, h := range others {
+			h.clock.Set(now)
+			h.feed(evs...)
+		}
 	}
 	a := mem.alerts.conditions()
 	byPattern := map[string]int{}
@@ -72,14 +78,28 @@ func TestBackendsAgree(t *testing.T) {
 			t.Fatalf("the traffic raised no %s (raised %v); the test proves too little", p, byPattern)
 		}
 	}
-	b := red.alerts.conditions()
-	if len(a) != len(b) {
-		t.Fatalf("memory raised %d conditions, redis %d", len(a), len(b))
-	}
-	for i := range a {
-		if a[i].DedupKey != b[i].DedupKey || !bytes.Equal(a[i].Metadata, b[i].Metadata) {
-			t.Fatalf("condition %d differs:\nmemory %s %s\nredis  %s %s", i, a[i].DedupKey, a[i].Metadata, b[i].DedupKey, b[i].Metadata)
+	for n, h := range others {
+		b := h.alerts.conditions()
+		if len(a) != len(b) {
+			t.Fatalf("memory raised %d conditions, redis %d %d", len(a), n, len(b))
+		}
+		for i := range a {
+			if a[i].DedupKey != b[i].DedupKey || !bytes.Equal(a[i].Metadata, b[i].Metadata) {
+				t.Fatalf("condition %d differs:\nmemory  %s %s\nredis %d %s %s", i, a[i].DedupKey, a[i].Metadata, n, b[i].DedupKey, b[i].Metadata)
+			}
 		}
 	}
-	t.Logf("%d conditions agree (%v)", len(a), byPattern)
+	// Every window starts in the hash; some must have grown into sets.
+	rdb := testRedis(t)
+	ctx := context.Background()
+	sets := 0
+	for _, k := range rdb.Keys(ctx, smallWindows.base+"*").Val() {
+		if rdb.Type(ctx, k).Val() == "zset" && k != smallWindows.index {
+			sets++
+		}
+	}
+	if sets == 0 {
+		t.Fatal("no window grew into a sorted set: the traffic did not cross the limit")
+	}
+	t.Logf("%d conditions agree (%v); %d windows grew into sorted sets", len(a), byPattern, sets)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/internal/testenv"
@@ -413,11 +414,16 @@ func TestTrackedKeyCap(t *testing.T) {
 			}
 		case *RedisState:
 			rdb := testRedis(t)
-			if n := rdb.ZCard(context.Background(), s.index).Val(); n != 3 {
+			ctx := context.Background()
+			if n := rdb.ZCard(ctx, s.index).Val(); n != 3 {
 				t.Errorf("redis index holds %d keys, want 3", n)
 			}
-			if n := rdb.Exists(context.Background(), s.base+"FAILED_AUTH:principal:u-0").Val(); n != 0 {
-				t.Errorf("the evicted key is still there")
+			evicted := s.base + "FAILED_AUTH:principal:u-0"
+			if rdb.Exists(ctx, evicted).Val() != 0 || rdb.HExists(ctx, s.small, evicted).Val() {
+				t.Errorf("the evicted key's window is still there")
+			}
+			if n := rdb.HLen(ctx, s.small).Val(); n != 3 {
+				t.Errorf("%d windows in the hash, want the 3 tracked keys'", n)
 			}
 		}
 		// The newest keys are the ones kept: u-4 still counts.
@@ -445,18 +451,149 @@ func TestExpiredStateIsDropped(t *testing.T) {
 	}
 }
 
+// TestRedisKeysExpire: a small window lives in its hash field until its
+// recorded expiry (the retention and a quarter of it), and the first batch
+// after that forgets it; the hash itself carries a TTL as long as its
+// longest-lived window, so it does not outlive stopped workers by more.
 func TestRedisKeysExpire(t *testing.T) {
+	st, _ := sharedRedis(t, defaultSmallMax)
 	rdb := testRedis(t)
-	st, err := NewRedisState(rdb, "test-"+t.Name()+":")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { deleteKeys(t, rdb, st.base+"*") })
+	ctx := context.Background()
 	h := newHarness(t, st, DefaultConfig())
 	h.feed(failedLogin("k0", "u-1", t0))
-	ttl := rdb.PTTL(context.Background(), st.base+"FAILED_AUTH:principal:u-1").Val()
-	if want := 15*time.Minute + 15*time.Minute/4; ttl <= 0 || ttl > want || ttl < want-time.Minute {
-		t.Fatalf("window key ttl %s, want about %s", ttl, want)
+	key := st.base + "FAILED_AUTH:principal:u-1"
+	life := 15*time.Minute + 15*time.Minute/4 // 2·5 min + 5 min tolerance, and a quarter
+	if got, want := rdb.ZScore(ctx, st.index, key).Val(), float64(t0.Add(life).UnixMilli()); got != want {
+		t.Fatalf("recorded expiry %v, want %v", got, want)
+	}
+	if !rdb.HExists(ctx, st.small, key).Val() {
+		t.Fatal("no window in the hash for the key")
+	}
+	if ttl := rdb.PTTL(ctx, st.small).Val(); ttl <= 0 || ttl > life || ttl < life-time.Minute {
+		t.Fatalf("the hash's ttl %s, want about %s", ttl, life)
+	}
+
+	h.clock.Set(t0.Add(life))
+	h.feed(failedLogin("k1", "u-2", t0.Add(life)))
+	if rdb.HExists(ctx, st.small, key).Val() {
+		t.Error("the expired window is still in the hash")
+	}
+	if err := rdb.ZScore(ctx, st.index, key).Err(); !errors.Is(err, redis.Nil) {
+		t.Errorf("the expired key is still in the index (%v)", err)
+	}
+}
+
+// TestRedisWindowOutgrowsTheHash: a window that passes the limit becomes a
+// sorted set holding all its members, and counting goes on there.
+func TestRedisWindowOutgrowsTheHash(t *testing.T) {
+	st, _ := sharedRedis(t, 8)
+	rdb := testRedis(t)
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.FailedAuth.Threshold = 12
+	h := newHarness(t, st, cfg)
+	key := st.base + "FAILED_AUTH:principal:u-1"
+	var evs []ev
+	for i := range 11 {
+		evs = append(evs, failedLogin(fmt.Sprintf("k%d", i), "u-1", t0.Add(time.Duration(i)*time.Second)))
+	}
+	h.feed(evs[:6]...)
+	if !rdb.HExists(ctx, st.small, key).Val() || rdb.Exists(ctx, key).Val() != 0 {
+		t.Fatal("6 members: want the window in the hash only")
+	}
+	h.feed(evs[3:]...) // three redeliveries, five new
+	if rdb.HExists(ctx, st.small, key).Val() {
+		t.Error("11 members: the window is still in the hash")
+	}
+	if n := rdb.ZCard(ctx, key).Val(); n != 11 {
+		t.Errorf("the sorted set holds %d members, want 11", n)
+	}
+	if ttl := rdb.PTTL(ctx, key).Val(); ttl <= 0 {
+		t.Errorf("the sorted set has no TTL (%s)", ttl)
+	}
+	if n := len(h.alerts.conditions()); n != 0 {
+		t.Fatalf("%d conditions below the threshold", n)
+	}
+	h.feed(evs[10], failedLogin("k11", "u-1", t0.Add(11*time.Second)))
+	got := h.alerts.conditions()
+	if len(got) != 1 || metadata(t, got[0]).Count != 12 {
+		t.Fatalf("raised %v, want one condition with count 12", keysOf(got))
+	}
+}
+
+// TestRedisConcurrentWorkersCountOnce: workers writing the same windows at
+// the same time, each also redelivering the others' events, must count every
+// event exactly once (a write based on a stale read is counted again).
+func TestRedisConcurrentWorkersCountOnce(t *testing.T) {
+	for _, smallMax := range []int{defaultSmallMax, 4} {
+		t.Run(fmt.Sprintf("smallMax=%d", smallMax), func(t *testing.T) {
+			a, b := sharedRedis(t, smallMax)
+			states := []State{a, b, a, b}
+			const principals, perWorker = 5, 300
+			var added [4]int
+			var wg sync.WaitGroup
+			for w, st := range states {
+				wg.Go(func() {
+					for n := 0; n < perWorker; n += 10 {
+						var ops []op
+						for i := n; i < n+10; i++ {
+							// Events 0..599: each is sent by two workers.
+							ev := (w%2)*perWorker + i
+							if i%3 == 0 {
+								ev = ((w+1)%2)*perWorker + i
+							}
+							at := t0.UnixMilli() + int64(ev)
+							ops = append(ops, op{key: fmt.Sprintf("FAILED_AUTH:principal:u-%d", ev%principals),
+								member: fmt.Sprintf("e%d", ev), at: at, window: 600_000, threshold: 1000,
+								expireAt: at + 1_500_000})
+						}
+						res, _, err := st.apply(context.Background(), t0.UnixMilli()+1000, 10_000, ops)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						for _, r := range res {
+							if r.added {
+								added[w]++
+							}
+						}
+					}
+				})
+			}
+			wg.Wait()
+			// Every event sent was added by exactly one worker.
+			distinct := map[int]bool{}
+			for w := range states {
+				for i := 0; i < perWorker; i++ {
+					ev := (w%2)*perWorker + i
+					if i%3 == 0 {
+						ev = ((w+1)%2)*perWorker + i
+					}
+					distinct[ev] = true
+				}
+			}
+			if total := added[0] + added[1] + added[2] + added[3]; total != len(distinct) {
+				t.Fatalf("added %d times (per worker %v), want %d: each event once", total, added, len(distinct))
+			}
+			// And the windows hold each of them once.
+			probe := make([]op, 0, principals)
+			for p := range principals {
+				at := t0.UnixMilli() + 2*perWorker + int64(p)
+				probe = append(probe, op{key: fmt.Sprintf("FAILED_AUTH:principal:u-%d", p), member: fmt.Sprintf("probe%d", p),
+					at: at, window: 600_000, threshold: 1, expireAt: at + 1_500_000})
+			}
+			res, _, err := a.apply(context.Background(), t0.UnixMilli()+1000, 10_000, probe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			counted := 0
+			for _, r := range res {
+				counted += r.count - 1
+			}
+			if counted != len(distinct) {
+				t.Fatalf("the windows hold %d events, want %d", counted, len(distinct))
+			}
+		})
 	}
 }
 

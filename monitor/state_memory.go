@@ -109,18 +109,24 @@ func (s *MemoryState) apply(_ context.Context, now int64, maxKeys int, ops []op)
 			last[o.key] = evidenceAt{i, lo, hi}
 		}
 	}
-	// Evidence for the last detection of each key, as the Redis script does.
+	// Evidence for the last detection of each key, as RedisState gives it.
 	for key, l := range last {
 		if k, ok := s.keys[key]; ok {
-			r := &res[l.res]
-			from, to := k.lowerBound(l.lo), k.lowerBound(l.hi+1)
-			r.first, r.last = k.entries[from].score, k.entries[to-1].score
-			for _, e := range k.entries[max(from, to-maxEvidenceKeys):to] {
-				r.keys = append(r.keys, e.member)
-			}
+			k.evidence(&res[l.res], l.lo, l.hi)
 		}
 	}
 	return res, evicted, nil
+}
+
+// evidence fills r with the window [lo, hi] as the key holds it now: its
+// oldest and newest event times and its newest members, oldest first.
+func (k *memKey) evidence(r *result, lo, hi int64) {
+	from, to := k.lowerBound(lo), k.lowerBound(hi+1)
+	r.first, r.last = k.entries[from].score, k.entries[to-1].score
+	r.keys = r.keys[:0]
+	for _, e := range k.entries[max(from, to-maxEvidenceKeys):to] {
+		r.keys = append(r.keys, e.member)
+	}
 }
 
 // evidenceAt is the window of a key's last detection in a batch.
