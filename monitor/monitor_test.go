@@ -695,3 +695,29 @@ func TestOffHoursDefaultTimeZone(t *testing.T) {
 		t.Errorf("an unknown default zone: err = %v", err)
 	}
 }
+
+// TestRedisLockOfAKilledWorker: a worker killed between its read and its
+// write leaves the lock behind; the others wait for it to expire and count
+// their batch, within the default state timeout.
+func TestRedisLockOfAKilledWorker(t *testing.T) {
+	st, _ := sharedRedis(t, defaultSmallMax)
+	rdb := testRedis(t)
+	ctx := context.Background()
+	if err := rdb.Set(ctx, st.lock, "killed-worker", lockTTL).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, st, DefaultConfig())
+	start := time.Now()
+	for i := range 5 {
+		h.feed(failedLogin(fmt.Sprintf("k%d", i), "u-1", t0.Add(time.Duration(i)*time.Second)))
+	}
+	if waited := time.Since(start); waited < lockTTL/2 {
+		t.Errorf("the batch did not wait for the lock (%s)", waited)
+	}
+	if v := testutil.ToFloat64(h.m.stateErrors); v != 0 {
+		t.Fatalf("%v batches skipped", v)
+	}
+	if got := keysOf(h.alerts.conditions()); !slices.Equal(got, []string{"FAILED_AUTH:principal:u-1"}) {
+		t.Fatalf("raised %v", got)
+	}
+}

@@ -54,9 +54,11 @@ const defaultSmallMax = 64
 // worker wrote first.
 const maxAttempts = 8
 
-// lockTTL bounds how long a worker that stopped mid-batch holds the others
-// up; a write after it expired is caught by the version check.
-const lockTTL = time.Second
+// lockTTL bounds how long a worker killed mid-batch holds the others up: well
+// within their state timeout (1 s by default), so they wait rather than skip
+// a batch. A slow worker's write after it expired is caught by the version
+// check and counted again.
+const lockTTL = 250 * time.Millisecond
 
 var (
 	// errConcurrentWrite: another worker wrote the windows after this batch read them.
