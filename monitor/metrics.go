@@ -102,3 +102,26 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.signalErrors = reuse(m.signalErrors).(prometheus.Counter)
 	return m, err
 }
+
+// registerContention exports RedisState.Contention: workers waiting for each
+// other's lock, and batches counted again.
+func registerContention(reg prometheus.Registerer, s *RedisState) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "audit_monitor_state_lock_waits_total",
+			Help: "Times a batch waited for another worker's hold on the shared detector windows (Redis).",
+		}, func() float64 { w, _ := s.Contention(); return float64(w) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "audit_monitor_state_recounts_total",
+			Help: "Times a batch's detector windows were read and counted again because another worker wrote them first (Redis).",
+		}, func() float64 { _, r := s.Contention(); return float64(r) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return fmt.Errorf("monitor: register metrics: %w", err)
+			}
+		}
+	}
+	return nil
+}

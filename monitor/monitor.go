@@ -84,6 +84,11 @@ func New(cfg Config, o Options) (*Monitor, error) {
 	if o.FoldInterval > 0 {
 		m.raiser.fold, m.raiser.now = newFolder(o.FoldInterval), m.now
 	}
+	if rs, ok := o.State.(*RedisState); ok && o.Registerer != nil {
+		if err := registerContention(o.Registerer, rs); err != nil {
+			return nil, err
+		}
+	}
 	m.cfg.Store(s)
 	return m, nil
 }

@@ -720,4 +720,21 @@ func TestRedisLockOfAKilledWorker(t *testing.T) {
 	if got := keysOf(h.alerts.conditions()); !slices.Equal(got, []string{"FAILED_AUTH:principal:u-1"}) {
 		t.Fatalf("raised %v", got)
 	}
+	// The wait is counted, and exported.
+	if waits, _ := st.Contention(); waits == 0 {
+		t.Error("no lock wait counted")
+	}
+	families, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exported float64
+	for _, f := range families {
+		if f.GetName() == "audit_monitor_state_lock_waits_total" {
+			exported = f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	if exported == 0 {
+		t.Error("audit_monitor_state_lock_waits_total not exported")
+	}
 }

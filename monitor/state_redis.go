@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -43,6 +44,16 @@ type RedisState struct {
 	lock    string // held from a batch's read to its write
 	// smallMax is the most members a window keeps in the hash.
 	smallMax int
+
+	waits, recounts atomic.Int64 // see Contention
+}
+
+// Contention reports how often a batch waited for another worker's lock, and
+// how often one was read and counted again because another worker wrote
+// first. Both rise with the number of workers; steady growth of recounts
+// means the lock expires before batches finish (a slow or overloaded worker).
+func (s *RedisState) Contention() (waits, recounts int64) {
+	return s.waits.Load(), s.recounts.Load()
 }
 
 // defaultSmallMax: more members than nearly any principal's window holds,
@@ -113,6 +124,7 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 		case errors.Is(err, errBusy):
 			// Another worker's batch is between its read and its write
 			// (about a millisecond): wait a little, longer each time, jittered.
+			s.waits.Add(1)
 			t := time.NewTimer(wait/2 + rand.N(wait))
 			select {
 			case <-t.C:
@@ -122,6 +134,7 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 			}
 			wait = min(2*wait, 20*time.Millisecond)
 		case errors.Is(err, errConcurrentWrite):
+			s.recounts.Add(1)
 			if attempt == maxAttempts {
 				return nil, 0, fmt.Errorf("monitor: redis windows (%d ops): written by other workers during %d attempts", len(ops), attempt)
 			}
