@@ -45,6 +45,10 @@ type RedisState struct {
 	// smallMax is the most members a window keeps in the hash.
 	smallMax int
 
+	// turn lets one batch of this process at a time count: the others would
+	// only find the Redis lock taken and send their reads again.
+	turn chan struct{}
+
 	waits, recounts atomic.Int64 // see Contention
 }
 
@@ -89,7 +93,8 @@ func NewRedisState(rdb redis.Cmdable, prefix string) (*RedisState, error) {
 	}
 	base := "{" + prefix + "monitor}:"
 	return &RedisState{rdb: rdb, base: base, index: base + "index", small: base + "small",
-		version: base + "version", lock: base + "lock", smallMax: defaultSmallMax}, nil
+		version: base + "version", lock: base + "lock", smallMax: defaultSmallMax,
+		turn: make(chan struct{}, 1)}, nil
 }
 
 // opGroup is the ops of one key: a linked list through next, in event-time order.
@@ -116,6 +121,12 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 		next[groups[g].tail] = i
 		groups[g].tail = i
 		groups[g].n++
+	}
+	select {
+	case s.turn <- struct{}{}:
+		defer func() { <-s.turn }()
+	case <-ctx.Done():
+		return nil, 0, fmt.Errorf("monitor: redis windows (%d ops): waiting for this process's previous batch: %w", len(ops), ctx.Err())
 	}
 	wait := 200 * time.Microsecond
 	for attempt := 1; ; {
