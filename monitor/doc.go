@@ -8,5 +8,6 @@
 // The detectors count in sliding windows of event time keyed by the events'
 // idempotency keys, so an event counts once however often it is delivered and
 // however many worker processes see it. The windows live behind State: Redis
-// (shared by every replica, one script call per batch) or memory (one process).
+// (shared by every replica: one read and one script call per batch) or memory
+// (one process).
 package monitor

@@ -9,7 +9,8 @@ const maxEvidenceKeys = 20
 // implementations, MemoryState and RedisState, have the same semantics:
 //
 // A window op adds its event (member = idempotency key, score = event time) to
-// the key's sorted set unless the member is already there; only an added event
+// the key's window, ordered as a sorted set orders (score, then member bytes),
+// unless the member is already there; only an added event
 // is evaluated. Its count is the largest number of members in one window of the
 // detector's length that contains the event (for events arriving in time order
 // simply those in [t−window, t]), so an event arriving late but inside the
