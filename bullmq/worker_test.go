@@ -256,20 +256,7 @@ func TestCompleteLargeBatchOutOfOrder(t *testing.T) {
 			t.Errorf("job %s: %v", second[i].ID, err)
 		}
 	}
-	var want []string
-	done := map[string]bool{}
-	for _, j := range second {
-		done[j.ID] = true
-	}
-	for _, id := range activeBefore {
-		if !done[id] {
-			want = append(want, id)
-		}
-	}
-	got := e.rdb.LRange(ctx, q.Keys().Key("active"), 0, -1).Val()
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("active after = %v\nwant %v", got, want)
-	}
+	wantActiveWithout(t, e, q, activeBefore, second)
 	if n := e.count(q.Keys().Key("completed")); n != 39 {
 		t.Errorf("%d completed, want 39", n)
 	}
@@ -278,6 +265,26 @@ func TestCompleteLargeBatchOutOfOrder(t *testing.T) {
 	}
 	if n := e.rdb.Exists(ctx, q.Keys().Key("active")).Val(); n != 0 {
 		t.Error("active list not empty after all were completed")
+	}
+}
+
+// wantActiveWithout fails the test unless the active list is before without
+// the given jobs, in the same order.
+func wantActiveWithout(t *testing.T, e *env, q *Queue, before []string, gone []*Job) {
+	t.Helper()
+	done := map[string]bool{}
+	for _, j := range gone {
+		done[j.ID] = true
+	}
+	var want []string
+	for _, id := range before {
+		if !done[id] {
+			want = append(want, id)
+		}
+	}
+	got := e.rdb.LRange(context.Background(), q.Keys().Key("active"), 0, -1).Val()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("active after = %v\nwant %v", got, want)
 	}
 }
 
@@ -308,23 +315,12 @@ func TestCompleteOldestBatchLeavesTheOthersInOrder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			done := map[string]bool{}
 			for i, j := range batch {
 				if errs[i] != nil {
 					t.Errorf("job %s: %v", j.ID, errs[i])
 				}
-				done[j.ID] = true
 			}
-			var want []string
-			for _, id := range activeBefore {
-				if !done[id] {
-					want = append(want, id)
-				}
-			}
-			got := e.rdb.LRange(ctx, q.Keys().Key("active"), 0, -1).Val()
-			if fmt.Sprint(got) != fmt.Sprint(want) {
-				t.Errorf("active after = %v\nwant %v", got, want)
-			}
+			wantActiveWithout(t, e, q, activeBefore, batch)
 			if n := e.count(q.Keys().Key("completed")); n != int64(len(batch)) {
 				t.Errorf("%d completed, want %d", n, len(batch))
 			}
