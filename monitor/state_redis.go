@@ -122,6 +122,10 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 		groups[g].tail = i
 		groups[g].n++
 	}
+	names := make([]string, len(groups)) // each key's full Redis name
+	for g, grp := range groups {
+		names[g] = s.base + ops[grp.head].key
+	}
 	select {
 	case s.turn <- struct{}{}:
 		defer func() { <-s.turn }()
@@ -130,7 +134,7 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 	}
 	wait := 200 * time.Microsecond
 	for attempt := 1; ; {
-		res, evicted, err := s.try(ctx, now, maxKeys, ops, groups, next)
+		res, evicted, err := s.try(ctx, now, maxKeys, ops, groups, next, names)
 		switch {
 		case errors.Is(err, errBusy):
 			// Another worker's batch is between its read and its write
@@ -223,11 +227,7 @@ func (s *RedisState) read(ctx context.Context, names []string, isWindow func(g i
 // try counts the batch once: it reads the windows, counts the small ones
 // here and has the script write them and count the large ones, unless
 // another worker wrote first (errConcurrentWrite).
-func (s *RedisState) try(ctx context.Context, now int64, maxKeys int, ops []op, groups []opGroup, next []int) ([]result, int, error) {
-	names := make([]string, len(groups))
-	for g, grp := range groups {
-		names[g] = s.base + ops[grp.head].key
-	}
+func (s *RedisState) try(ctx context.Context, now int64, maxKeys int, ops []op, groups []opGroup, next []int, names []string) ([]result, int, error) {
 	snap, err := s.read(ctx, names, func(g int) bool { return ops[groups[g].head].window > 0 })
 	if err != nil {
 		return nil, 0, err
