@@ -121,17 +121,17 @@ func (c *Consumer) newToken() string {
 }
 
 // Fetch moves up to n ready jobs to active in one script call, locks them with a
-// fresh token and returns them. It promotes due delayed jobs first and returns
-// nothing while the queue is paused or at its global concurrency. Callers must
-// fail jobs for which Job.Unsupported reports a reason, and jobs with a
-// DeferredFailure, without retry.
+// fresh token and returns them, read back in one pipelined round trip. It
+// promotes due delayed jobs first and returns nothing while the queue is paused
+// or at its global concurrency. Callers must fail jobs for which
+// Job.Unsupported reports a reason, and jobs with a DeferredFailure, without
+// retry.
 func (c *Consumer) Fetch(ctx context.Context, n int) ([]*Job, error) {
 	if n <= 0 {
 		return nil, nil
 	}
 	token := c.newToken()
-	now := c.q.nowMs()
-	res, err := c.q.run(ctx, scriptFetch, "fetch", now, token,
+	res, err := c.q.run(ctx, scriptFetch, "fetch", c.q.nowMs(), token,
 		c.opts.LockDuration.Milliseconds(), n, c.opts.WorkerName)
 	if err != nil {
 		return nil, err
@@ -141,37 +141,50 @@ func (c *Consumer) Fetch(ctx context.Context, n int) ([]*Job, error) {
 		return nil, fmt.Errorf("bullmq: fetch: unexpected script reply %T (%v)", res, res)
 	}
 	next, _ := arr[0].(int64)
-	list, _ := arr[1].([]any)
-	jobs := make([]*Job, 0, len(list))
-	for _, item := range list {
-		pair, ok := item.([]any)
-		if !ok || len(pair) != 2 {
-			return nil, fmt.Errorf("bullmq: fetch: unexpected job entry %T (%v)", item, item)
+	ids, err := asStrings(arr[1])
+	if err != nil {
+		return nil, fmt.Errorf("bullmq: fetch: %w", err)
+	}
+	if len(ids) == 0 {
+		c.nextDelayed.Store(next)
+		return nil, nil
+	}
+	hashes, err := c.readJobs(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]*Job, 0, len(ids))
+	for i, id := range ids {
+		// A hash removed since the script ran (a forced obliteration) is
+		// dropped, as the script drops one it finds gone; our lock on it
+		// expires and the stalled check takes the id out of active.
+		if len(hashes[i]) == 0 {
+			continue
 		}
-		id, _ := pair[0].(string)
-		flat, err := asStrings(pair[1])
-		if err != nil || len(flat)%2 != 0 {
-			return nil, fmt.Errorf("bullmq: fetch: job %s: bad hash reply: %v", id, err)
-		}
-		h := make(map[string]string, len(flat)/2+3)
-		for i := 0; i < len(flat); i += 2 {
-			h[flat[i]] = flat[i+1]
-		}
-		// The script returns the hash as it was before the fetch; apply what the
-		// fetch wrote (processedOn, pb, ats+1), as a re-read would show it.
-		h["processedOn"] = strconv.FormatInt(now, 10)
-		if c.opts.WorkerName != "" {
-			h["pb"] = c.opts.WorkerName
-		}
-		h["ats"] = strconv.FormatInt(parseIntText(h["ats"])+1, 10)
-		j := jobFromHash(id, h, &c.parsedOpts)
+		j := jobFromHash(id, hashes[i], &c.parsedOpts)
 		j.Token = token
 		jobs = append(jobs, j)
 	}
-	if len(jobs) == 0 {
-		c.nextDelayed.Store(next)
-	}
 	return jobs, nil
+}
+
+// readJobs reads the job hashes of ids in one pipeline. The fetch script has
+// already written processedOn, ats and pb, so they read as Node's worker would
+// see them.
+func (c *Consumer) readJobs(ctx context.Context, ids []string) ([]map[string]string, error) {
+	pipe := c.q.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, c.q.keys.Job(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("bullmq: fetch: read %d jobs of queue %s: %w", len(ids), c.q.keys.Name, err)
+	}
+	hashes := make([]map[string]string, len(ids))
+	for i, cmd := range cmds {
+		hashes[i] = cmd.Val()
+	}
+	return hashes, nil
 }
 
 // Wait blocks until a job may be ready, the timeout passes or ctx ends. It pops

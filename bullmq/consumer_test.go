@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,9 +102,68 @@ func TestAddFetchComplete(t *testing.T) {
 	}
 }
 
+// beforePipeline runs a function before the first pipeline the client sends.
+type beforePipeline struct {
+	once sync.Once
+	fn   func()
+}
+
+func (b *beforePipeline) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (b *beforePipeline) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (b *beforePipeline) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		b.once.Do(b.fn)
+		return next(ctx, cmds)
+	}
+}
+
+// A job removed between the fetch script and the read of its hash (a forced
+// obliteration) is left out of the batch; its lock expires and the stalled
+// check takes the id out of active without recovering anything.
+func TestFetchDropsJobRemovedBeforeItIsRead(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	q := e.queue("vanish")
+	k := q.Keys()
+	for _, name := range []string{"a", "b", "c"} {
+		mustAdd(t, q, name, `{}`, JobOptions{})
+	}
+	c := e.consumer(q, ConsumerOptions{StalledInterval: time.Minute})
+	// Installed after NewConsumer, whose setup sends no pipeline.
+	e.rdb.AddHook(&beforePipeline{fn: func() { e.rdb.Del(ctx, k.Job("2")) }})
+
+	jobs := mustFetch(t, c, 10)
+	wantEqual(t, "fetched", fmt.Sprint(ids(jobs)), "[1 3]")
+	for _, j := range jobs {
+		wantEqual(t, "job "+j.ID+" name", j.Name, map[string]string{"1": "a", "3": "c"}[j.ID])
+		wantEqual(t, "job "+j.ID+" AttemptsStarted", j.AttemptsStarted, 1)
+		wantEqual(t, "job "+j.ID+" ProcessedOn", j.ProcessedOn, e.clock.Now().UnixMilli())
+	}
+	wantEqual(t, "active", fmt.Sprint(lrange(t, e.rdb, k.Key("active"))), "[3 2 1]")
+
+	check := func() []string {
+		t.Helper()
+		e.rdb.Del(ctx, k.Key("stalled-check"))
+		rec, err := c.CheckStalled(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	check() // marks the active ids as candidates
+	e.rdb.Del(ctx, k.Job("2")+":lock")
+	if rec := check(); len(rec) != 0 {
+		t.Errorf("recovered %v, want nothing: job 2 is gone", rec)
+	}
+	wantEqual(t, "active after the stalled check", fmt.Sprint(lrange(t, e.rdb, k.Key("active"))), "[3 1]")
+	wantEqual(t, "job 2 recreated", exists(t, e.rdb, k.Job("2")), false)
+	noErrs(t)(c.Complete(ctx, jobs, [][]byte{nil, nil}))
+	wantEqual(t, "active after completing the others", exists(t, e.rdb, k.Key("active")), false)
+}
+
 // addMixed feeds a queue the same jobs in the same order: plain, lifo,
 // prioritized, delayed (some due after the clock moves), custom id, a legacy
-// marker id in wait.
+// marker id in wait, and ids whose hash is gone in wait and in prioritized.
 func addMixed(t *testing.T, e *env, q *Queue) {
 	t.Helper()
 	ctx := context.Background()
@@ -117,6 +177,12 @@ func addMixed(t *testing.T, e *env, q *Queue) {
 	mustAdd(t, q, "h", `{"n":8}`, JobOptions{Delay: time.Hour})
 	mustAdd(t, q, "i", `{"n":9}`, JobOptions{Priority: 5})
 	if err := e.rdb.LPush(ctx, q.Keys().Key("wait"), "0:legacy").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rdb.RPush(ctx, q.Keys().Key("wait"), "gone-from-wait").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rdb.ZAdd(ctx, q.Keys().Key("prioritized"), redis.Z{Score: 3 << 32, Member: "gone-from-prioritized"}).Err(); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -41,7 +41,9 @@ import (
 //     AUDIT_E2E_BENCH_MONITORING=0 runs it with monitoring.enabled false (to
 //     measure what the pattern detectors cost), AUDIT_E2E_BENCH_PATTERN_STATE
 //     sets monitoring.patternDetection.state; AUDIT_E2E_BENCH_SCRAPE=FILE
-//     saves a GET /metrics taken when half of the rows are stored.
+//     saves a GET /metrics taken when half of the rows are stored;
+//     AUDIT_E2E_BENCH_CPU_PROFILE=FILE saves a 3-second CPU profile of the
+//     worker (go tool pprof) taken from the start of the drain.
 //   - latency: the worker running, a Node producer offers AUDIT_E2E_BENCH_RATE
 //     events/s (default 5000) for AUDIT_E2E_BENCH_LATENCY_SECONDS (default 20),
 //     in addBulk chunks every 10 ms; latency = ingested_at - received_at (the
@@ -143,8 +145,9 @@ func (b *benchReport) drainGo(t *testing.T) {
 		res.Count, float64(res.ElapsedMs)/1000, float64(res.Count)/(float64(res.ElapsedMs)/1000)))
 	monitoringOff := os.Getenv("AUDIT_E2E_BENCH_MONITORING") == "0"
 	patternState := os.Getenv("AUDIT_E2E_BENCH_PATTERN_STATE")
+	profileFile := os.Getenv("AUDIT_E2E_BENCH_CPU_PROFILE")
 	cfg := e.writeConfig("worker.json", workerConfig{Concurrency: b.conc, BatchSize: b.batch,
-		MonitoringOff: monitoringOff, PatternState: patternState})
+		MonitoringOff: monitoringOff, PatternState: patternState, Profiling: profileFile != ""})
 	e.migrate(cfg) // the timed start then only connects
 	ctx := context.Background()
 	d := drainResult{who: "audit-worker (Go)", config: fmt.Sprintf("concurrency %d, batchSize %d", b.conc, b.batch), loadBefore: loadAvg()}
@@ -158,6 +161,14 @@ func (b *benchReport) drainGo(t *testing.T) {
 	cpuBefore := readCPU(t, 0)
 	w := e.startWorker(cfg, logPath)
 	t.Logf("worker consuming %s after its start", time.Since(w.started).Round(time.Millisecond))
+	if profileFile != "" {
+		profiled := make(chan struct{})
+		go func() {
+			defer close(profiled)
+			saveCPUProfile(t, workerURL(t, logPath), profileFile)
+		}()
+		defer func() { <-profiled }()
+	}
 	deadline := time.Now().Add(10*time.Minute + time.Duration(b.n)*time.Millisecond)
 	for {
 		// The id sequence moves with every insert (before its commit), so it
@@ -226,6 +237,30 @@ func scrapeMetrics(t *testing.T, baseURL, file string) {
 		t.Errorf("save scrape: %v", err)
 	}
 	t.Logf("/metrics scraped at %s into %s", time.Now().Format(time.RFC3339), file)
+}
+
+// saveCPUProfile saves a 3-second CPU profile of the worker into file.
+func saveCPUProfile(t *testing.T, baseURL, file string) {
+	req, err := http.NewRequest(http.MethodGet, baseURL+"/debug/pprof/profile?seconds=3", nil)
+	if err != nil {
+		t.Errorf("cpu profile: %v", err)
+		return
+	}
+	req.Header.Set("Authorization", "Bearer "+ingestKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Errorf("cpu profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("cpu profile: status %d, %v", resp.StatusCode, err)
+		return
+	}
+	if err := os.WriteFile(file, body, 0o644); err != nil {
+		t.Errorf("save cpu profile: %v", err)
+	}
 }
 
 func (b *benchReport) drainNode(t *testing.T, conc int) {

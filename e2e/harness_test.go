@@ -24,6 +24,9 @@ import (
 	"github.com/smartlogs/audit-worker/internal/testenv"
 )
 
+// ingestKey is the workers' HTTP API key.
+const ingestKey = "e2e-ingest-key-0123456789"
+
 const (
 	queueName      = "audit-events"
 	deadQueueName  = "audit-events-failed"
@@ -186,6 +189,8 @@ type workerConfig struct {
 	MonitoringOff bool
 	// PatternState sets monitoring.patternDetection.state ("" = the default).
 	PatternState string
+	// Profiling serves /debug/pprof (observability.profiling.enabled).
+	Profiling bool
 }
 
 // lockMs is AUDIT_E2E_LOCK_MS: the lock duration and stalled interval the
@@ -213,7 +218,7 @@ func (e *env) writeConfig(name string, wc workerConfig) string {
 			"deadLetterConfig":     map[string]any{"queueName": deadQueueName},
 		},
 		"worker":  map[string]any{"port": 3001, "shutdownTimeout": 10000},
-		"http":    map[string]any{"address": "127.0.0.1:0", "apiKeys": []string{"e2e-ingest-key-0123456789"}},
+		"http":    map[string]any{"address": "127.0.0.1:0", "apiKeys": []string{ingestKey}},
 		"storage": map[string]any{"dataDir": filepath.Join(e.dir, "data")},
 		"logging": map[string]any{"format": "json", "level": "info"},
 	}
@@ -221,6 +226,9 @@ func (e *env) writeConfig(name string, wc workerConfig) string {
 		cfg["monitoring"] = map[string]any{"enabled": false}
 	} else if wc.PatternState != "" {
 		cfg["monitoring"] = map[string]any{"patternDetection": map[string]any{"state": wc.PatternState}}
+	}
+	if wc.Profiling {
+		cfg["observability"] = map[string]any{"profiling": map[string]any{"enabled": true}}
 	}
 	if wc.LockMs > 0 {
 		rp := cfg["reliableProcessor"].(map[string]any)

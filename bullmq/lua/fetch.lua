@@ -1,13 +1,18 @@
 -- fetch: move up to N jobs to active (our batch form of "moveToActive").
 -- ARGV: 1 base, 2 now (ms), 3 lock token, 4 lock duration (ms), 5 max jobs,
 --       6 worker name for "pb" ("" = none).
--- Returns {nextDelayedDue, {{id, HGETALL}, ...}}; nextDelayedDue is 0 when jobs
--- were returned or nothing is delayed.
+-- Returns {nextDelayedDue, {id, ...}}; nextDelayedDue is 0 when jobs were
+-- returned or nothing is delayed.
 --
 -- Each loop iteration is exactly one single fetch (state read, promotion, take,
 -- lock, events, marker), so one call with N leaves Redis as N calls with 1 would.
 -- Numbers written back to Redis stay the caller's strings: Lua would format
 -- each one with sprintf, which costs more than the command that stores it.
+--
+-- The job hashes are not returned: the caller reads them with one pipelined
+-- HGETALL per job right after. Every reply a script receives becomes Lua
+-- strings and every value it returns is converted back, which for a hash
+-- holding ~1 KB of event data cost Redis more than the HGETALL itself.
 local nowS = ARGV[2]
 local now = tonumber(nowS)
 local token = ARGV[3]
@@ -17,32 +22,47 @@ local worker = ARGV[6]
 
 local maxEv = maxEvents()
 
--- Takes the next id: wait first (consumer end = right), then the lowest priority
--- score. Legacy v4 marker ids ("0:...") and ids whose hash is gone are dropped.
--- Returns the id and the job hash as it was before this fetch.
-local function takeNext()
-  while true do
-    local id = redis.call("RPOPLPUSH", K.wait, K.active)
-    if not id then break end
-    if string.sub(id, 1, 2) ~= "0:" then
-      local h = redis.call("HGETALL", base .. id)
-      if #h > 0 then return id, h end
-    end
-    redis.call("LREM", K.active, 1, id)
+-- Takes up to `need` ids: wait first (consumer end = right), then the lowest
+-- priority scores. Legacy v4 marker ids ("0:...") and ids whose hash is gone
+-- are dropped. Returns the ids and their job keys in the order N single
+-- takes (RPOPLPUSH or ZPOPMIN, then LPUSH) would have taken them, and leaves
+-- wait, prioritized and active as those would: a run of ids moves with one
+-- LRANGE, LTRIM and LPUSH instead of a command per job.
+local function takeMany(need)
+  local ids, keys = {}, {}
+  local function keep(id)
+    if string.sub(id, 1, 2) == "0:" then return false end
+    local jobKey = base .. id
+    if redis.call("EXISTS", jobKey) == 0 then return false end
+    ids[#ids + 1], keys[#keys + 1] = id, jobKey
+    return true
   end
-  while true do
-    local popped = redis.call("ZPOPMIN", K.prioritized)
-    if not popped[1] then break end
-    local id = popped[1]
-    local h = redis.call("HGETALL", base .. id)
-    if #h > 0 then
-      redis.call("LPUSH", K.active, id)
-      return id, h
+  -- ids[from..] go to the head of active, last taken ending up first.
+  local function pushActive(from)
+    for i = from, #ids, 1000 do
+      redis.call("LPUSH", K.active, unpack(ids, i, math.min(i + 999, #ids)))
     end
   end
-  -- Nothing prioritized left: reset the FIFO counter, as producers expect.
-  redis.call("DEL", K.pc)
-  return nil
+  while #ids < need do
+    local tail = redis.call("LRANGE", K.wait, -(need - #ids), -1)
+    if #tail == 0 then break end
+    redis.call("LTRIM", K.wait, 0, -(#tail + 1))
+    local from = #ids + 1
+    for i = #tail, 1, -1 do keep(tail[i]) end
+    pushActive(from)
+  end
+  while #ids < need do
+    local popped = redis.call("ZPOPMIN", K.prioritized, need - #ids)
+    if #popped == 0 then
+      -- Nothing prioritized left: reset the FIFO counter, as producers expect.
+      redis.call("DEL", K.pc)
+      break
+    end
+    local from = #ids + 1
+    for i = 1, #popped, 2 do keep(popped[i]) end
+    pushActive(from)
+  end
+  return ids, keys
 end
 
 -- Queue state, delayed promotion and the wake-up marker are handled once per
@@ -56,29 +76,22 @@ if not paused then
   if limit then room = math.min(n, limit - redis.call("LLEN", K.active)) end
 end
 
--- The hashes are returned as they were before the fetch; the caller applies
--- processedOn, pb and ats+1 itself (saving a read per job).
 local jobs = {}
-if not paused then
-  for _ = 1, room do
-    local id, h = takeNext()
-    if not id then break end
-    local jobKey = base .. id
+if not paused and room > 0 then
+  local ids, keys = takeMany(room)
+  for i, id in ipairs(ids) do
+    local jobKey = keys[i]
     if token ~= "0" then
       redis.call("SET", jobKey .. ":lock", token, "PX", lockMs)
     end
     redis.call("XADD", K.events, "*", "event", "active", "jobId", id, "prev", "waiting")
-    -- ats+1 from the hash just read, in the same HSET (one call instead of two).
-    local ats = 1
-    for f = 1, #h, 2 do
-      if h[f] == "ats" then ats = (tonumber(h[f + 1]) or 0) + 1 break end
-    end
+    redis.call("HINCRBY", jobKey, "ats", 1)
     if worker ~= "" then
-      redis.call("HSET", jobKey, "processedOn", nowS, "ats", smallIntString(ats), "pb", worker)
+      redis.call("HSET", jobKey, "processedOn", nowS, "pb", worker)
     else
-      redis.call("HSET", jobKey, "processedOn", nowS, "ats", smallIntString(ats))
+      redis.call("HSET", jobKey, "processedOn", nowS)
     end
-    jobs[#jobs + 1] = {id, h}
+    jobs[#jobs + 1] = id
   end
 end
 

@@ -113,20 +113,33 @@ local function flushFinished()
   finishedIds = {}
 end
 
-local function finishOne(i)
+-- Numeric arguments repeat from job to job (keep rules, limits, attempts):
+-- each distinct string is converted once.
+local numbers = {}
+local function num(s)
+  local v = numbers[s]
+  if v == nil then
+    v = tonumber(s) or false
+    numbers[s] = v
+  end
+  return v or nil
+end
+
+-- jobKey and lockKey were built by the caller's checks: Lua makes a new string
+-- for every concatenation, so each is built once per job.
+local function finishOne(i, jobKey, lockKey)
   local id = ARGV[i]
   local token = ARGV[i + 1]
   local value = ARGV[i + 2]
-  local keepCount = tonumber(ARGV[i + 3])
-  local keepAge = tonumber(ARGV[i + 4])
+  local keepCount = num(ARGV[i + 3])
+  local keepAge = num(ARGV[i + 4])
   local stackEntry = ARGV[i + 5]
-  local stackLimit = tonumber(ARGV[i + 6])
-  local attempts = tonumber(ARGV[i + 7]) or 0
+  local stackLimit = num(ARGV[i + 6])
+  local attempts = num(ARGV[i + 7]) or 0
   local deid = ARGV[i + 8]
 
   -- Existence, lock and active membership were checked by the caller.
-  local jobKey = base .. id
-  if token ~= "0" then lockKeys[#lockKeys + 1] = jobKey .. ":lock" end
+  if token ~= "0" then lockKeys[#lockKeys + 1] = lockKey end
   released[#released + 1] = id
   releaseDedup(deid, id)
 
@@ -225,19 +238,24 @@ end
 
 local codes = {}
 local checked = {}
+local jobKeyOf, lockKeyOf = {}, {}
 for j = 0, n - 1 do
   local i = 5 + j * 9
   local jobKey = base .. ARGV[i]
+  local lockKey = jobKey .. ":lock"
   local rc = -1
-  if redis.call("EXISTS", jobKey) == 1 then rc = checkLock(jobKey, ARGV[i + 1]) end
+  if redis.call("EXISTS", jobKey) == 1 then rc = checkLockKey(lockKey, ARGV[i + 1]) end
   codes[j + 1] = rc
-  if rc == 0 then checked[#checked + 1] = ARGV[i] end
+  if rc == 0 then
+    checked[#checked + 1] = ARGV[i]
+    jobKeyOf[j + 1], lockKeyOf[j + 1] = jobKey, lockKey
+  end
 end
 local taken = takeManyFromActive(checked)
 for j = 0, n - 1 do
   if codes[j + 1] == 0 then
     if taken[ARGV[5 + j * 9]] then
-      codes[j + 1] = finishOne(5 + j * 9)
+      codes[j + 1] = finishOne(5 + j * 9, jobKeyOf[j + 1], lockKeyOf[j + 1])
     else
       codes[j + 1] = -3
     end
