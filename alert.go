@@ -181,6 +181,16 @@ type AlertStore interface {
 	AlertStatistics(ctx context.Context, f AlertFilter) (AlertStatistics, error)
 }
 
+// AlertBatchStore is an AlertStore that records many conditions in one
+// transaction (PostgreSQL). RaiseAlerts applies them in order, exactly as
+// RaiseAlert one after the other would, and returns one AlertRaise each; on an
+// error nothing was recorded. The pattern detectors use it when a batch of
+// events raises several conditions at once.
+type AlertBatchStore interface {
+	AlertStore
+	RaiseAlerts(ctx context.Context, cs []AlertCondition) ([]AlertRaise, error)
+}
+
 // Valid reports whether t is one of the known alert types.
 func (t AlertType) Valid() bool {
 	switch t {

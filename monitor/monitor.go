@@ -201,9 +201,11 @@ func (m *Monitor) ObserveBatch(ctx context.Context, r *pipeline.BatchReport) {
 	if len(found) == 0 {
 		return
 	}
+	conds := make([]audit.AlertCondition, len(found))
+	for i, d := range found {
+		conds[i] = condition(s, d)
+	}
 	rctx, cancel := context.WithTimeout(ctx, m.raiseTimeout)
 	defer cancel()
-	for _, d := range found {
-		m.raiser.raise(rctx, condition(s, d))
-	}
+	m.raiser.raiseAll(rctx, conds)
 }

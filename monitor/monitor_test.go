@@ -738,3 +738,72 @@ func TestRedisLockOfAKilledWorker(t *testing.T) {
 		t.Error("audit_monitor_state_lock_waits_total not exported")
 	}
 }
+
+// batchAlerts is a fakeAlerts that also takes conditions in batches, and can
+// refuse them.
+type batchAlerts struct {
+	*fakeAlerts
+	batches   []int // the size of each RaiseAlerts call
+	batchFail error
+}
+
+func (b *batchAlerts) RaiseAlerts(ctx context.Context, cs []audit.AlertCondition) ([]audit.AlertRaise, error) {
+	b.batches = append(b.batches, len(cs))
+	if b.batchFail != nil {
+		return nil, b.batchFail
+	}
+	out := make([]audit.AlertRaise, len(cs))
+	for i, c := range cs {
+		r, err := b.RaiseAlert(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+// A batch that raises many conditions (at night, an off-hours alert for each
+// principal) hands them to a batch store in one call; when that call fails,
+// each is raised on its own and none is lost. New alerts are notified either way.
+func TestBatchOfConditionsRaisedTogether(t *testing.T) {
+	night := time.Date(2024, 3, 6, 23, 0, 0, 0, time.UTC)
+	reads := func(prefix string) []ev {
+		var evs []ev
+		for i := range 5 {
+			p := fmt.Sprintf("%s-%d", prefix, i)
+			evs = append(evs, ev{key: p, action: "data.read", status: audit.StatusSuccess, principal: p, at: night})
+		}
+		return evs
+	}
+	for _, fail := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batch fails %v", fail), func(t *testing.T) {
+			store := &batchAlerts{fakeAlerts: newFakeAlerts()}
+			if fail {
+				store.batchFail = errors.New("serialization failure")
+			}
+			notes := &fakeNotifier{}
+			clock := testenv.NewClock(night.Add(time.Minute))
+			m, err := New(DefaultConfig(), Options{State: NewMemoryState(), Alerts: store, Notifier: notes, Now: clock.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := &harness{Monitor: m, alerts: store.fakeAlerts, clock: clock, notes: notes}
+			h.feed(reads("u")...)
+			if !slices.Equal(store.batches, []int{5}) {
+				t.Errorf("RaiseAlerts calls %v, want one of 5 conditions", store.batches)
+			}
+			if n := len(store.conditions()); n != 5 {
+				t.Errorf("%d conditions recorded, want 5", n)
+			}
+			if n := len(notes.got); n != 5 {
+				t.Errorf("%d alerts notified, want 5", n)
+			}
+			// A batch raising a single condition goes the single way.
+			h.feed(ev{key: "w", action: "data.read", status: audit.StatusSuccess, principal: "w", at: night})
+			if len(store.batches) != 1 || len(store.conditions()) != 6 {
+				t.Errorf("one condition: batches %v, %d conditions", store.batches, len(store.conditions()))
+			}
+		})
+	}
+}

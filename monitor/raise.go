@@ -47,21 +47,76 @@ func newRaiser(source string, store audit.AlertStore, n Notifier, log *slog.Logg
 // pending one); a failure is logged and counted, never returned: alerting must
 // not fail the work that observed it.
 func (r *raiser) raise(ctx context.Context, c audit.AlertCondition) bool {
-	c.Source = r.source
-	if r.fold != nil {
-		var held bool
-		if c, held = r.fold.hold(c, r.now()); held {
-			r.m.folded.Inc()
-			return true
-		}
+	c, held := r.hold(c)
+	if held {
+		return true
 	}
 	if !r.write(ctx, c) {
 		return false
 	}
+	r.wrote(c)
+	return true
+}
+
+// raiseAll raises the conditions of one batch. A store that takes them in one
+// transaction gets them so: at night a batch raises an off-hours alert for
+// each principal, and a transaction each cost more than storing the events.
+// If that transaction fails, each condition is written on its own, so one
+// the store refuses does not cost the others.
+func (r *raiser) raiseAll(ctx context.Context, cs []audit.AlertCondition) {
+	todo := cs[:0:0]
+	for _, c := range cs {
+		if c, held := r.hold(c); !held {
+			todo = append(todo, c)
+		}
+	}
+	bs, ok := r.store.(audit.AlertBatchStore)
+	if !ok || len(todo) < 2 {
+		for _, c := range todo {
+			r.raiseHeld(ctx, c)
+		}
+		return
+	}
+	res, err := bs.RaiseAlerts(ctx, todo)
+	if err != nil {
+		r.log.WarnContext(ctx, "raising alerts together failed; raising them one by one",
+			"conditions", len(todo), "err", err)
+		for _, c := range todo {
+			r.raiseHeld(ctx, c)
+		}
+		return
+	}
+	for i, c := range todo {
+		r.recorded(ctx, c, res[i])
+		r.wrote(c)
+	}
+}
+
+// raiseHeld writes a condition that hold has already seen.
+func (r *raiser) raiseHeld(ctx context.Context, c audit.AlertCondition) {
+	if r.write(ctx, c) {
+		r.wrote(c)
+	}
+}
+
+// hold sets the condition's source and folds it into a pending repeat when
+// its key was written within the fold interval (held: nothing to write now).
+func (r *raiser) hold(c audit.AlertCondition) (audit.AlertCondition, bool) {
+	c.Source = r.source
+	if r.fold == nil {
+		return c, false
+	}
+	c, held := r.fold.hold(c, r.now())
+	if held {
+		r.m.folded.Inc()
+	}
+	return c, held
+}
+
+func (r *raiser) wrote(c audit.AlertCondition) {
 	if r.fold != nil {
 		r.fold.wrote(c.DedupKey, r.now())
 	}
-	return true
 }
 
 // flush writes the folded conditions that are due (all of them when all is set).
@@ -83,6 +138,12 @@ func (r *raiser) write(ctx context.Context, c audit.AlertCondition) bool {
 		r.log.WarnContext(ctx, "raise alert failed", "dedup_key", c.DedupKey, "severity", c.Severity, "err", err)
 		return false
 	}
+	r.recorded(ctx, c, res)
+	return true
+}
+
+// recorded counts and logs what the store did with c, and notifies a new alert.
+func (r *raiser) recorded(ctx context.Context, c audit.AlertCondition, res audit.AlertRaise) {
 	r.m.raised.WithLabelValues(r.source, strconv.FormatBool(res.Created)).Inc()
 	if res.Created {
 		r.log.InfoContext(ctx, "alert raised", "alert_id", res.Alert.ID, "dedup_key", c.DedupKey,
@@ -91,5 +152,4 @@ func (r *raiser) write(ctx context.Context, c audit.AlertCondition) bool {
 			r.notifier.Notify(ctx, res.Alert)
 		}
 	}
-	return true
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,7 +14,7 @@ import (
 )
 
 var (
-	_ audit.AlertStore       = (*Store)(nil)
+	_ audit.AlertBatchStore  = (*Store)(nil)
 	_ audit.DeliveryRecorder = (*Store)(nil)
 )
 
@@ -64,59 +65,160 @@ func metadataArg(m []byte) any {
 	return string(m)
 }
 
-// RaiseAlert records an observation of a condition. A transaction-scoped
-// advisory lock on the dedup key serialises raisers of the same condition
-// across every process, so the read-decide-write below sees the latest state;
-// the partial unique index alerts_open_dedup_key backs it up.
+// RaiseAlert records an observation of a condition (RaiseAlerts with one).
 func (s *Store) RaiseAlert(ctx context.Context, c audit.AlertCondition) (audit.AlertRaise, error) {
-	c, err := c.Normalize(time.Now())
+	out, err := s.RaiseAlerts(ctx, []audit.AlertCondition{c})
 	if err != nil {
 		return audit.AlertRaise{}, err
 	}
-	var out audit.AlertRaise
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", alertLockClass, c.DedupKey); err != nil {
+	return out[0], nil
+}
+
+// RaiseAlerts records observations of conditions, in order, in one
+// transaction of five round trips however many there are: a batch of events
+// at night raises an off-hours alert for each principal, and a transaction per
+// alert cost more than storing the events. Transaction-scoped advisory locks
+// on the dedup keys serialise raisers of the same condition across every
+// process, so the read-decide-write sees the latest state; the partial unique
+// index alerts_open_dedup_key backs them up. A condition sees what the earlier
+// ones of its key did.
+func (s *Store) RaiseAlerts(ctx context.Context, cs []audit.AlertCondition) ([]audit.AlertRaise, error) {
+	if len(cs) == 0 {
+		return nil, nil
+	}
+	conds := make([]audit.AlertCondition, len(cs))
+	keys := make([]string, len(cs))
+	for i, c := range cs {
+		n, err := c.Normalize(time.Now())
+		if err != nil {
+			return nil, err
+		}
+		conds[i], keys[i] = n, n.DedupKey
+	}
+	// Every raiser takes its locks in key order, so two raisers sharing keys
+	// cannot each hold one the other waits for. unnest keeps the array order.
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	var out []audit.AlertRaise
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT count(pg_advisory_xact_lock($1, hashtext(k))) FROM unnest($2::text[]) AS k",
+			alertLockClass, keys); err != nil {
 			return err
 		}
-		now := time.Now().UTC().Truncate(time.Microsecond)
 		rows, _ := tx.Query(ctx, `SELECT `+alertColumns+` FROM alerts
-			WHERE dedup_key = $1 AND status IN ('active', 'acknowledged') FOR UPDATE`, c.DedupKey)
+			WHERE dedup_key = ANY($1) AND status IN ('active', 'acknowledged') FOR UPDATE`, keys)
 		open, err := pgx.CollectRows(rows, scanAlert)
 		if err != nil {
 			return err
 		}
-		if len(open) == 1 && open[0].Covers(c) {
-			a := open[0]
-			a.Absorb(c, now)
-			_, err := tx.Exec(ctx, `UPDATE alerts SET severity = $2, description = $3, last_seen = $4,
-				occurrences = $5, metadata = $6, correlation_id = $7, tags = $8, updated_at = $9 WHERE id = $1`,
-				a.ID, string(a.Severity), a.Description, a.LastSeen, a.Occurrences, metadataArg(a.Metadata),
-				a.CorrelationID, a.Tags, a.UpdatedAt)
-			out = audit.AlertRaise{Alert: a}
-			return err
-		}
-		for _, old := range open {
-			if err := old.Transition(audit.AlertResolved, audit.SystemActor, audit.SupersededNote, now); err != nil {
-				return err
-			}
-			if err := updateStatus(ctx, tx, old); err != nil {
+		b := newAlertBatch(open)
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		out = make([]audit.AlertRaise, len(conds))
+		for i, c := range conds {
+			if out[i], err = b.raise(c, now); err != nil {
 				return err
 			}
 		}
-		a := audit.NewAlertFrom(audit.NewAlertID(now), c, now)
-		_, err = tx.Exec(ctx, `INSERT INTO alerts (id, organization_id, type, severity, title, description,
-			source, status, dedup_key, first_seen, last_seen, occurrences, metadata, correlation_id, tags, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
-			a.ID, a.OrganizationID, string(a.Type), string(a.Severity), a.Title, a.Description,
-			a.Source, string(a.Status), a.DedupKey, a.FirstSeen, a.LastSeen, a.Occurrences,
-			metadataArg(a.Metadata), a.CorrelationID, a.Tags, a.UpdatedAt)
-		out = audit.AlertRaise{Alert: a, Created: true}
-		return err
+		return b.write(ctx, tx)
 	})
 	if err != nil {
-		return audit.AlertRaise{}, alertErr("raise alert "+c.DedupKey, err)
+		what := "raise alert " + keys[0]
+		if len(keys) > 1 {
+			what = "raise " + strconv.Itoa(len(conds)) + " alerts"
+		}
+		return nil, alertErr(what, err)
 	}
 	return out, nil
+}
+
+// alertBatch applies conditions to the open alerts of their keys in memory and
+// remembers the rows to write.
+type alertBatch struct {
+	open    map[string][]*audit.Alert // per dedup key, its open alerts
+	touched []*audit.Alert            // in order of first change
+	isNew   map[*audit.Alert]bool     // every touched alert: true when not in the table yet
+}
+
+func newAlertBatch(open []audit.Alert) *alertBatch {
+	b := &alertBatch{open: make(map[string][]*audit.Alert), isNew: make(map[*audit.Alert]bool)}
+	for i := range open {
+		a := &open[i]
+		b.open[a.DedupKey] = append(b.open[a.DedupKey], a)
+	}
+	return b
+}
+
+// raise is RaiseAlert's decision: a repeat within the window updates the one
+// open alert; otherwise the open ones are resolved as superseded and a new
+// alert opens.
+func (b *alertBatch) raise(c audit.AlertCondition, now time.Time) (audit.AlertRaise, error) {
+	open := b.open[c.DedupKey]
+	if len(open) == 1 && open[0].Covers(c) {
+		a := open[0]
+		a.Absorb(c, now)
+		b.touch(a, false)
+		return audit.AlertRaise{Alert: snapshot(a)}, nil
+	}
+	for _, old := range open {
+		if err := old.Transition(audit.AlertResolved, audit.SystemActor, audit.SupersededNote, now); err != nil {
+			return audit.AlertRaise{}, err
+		}
+		b.touch(old, false)
+	}
+	a := audit.NewAlertFrom(audit.NewAlertID(now), c, now)
+	b.open[c.DedupKey] = []*audit.Alert{&a}
+	b.touch(&a, true)
+	return audit.AlertRaise{Alert: snapshot(&a), Created: true}, nil
+}
+
+func (b *alertBatch) touch(a *audit.Alert, isNew bool) {
+	if _, seen := b.isNew[a]; seen {
+		return
+	}
+	b.isNew[a] = isNew
+	b.touched = append(b.touched, a)
+}
+
+// snapshot copies a as a raise reports it: later conditions of the same key
+// may still change a (Absorb appends to its tags).
+func snapshot(a *audit.Alert) audit.Alert {
+	c := *a
+	c.Tags = slices.Clone(a.Tags)
+	return c
+}
+
+// write sends the batch's rows in one round trip: first the alerts that were
+// in the table (closing superseded ones before their successors open, as the
+// partial unique index requires), then the new ones in their final state.
+func (b *alertBatch) write(ctx context.Context, tx pgx.Tx) error {
+	var batch pgx.Batch
+	for _, a := range b.touched {
+		if !b.isNew[a] {
+			batch.Queue(`UPDATE alerts SET severity = $2, description = $3, last_seen = $4, occurrences = $5,
+				metadata = $6, correlation_id = $7, tags = $8, status = $9, acknowledged_by = $10,
+				acknowledged_at = $11, resolved_by = $12, resolved_at = $13, status_note = $14, updated_at = $15
+				WHERE id = $1`,
+				a.ID, string(a.Severity), a.Description, a.LastSeen, a.Occurrences, metadataArg(a.Metadata),
+				a.CorrelationID, a.Tags, string(a.Status), a.AcknowledgedBy, a.AcknowledgedAt,
+				a.ResolvedBy, a.ResolvedAt, a.StatusNote, a.UpdatedAt)
+		}
+	}
+	for _, a := range b.touched {
+		if b.isNew[a] {
+			batch.Queue(`INSERT INTO alerts (id, organization_id, type, severity, title, description,
+				source, status, dedup_key, first_seen, last_seen, occurrences, metadata, correlation_id, tags,
+				acknowledged_by, acknowledged_at, resolved_by, resolved_at, status_note, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
+				a.ID, a.OrganizationID, string(a.Type), string(a.Severity), a.Title, a.Description,
+				a.Source, string(a.Status), a.DedupKey, a.FirstSeen, a.LastSeen, a.Occurrences,
+				metadataArg(a.Metadata), a.CorrelationID, a.Tags, a.AcknowledgedBy, a.AcknowledgedAt,
+				a.ResolvedBy, a.ResolvedAt, a.StatusNote, a.UpdatedAt)
+		}
+	}
+	if batch.Len() == 0 {
+		return nil
+	}
+	return tx.SendBatch(ctx, &batch).Close()
 }
 
 func updateStatus(ctx context.Context, tx pgx.Tx, a audit.Alert) error {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,6 +44,8 @@ func RunAlerts(t *testing.T, open func(t *testing.T) audit.AlertStore) {
 		{"Filters", testAlertFilters},
 		{"Statistics", testAlertStatistics},
 		{"Deliveries", testAlertDeliveries},
+		{"BatchEqualsOneByOne", testAlertBatchEqualsOneByOne},
+		{"ConcurrentBatches", testAlertConcurrentBatches},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -562,4 +565,163 @@ func testAlertDeliveries(t *testing.T, s audit.AlertStore) {
 func withAt(d audit.AlertDelivery, at time.Time) audit.AlertDelivery {
 	d.At = at
 	return d
+}
+
+// batchStore returns s as an AlertBatchStore, skipping the test when it is not one.
+func batchStore(t *testing.T, s audit.AlertStore) audit.AlertBatchStore {
+	t.Helper()
+	bs, ok := s.(audit.AlertBatchStore)
+	if !ok {
+		t.Skip("the store does not raise alerts in batches")
+	}
+	return bs
+}
+
+// batchConditions is a batch that exercises every decision: new keys, repeats
+// within the window, a repeat after it (the open alert superseded inside the
+// batch), an out-of-order sighting, escalation, and keys with an alert opened
+// before the batch (one to update, one to supersede).
+func batchConditions() (before, batch []audit.AlertCondition) {
+	before = []audit.AlertCondition{cond("open-then-repeat", alertT0), cond("open-then-stale", alertT0)}
+	at := func(key string, d time.Duration, sev audit.Severity) audit.AlertCondition {
+		c := cond(key, alertT0.Add(d))
+		c.Severity = sev
+		c.Tags = append(c.Tags, key)
+		return c
+	}
+	batch = []audit.AlertCondition{
+		at("a", time.Minute, audit.SeverityHigh),
+		at("b", time.Minute, audit.SeverityLow),
+		at("a", 2*time.Minute, audit.SeverityCritical),
+		at("open-then-repeat", 3*time.Minute, audit.SeverityHigh),
+		at("b", 10*time.Minute, audit.SeverityLow), // after b's window: supersedes the alert opened above
+		at("a", 90*time.Second, audit.SeverityMedium),
+		at("open-then-stale", time.Hour, audit.SeverityHigh),
+		at("b", 11*time.Minute, audit.SeverityMedium),
+	}
+	return before, batch
+}
+
+// comparableAlerts strips what differs between two stores by construction.
+func comparableAlerts(as []audit.Alert) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		a.ID, a.UpdatedAt, a.ResolvedAt = "", time.Time{}, nil
+		b, _ := json.Marshal(a)
+		out[i] = string(b)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// RaiseAlerts leaves the same alerts, and reports the same raises, as
+// RaiseAlert one condition at a time.
+func testAlertBatchEqualsOneByOne(t *testing.T, s audit.AlertStore) {
+	bs := batchStore(t, s)
+	before, batch := batchConditions()
+	for _, c := range before {
+		c.DedupKey = "single:" + c.DedupKey
+		raise(t, s, c)
+		c.DedupKey = "batch:" + c.DedupKey[len("single:"):]
+		raise(t, s, c)
+	}
+	var single []audit.AlertRaise
+	for _, c := range batch {
+		c.DedupKey = "single:" + c.DedupKey
+		single = append(single, raise(t, s, c))
+	}
+	prefixed := make([]audit.AlertCondition, len(batch))
+	for i, c := range batch {
+		c.DedupKey = "batch:" + c.DedupKey
+		prefixed[i] = c
+	}
+	got, err := bs.RaiseAlerts(ctxFor(t), prefixed)
+	if err != nil {
+		t.Fatalf("RaiseAlerts: %v", err)
+	}
+	if len(got) != len(batch) {
+		t.Fatalf("%d raises for %d conditions", len(got), len(batch))
+	}
+	created := 0
+	for i := range batch {
+		if got[i].Created != single[i].Created || got[i].Alert.Occurrences != single[i].Alert.Occurrences ||
+			got[i].Alert.Severity != single[i].Alert.Severity || !got[i].Alert.LastSeen.Equal(single[i].Alert.LastSeen) {
+			t.Errorf("condition %d (%s): batch raised %+v, one by one %+v", i, batch[i].DedupKey, got[i], single[i])
+		}
+		if got[i].Created {
+			created++
+		}
+	}
+	if created != 4 {
+		t.Errorf("%d alerts created, want 4 (a, b, b after its window, open-then-stale)", created)
+	}
+	all, _, err := s.ListAlerts(ctxFor(t), audit.AlertFilter{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ones, batched []audit.Alert
+	for _, a := range all {
+		if key, ok := strings.CutPrefix(a.DedupKey, "single:"); ok {
+			a.DedupKey = key
+			ones = append(ones, a)
+		} else if key, ok := strings.CutPrefix(a.DedupKey, "batch:"); ok {
+			a.DedupKey = key
+			batched = append(batched, a)
+		}
+	}
+	if len(ones) != 6 {
+		t.Fatalf("one by one left %d alerts, want 6", len(ones))
+	}
+	if a, b := comparableAlerts(batched), comparableAlerts(ones); !slices.Equal(a, b) {
+		t.Errorf("alerts differ:\nbatch:      %v\none by one: %v", a, b)
+	}
+}
+
+// Batches that share keys, raised at once from several goroutines (as several
+// workers do), neither deadlock nor open a key twice.
+func testAlertConcurrentBatches(t *testing.T, s audit.AlertStore) {
+	bs := batchStore(t, s)
+	const workers, keys = 6, 12
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			var cs []audit.AlertCondition
+			for k := range keys {
+				// Each worker lists every key once, in its own order:
+				// rotated, and backwards for every other worker.
+				i := (k + 5*w) % keys
+				if w%2 == 1 {
+					i = keys - 1 - i
+				}
+				cs = append(cs, cond(fmt.Sprintf("shared-%02d", i), alertT0.Add(time.Duration(w)*time.Second)))
+			}
+			_, errs[w] = bs.RaiseAlerts(ctxFor(t), cs)
+		})
+	}
+	wg.Wait()
+	for w, err := range errs {
+		if err != nil {
+			t.Fatalf("worker %d: %v", w, err)
+		}
+	}
+	all, _, err := s.ListAlerts(ctxFor(t), audit.AlertFilter{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	occurrences := map[string]int64{}
+	for _, a := range all {
+		if a.Status != audit.AlertActive {
+			t.Errorf("alert %s is %s", a.DedupKey, a.Status)
+		}
+		occurrences[a.DedupKey] += a.Occurrences
+	}
+	if len(all) != keys {
+		t.Errorf("%d alerts for %d keys", len(all), keys)
+	}
+	for key, n := range occurrences {
+		if n != workers {
+			t.Errorf("%s: %d occurrences, want %d", key, n, workers)
+		}
+	}
 }
