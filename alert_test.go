@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -46,5 +47,22 @@ func TestAlertFilterNormalizeLimits(t *testing.T) {
 	}
 	if _, err := (AlertFilter{Limit: -1}).Normalize(); ErrorCode(err) != CodeInvalid {
 		t.Errorf("negative limit: %v", err)
+	}
+}
+
+func TestNormalizeMetadataMustBeAnObject(t *testing.T) {
+	base := AlertCondition{Type: AlertSecurity, Severity: SeverityLow, DedupKey: "k", Title: "t"}
+	for meta, ok := range map[string]bool{
+		`{"a":1}`: true, " \n{}": true, `null`: false, `[1]`: false, `"x"`: false, `{"a":1`: false, `{} {}`: false,
+	} {
+		c := base
+		c.Metadata = json.RawMessage(meta)
+		_, err := c.Normalize(time.Now())
+		if (err == nil) != ok {
+			t.Errorf("metadata %q: error %v, want ok=%v", meta, err, ok)
+		}
+		if err != nil && ErrorCode(err) != CodeInvalid {
+			t.Errorf("metadata %q: code %q, want %q", meta, ErrorCode(err), CodeInvalid)
+		}
 	}
 }
