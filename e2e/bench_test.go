@@ -212,6 +212,16 @@ func (b *benchReport) drainGo(t *testing.T) {
 		t.Errorf("worker stop: %v", err)
 	}
 	e.checkStored(keys)
+	// The detectors' work depends on the hour: from 22:00 to 06:00 UTC (the
+	// default off hours) each principal's first read raises an OFF_HOURS alert.
+	var alerts, offHours int64
+	if err := e.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE dedup_key LIKE 'OFF_HOURS:%') FROM alerts`).
+		Scan(&alerts, &offHours); err != nil {
+		t.Errorf("count alerts: %v", err)
+	}
+	if !monitoringOff {
+		d.config += fmt.Sprintf(", %d alerts raised (%d OFF_HOURS)", alerts, offHours)
+	}
 	b.drains = append(b.drains, d)
 	t.Logf("ours: %d rows in %s = %.0f events/s; queue empty after %s; peak RSS %d MiB; Redis %s",
 		b.n, d.wall.Round(time.Millisecond), d.rate(b.n), d.acked.Round(time.Millisecond), d.rssKiB/1024, d.redis.perEvent(b.n))
