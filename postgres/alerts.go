@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strconv"
@@ -189,7 +190,8 @@ func snapshot(a *audit.Alert) audit.Alert {
 
 // write sends the batch's rows in one round trip: first the alerts that were
 // in the table (closing superseded ones before their successors open, as the
-// partial unique index requires), then the new ones in their final state.
+// partial unique index requires), then the new ones in their final state, all
+// in one INSERT.
 func (b *alertBatch) write(ctx context.Context, tx pgx.Tx) error {
 	var batch pgx.Batch
 	for _, a := range b.touched {
@@ -203,22 +205,64 @@ func (b *alertBatch) write(ctx context.Context, tx pgx.Tx) error {
 				a.ResolvedBy, a.ResolvedAt, a.StatusNote, a.UpdatedAt)
 		}
 	}
-	for _, a := range b.touched {
-		if b.isNew[a] {
-			batch.Queue(`INSERT INTO alerts (id, organization_id, type, severity, title, description,
-				source, status, dedup_key, first_seen, last_seen, occurrences, metadata, correlation_id, tags,
-				acknowledged_by, acknowledged_at, resolved_by, resolved_at, status_note, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
-				a.ID, a.OrganizationID, string(a.Type), string(a.Severity), a.Title, a.Description,
-				a.Source, string(a.Status), a.DedupKey, a.FirstSeen, a.LastSeen, a.Occurrences,
-				metadataArg(a.Metadata), a.CorrelationID, a.Tags, a.AcknowledgedBy, a.AcknowledgedAt,
-				a.ResolvedBy, a.ResolvedAt, a.StatusNote, a.UpdatedAt)
-		}
+	if ins := b.newRows(); ins != nil {
+		batch.Queue(insertAlertsSQL, ins...)
 	}
 	if batch.Len() == 0 {
 		return nil
 	}
 	return tx.SendBatch(ctx, &batch).Close()
+}
+
+// insertAlertsSQL inserts one row per element of its 21 column arrays. Tags
+// travel as JSON arrays, since rows hold different numbers of them.
+const insertAlertsSQL = `INSERT INTO alerts (id, organization_id, type, severity, title, description,
+	source, status, dedup_key, first_seen, last_seen, occurrences, metadata, correlation_id, tags,
+	acknowledged_by, acknowledged_at, resolved_by, resolved_at, status_note, updated_at)
+SELECT id, org, typ, sev, title, descr, src, status, dk, fs, ls, occ, meta::jsonb, corr,
+	ARRAY(SELECT jsonb_array_elements_text(tags::jsonb)), ackby, ackat, resby, resat, note, upd
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+	$8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::bigint[], $13::text[],
+	$14::text[], $15::text[], $16::text[], $17::timestamptz[], $18::text[], $19::timestamptz[],
+	$20::text[], $21::timestamptz[])
+	AS r(id, org, typ, sev, title, descr, src, status, dk, fs, ls, occ, meta, corr, tags,
+	ackby, ackat, resby, resat, note, upd)`
+
+// newRows returns insertAlertsSQL's arguments for the batch's new alerts, nil
+// when there are none.
+func (b *alertBatch) newRows() []any {
+	var (
+		ids, orgs, types, sevs, titles, descs, sources, statuses, keys []string
+		metas                                                          []*string
+		corrs, tags, ackBys, resBys, notes                             []string
+		firsts, lasts, updated                                         []time.Time
+		ackAts, resAts                                                 []*time.Time
+		occs                                                           []int64
+	)
+	for _, a := range b.touched {
+		if !b.isNew[a] {
+			continue
+		}
+		tagJSON, _ := json.Marshal(a.Tags) // a []string always marshals
+		var meta *string
+		if len(a.Metadata) > 0 {
+			m := string(a.Metadata)
+			meta = &m
+		}
+		ids, orgs, types, sevs = append(ids, a.ID), append(orgs, a.OrganizationID), append(types, string(a.Type)), append(sevs, string(a.Severity))
+		titles, descs, sources = append(titles, a.Title), append(descs, a.Description), append(sources, a.Source)
+		statuses, keys = append(statuses, string(a.Status)), append(keys, a.DedupKey)
+		firsts, lasts, occs = append(firsts, a.FirstSeen), append(lasts, a.LastSeen), append(occs, a.Occurrences)
+		metas, corrs, tags = append(metas, meta), append(corrs, a.CorrelationID), append(tags, string(tagJSON))
+		ackBys, ackAts = append(ackBys, a.AcknowledgedBy), append(ackAts, a.AcknowledgedAt)
+		resBys, resAts = append(resBys, a.ResolvedBy), append(resAts, a.ResolvedAt)
+		notes, updated = append(notes, a.StatusNote), append(updated, a.UpdatedAt)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	return []any{ids, orgs, types, sevs, titles, descs, sources, statuses, keys, firsts, lasts, occs,
+		metas, corrs, tags, ackBys, ackAts, resBys, resAts, notes, updated}
 }
 
 func updateStatus(ctx context.Context, tx pgx.Tx, a audit.Alert) error {

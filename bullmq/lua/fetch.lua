@@ -4,8 +4,8 @@
 -- Returns {nextDelayedDue, {id, ...}}; nextDelayedDue is 0 when jobs were
 -- returned or nothing is delayed.
 --
--- Each loop iteration is exactly one single fetch (state read, promotion, take,
--- lock, events, marker), so one call with N leaves Redis as N calls with 1 would.
+-- One call with N leaves Redis as N calls with 1 would (state read, promotion,
+-- take, lock, events, marker): see takeMany and the comments below.
 -- Numbers written back to Redis stay the caller's strings: Lua would format
 -- each one with sprintf, which costs more than the command that stores it.
 --
@@ -31,11 +31,11 @@ local maxEv = maxEvents()
 local function takeMany(need)
   local ids, keys = {}, {}
   local function keep(id)
-    if string.sub(id, 1, 2) == "0:" then return false end
+    if string.sub(id, 1, 2) == "0:" then return end
     local jobKey = base .. id
-    if redis.call("EXISTS", jobKey) == 0 then return false end
-    ids[#ids + 1], keys[#keys + 1] = id, jobKey
-    return true
+    if redis.call("EXISTS", jobKey) == 1 then
+      ids[#ids + 1], keys[#keys + 1] = id, jobKey
+    end
   end
   -- ids[from..] go to the head of active, last taken ending up first.
   local function pushActive(from)
