@@ -231,46 +231,41 @@ func (b *benchReport) drainGo(t *testing.T) {
 
 // scrapeMetrics saves the worker's /metrics exposition to file.
 func scrapeMetrics(t *testing.T, baseURL, file string) {
-	t.Helper()
-	resp, err := http.Get(baseURL + "/metrics")
-	if err != nil {
-		t.Errorf("scrape /metrics: %v", err)
-		return
+	if saveWorkerGET(t, baseURL+"/metrics", file) {
+		t.Logf("/metrics scraped at %s into %s", time.Now().Format(time.RFC3339), file)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Errorf("scrape /metrics: status %d, %v", resp.StatusCode, err)
-		return
-	}
-	if err := os.WriteFile(file, body, 0o644); err != nil {
-		t.Errorf("save scrape: %v", err)
-	}
-	t.Logf("/metrics scraped at %s into %s", time.Now().Format(time.RFC3339), file)
 }
 
 // saveCPUProfile saves a 3-second CPU profile of the worker into file.
 func saveCPUProfile(t *testing.T, baseURL, file string) {
-	req, err := http.NewRequest(http.MethodGet, baseURL+"/debug/pprof/profile?seconds=3", nil)
+	saveWorkerGET(t, baseURL+"/debug/pprof/profile?seconds=3", file)
+}
+
+// saveWorkerGET saves the body of a GET of the worker's url (with its API key)
+// into file, reporting failures as test errors.
+func saveWorkerGET(t *testing.T, url, file string) bool {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
-		t.Errorf("cpu profile: %v", err)
-		return
+		t.Errorf("GET %s: %v", url, err)
+		return false
 	}
 	req.Header.Set("Authorization", "Bearer "+ingestKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Errorf("cpu profile: %v", err)
-		return
+		t.Errorf("GET %s: %v", url, err)
+		return false
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Errorf("cpu profile: status %d, %v", resp.StatusCode, err)
-		return
+		t.Errorf("GET %s: status %d, %v", url, resp.StatusCode, err)
+		return false
 	}
 	if err := os.WriteFile(file, body, 0o644); err != nil {
-		t.Errorf("save cpu profile: %v", err)
+		t.Errorf("save %s: %v", file, err)
+		return false
 	}
+	return true
 }
 
 func (b *benchReport) drainNode(t *testing.T, conc int) {
