@@ -44,6 +44,11 @@ import (
 //     saves a GET /metrics taken when half of the rows are stored;
 //     AUDIT_E2E_BENCH_CPU_PROFILE=FILE saves a 3-second CPU profile of the
 //     worker (go tool pprof) taken from the start of the drain.
+//     AUDIT_E2E_BENCH_HOURS=day or night (go and latency phases) sets the
+//     detectors' time zone so that the events, stamped now, fall at 12:00 or
+//     00:00 local time: at night each principal's first read raises an
+//     OFF_HOURS alert, by day none does. Unset, the result depends on the
+//     hour at which the benchmark runs (UTC, off hours 22:00–06:00).
 //   - latency: the worker running, a Node producer offers AUDIT_E2E_BENCH_RATE
 //     events/s (default 5000) for AUDIT_E2E_BENCH_LATENCY_SECONDS (default 20),
 //     in addBulk chunks every 10 ms; latency = ingested_at - received_at (the
@@ -66,6 +71,15 @@ func TestBenchmarkHarness(t *testing.T) {
 		sampleMs:  envInt(t, "AUDIT_E2E_BENCH_SAMPLE_MS", 10),
 		startedAt: time.Now(),
 		loadStart: loadAvg(),
+	}
+	switch h := os.Getenv("AUDIT_E2E_BENCH_HOURS"); h {
+	case "":
+	case "day":
+		b.timeZone = zoneWhereNowIs(12, b.startedAt)
+	case "night":
+		b.timeZone = zoneWhereNowIs(0, b.startedAt)
+	default:
+		t.Fatalf("AUDIT_E2E_BENCH_HOURS=%q: want day or night", h)
 	}
 	nodeConcs := envIntList(t, "AUDIT_E2E_BENCH_NODE_CONCURRENCY", "50")
 	phases := os.Getenv("AUDIT_E2E_BENCH_PHASES")
@@ -129,6 +143,7 @@ type latencyResult struct {
 
 type benchReport struct {
 	n, conc, batch, rate, latSecs, sampleMs int
+	timeZone                                string // the detectors' (AUDIT_E2E_BENCH_HOURS); "" = UTC
 	startedAt                               time.Time
 	loadStart, loadEnd                      string
 	enqueue                                 []string
@@ -147,7 +162,7 @@ func (b *benchReport) drainGo(t *testing.T) {
 	patternState := os.Getenv("AUDIT_E2E_BENCH_PATTERN_STATE")
 	profileFile := os.Getenv("AUDIT_E2E_BENCH_CPU_PROFILE")
 	cfg := e.writeConfig("worker.json", workerConfig{Concurrency: b.conc, BatchSize: b.batch,
-		MonitoringOff: monitoringOff, PatternState: patternState, Profiling: profileFile != ""})
+		MonitoringOff: monitoringOff, PatternState: patternState, Profiling: profileFile != "", TimeZone: b.timeZone})
 	e.migrate(cfg) // the timed start then only connects
 	ctx := context.Background()
 	d := drainResult{who: "audit-worker (Go)", config: fmt.Sprintf("concurrency %d, batchSize %d", b.conc, b.batch), loadBefore: loadAvg()}
@@ -227,6 +242,22 @@ func (b *benchReport) drainGo(t *testing.T) {
 		b.n, d.wall.Round(time.Millisecond), d.rate(b.n), d.acked.Round(time.Millisecond), d.rssKiB/1024, d.redis.perEvent(b.n))
 	t.Logf("ours: Redis commands per event: %s", d.redis.top(12, b.n))
 	t.Logf("ours: CPU per event: %s", d.cpu.perEvent(b.n))
+}
+
+// zoneWhereNowIs returns a fixed-offset IANA zone ("Etc/GMT-3" is UTC+3) in
+// which now falls in the given hour.
+func zoneWhereNowIs(hour int, now time.Time) string {
+	off := ((hour-now.UTC().Hour())%24 + 24) % 24 // 0..23 hours east of UTC
+	if off > 12 {
+		off -= 24 // Etc zones run from UTC-12 to UTC+14
+	}
+	switch {
+	case off > 0:
+		return fmt.Sprintf("Etc/GMT-%d", off)
+	case off < 0:
+		return fmt.Sprintf("Etc/GMT+%d", -off)
+	}
+	return "UTC"
 }
 
 // scrapeMetrics saves the worker's /metrics exposition to file.
@@ -331,7 +362,7 @@ func (b *benchReport) latency(t *testing.T) {
 	e := newEnv(t)
 	logPath := filepath.Join(e.dir, "worker.log")
 	dumpLogOnFailure(t, logPath)
-	cfg := e.writeConfig("worker.json", workerConfig{Concurrency: b.conc, BatchSize: b.batch})
+	cfg := e.writeConfig("worker.json", workerConfig{Concurrency: b.conc, BatchSize: b.batch, TimeZone: b.timeZone})
 	w := e.startWorker(cfg, logPath)
 	r := &latencyResult{offered: int64(b.rate), loadBefore: loadAvg()}
 	before := readRedisStats(t, e.rdb)
@@ -475,6 +506,11 @@ func (b *benchReport) markdown() string {
 	fmt.Fprintf(&s, "- load average (1/5/15 min) at start %s, at end %s — the machine may be shared\n", b.loadStart, b.loadEnd)
 	fmt.Fprintf(&s, "- events: realistic audit events (~870 bytes of JSON, ~300 of them custom fields), job options "+
 		"`{removeOnComplete: 100, removeOnFail: false, attempts: 1}`\n")
+	zone := b.timeZone
+	if zone == "" {
+		zone = "UTC (the default)"
+	}
+	fmt.Fprintf(&s, "- the detectors' time zone: %s (off hours 22:00–06:00 local)\n", zone)
 	for _, l := range b.enqueue {
 		fmt.Fprintf(&s, "- %s\n", l)
 	}

@@ -191,6 +191,8 @@ type workerConfig struct {
 	PatternState string
 	// Profiling serves /debug/pprof (observability.profiling.enabled).
 	Profiling bool
+	// TimeZone sets monitoring.patternDetection.timeZone ("" = the default).
+	TimeZone string
 }
 
 // lockMs is AUDIT_E2E_LOCK_MS: the lock duration and stalled interval the
@@ -224,8 +226,17 @@ func (e *env) writeConfig(name string, wc workerConfig) string {
 	}
 	if wc.MonitoringOff {
 		cfg["monitoring"] = map[string]any{"enabled": false}
-	} else if wc.PatternState != "" {
-		cfg["monitoring"] = map[string]any{"patternDetection": map[string]any{"state": wc.PatternState}}
+	} else {
+		detection := map[string]any{}
+		if wc.PatternState != "" {
+			detection["state"] = wc.PatternState
+		}
+		if wc.TimeZone != "" {
+			detection["timeZone"] = wc.TimeZone
+		}
+		if len(detection) > 0 {
+			cfg["monitoring"] = map[string]any{"patternDetection": detection}
+		}
 	}
 	if wc.Profiling {
 		cfg["observability"] = map[string]any{"profiling": map[string]any{"enabled": true}}
