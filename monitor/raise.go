@@ -48,14 +48,7 @@ func newRaiser(source string, store audit.AlertStore, n Notifier, log *slog.Logg
 // not fail the work that observed it.
 func (r *raiser) raise(ctx context.Context, c audit.AlertCondition) bool {
 	c, held := r.hold(c)
-	if held {
-		return true
-	}
-	if !r.write(ctx, c) {
-		return false
-	}
-	r.wrote(c)
-	return true
+	return held || r.raiseHeld(ctx, c)
 }
 
 // raiseAll raises the conditions of one batch. A store that takes them in one
@@ -93,10 +86,12 @@ func (r *raiser) raiseAll(ctx context.Context, cs []audit.AlertCondition) {
 }
 
 // raiseHeld writes a condition that hold has already seen.
-func (r *raiser) raiseHeld(ctx context.Context, c audit.AlertCondition) {
-	if r.write(ctx, c) {
-		r.wrote(c)
+func (r *raiser) raiseHeld(ctx context.Context, c audit.AlertCondition) bool {
+	if !r.write(ctx, c) {
+		return false
 	}
+	r.wrote(c)
+	return true
 }
 
 // hold sets the condition's source and folds it into a pending repeat when
