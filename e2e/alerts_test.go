@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -95,11 +98,44 @@ func TestTwoWorkersRaiseOneFailedAuthAlert(t *testing.T) {
 	t.Logf("alert %v raised once for 5 failures, 3 stored by pid %d and 2 by pid %d", al["id"], a.pid(), b.pid())
 }
 
+// freeze stops the process and waits until every one of its threads has
+// stopped: SIGSTOP takes effect asynchronously, and a worker still running for
+// a moment could take a job added next and hold its transaction open while
+// frozen (a CI run under -race saw exactly that).
 func freeze(t *testing.T, p *proc) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !allThreadsStopped(t, p.pid()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d not stopped 10 s after SIGSTOP", p.pid())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// allThreadsStopped reports whether every thread of pid is in state T
+// (stopped), from /proc/PID/task/TID/stat.
+func allThreadsStopped(t *testing.T, pid int) bool {
+	t.Helper()
+	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(stats) == 0 {
+		t.Fatalf("threads of pid %d: %v", pid, err)
+	}
+	for _, path := range stats {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return false // a thread that just exited; look again
+		}
+		// The state follows the command name, which is in parentheses.
+		i := bytes.LastIndexByte(data, ')')
+		if i < 0 || i+2 >= len(data) || data[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
 }
 
 func thaw(t *testing.T, p *proc) {
