@@ -89,8 +89,9 @@ func (s *Store) RaiseAlerts(ctx context.Context, cs []audit.AlertCondition) ([]a
 	}
 	conds := make([]audit.AlertCondition, len(cs))
 	keys := make([]string, len(cs))
+	observed := time.Now() // the default ObservedAt
 	for i, c := range cs {
-		n, err := c.Normalize(time.Now())
+		n, err := c.Normalize(observed)
 		if err != nil {
 			return nil, err
 		}
@@ -196,13 +197,7 @@ func (b *alertBatch) write(ctx context.Context, tx pgx.Tx) error {
 	var batch pgx.Batch
 	for _, a := range b.touched {
 		if !b.isNew[a] {
-			batch.Queue(`UPDATE alerts SET severity = $2, description = $3, last_seen = $4, occurrences = $5,
-				metadata = $6, correlation_id = $7, tags = $8, status = $9, acknowledged_by = $10,
-				acknowledged_at = $11, resolved_by = $12, resolved_at = $13, status_note = $14, updated_at = $15
-				WHERE id = $1`,
-				a.ID, string(a.Severity), a.Description, a.LastSeen, a.Occurrences, metadataArg(a.Metadata),
-				a.CorrelationID, a.Tags, string(a.Status), a.AcknowledgedBy, a.AcknowledgedAt,
-				a.ResolvedBy, a.ResolvedAt, a.StatusNote, a.UpdatedAt)
+			batch.Queue(updateAlertSQL, updateAlertArgs(a)...)
 		}
 	}
 	if ins := b.newRows(); ins != nil {
@@ -265,11 +260,17 @@ func (b *alertBatch) newRows() []any {
 		metas, corrs, tags, ackBys, ackAts, resBys, resAts, notes, updated}
 }
 
-func updateStatus(ctx context.Context, tx pgx.Tx, a audit.Alert) error {
-	_, err := tx.Exec(ctx, `UPDATE alerts SET status = $2, acknowledged_by = $3, acknowledged_at = $4,
-		resolved_by = $5, resolved_at = $6, status_note = $7, updated_at = $8 WHERE id = $1`,
-		a.ID, string(a.Status), a.AcknowledgedBy, a.AcknowledgedAt, a.ResolvedBy, a.ResolvedAt, a.StatusNote, a.UpdatedAt)
-	return err
+// updateAlertSQL writes every column of an alert a raise or a transition can
+// change.
+const updateAlertSQL = `UPDATE alerts SET severity = $2, description = $3, last_seen = $4, occurrences = $5,
+	metadata = $6, correlation_id = $7, tags = $8, status = $9, acknowledged_by = $10,
+	acknowledged_at = $11, resolved_by = $12, resolved_at = $13, status_note = $14, updated_at = $15
+	WHERE id = $1`
+
+func updateAlertArgs(a *audit.Alert) []any {
+	return []any{a.ID, string(a.Severity), a.Description, a.LastSeen, a.Occurrences, metadataArg(a.Metadata),
+		a.CorrelationID, a.Tags, string(a.Status), a.AcknowledgedBy, a.AcknowledgedAt,
+		a.ResolvedBy, a.ResolvedAt, a.StatusNote, a.UpdatedAt}
 }
 
 // GetAlert returns the alert with this id, CodeNotFound when there is none.
@@ -296,7 +297,8 @@ func (s *Store) TransitionAlert(ctx context.Context, id string, to audit.AlertSt
 			return err
 		}
 		out = a
-		return updateStatus(ctx, tx, a)
+		_, err = tx.Exec(ctx, updateAlertSQL, updateAlertArgs(&a)...)
+		return err
 	})
 	if err != nil {
 		return audit.Alert{}, alertErr("transition alert "+id, err)
