@@ -182,7 +182,7 @@ type AlertStore interface {
 }
 
 // AlertBatchStore is an AlertStore that records many conditions in one
-// transaction (PostgreSQL). RaiseAlerts applies them in order, exactly as
+// transaction (both stores implement it). RaiseAlerts applies them in order, exactly as
 // RaiseAlert one after the other would, and returns one AlertRaise each; on an
 // error nothing was recorded. The pattern detectors use it when a batch of
 // events raises several conditions at once.

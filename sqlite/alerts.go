@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 )
 
 var (
-	_ audit.AlertStore       = (*Store)(nil)
+	_ audit.AlertBatchStore  = (*Store)(nil)
 	_ audit.DeliveryRecorder = (*Store)(nil)
 )
 
@@ -80,59 +81,93 @@ func tagsJSON(tags []string) string {
 	return string(b)
 }
 
-// RaiseAlert records an observation of a condition. The write transaction is
-// BEGIN IMMEDIATE on the single writer connection, so raisers in this process
-// queue on the connection and raisers in other processes on SQLite's write
-// lock: the read-decide-write below always sees the latest state.
+// RaiseAlert records an observation of a condition (RaiseAlerts with one).
 func (s *Store) RaiseAlert(ctx context.Context, c audit.AlertCondition) (audit.AlertRaise, error) {
-	c, err := c.Normalize(time.Now())
+	out, err := s.RaiseAlerts(ctx, []audit.AlertCondition{c})
 	if err != nil {
 		return audit.AlertRaise{}, err
 	}
-	var out audit.AlertRaise
-	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	return out[0], nil
+}
+
+// RaiseAlerts records observations of conditions, in order, in one write
+// transaction: a commit each made a batch that raised an off-hours alert per
+// principal six times slower than its events. The transaction is BEGIN
+// IMMEDIATE on the single writer connection, so raisers in this process queue
+// on the connection and raisers in other processes on SQLite's write lock:
+// each read-decide-write sees the latest state, the earlier conditions' too.
+func (s *Store) RaiseAlerts(ctx context.Context, cs []audit.AlertCondition) ([]audit.AlertRaise, error) {
+	if len(cs) == 0 {
+		return nil, nil
+	}
+	conds := make([]audit.AlertCondition, len(cs))
+	observed := time.Now() // the default ObservedAt
+	for i, c := range cs {
+		n, err := c.Normalize(observed)
+		if err != nil {
+			return nil, err
+		}
+		conds[i] = n
+	}
+	out := make([]audit.AlertRaise, len(conds))
+	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
 		now := time.Now().UTC().Truncate(time.Microsecond)
-		rows, err := tx.QueryContext(ctx, `SELECT `+alertColumns+` FROM alerts
-			WHERE dedup_key = ? AND status IN ('active', 'acknowledged')`, c.DedupKey)
-		if err != nil {
-			return err
-		}
-		open, err := collectAlerts(rows)
-		if err != nil {
-			return err
-		}
-		if len(open) == 1 && open[0].Covers(c) {
-			a := open[0]
-			a.Absorb(c, now)
-			_, err := tx.ExecContext(ctx, `UPDATE alerts SET severity = ?, description = ?, last_seen = ?,
-				occurrences = ?, metadata = ?, correlation_id = ?, tags = ?, updated_at = ? WHERE id = ?`,
-				string(a.Severity), a.Description, a.LastSeen.UnixMicro(), a.Occurrences, nullable(a.Metadata),
-				a.CorrelationID, tagsJSON(a.Tags), a.UpdatedAt.UnixMicro(), a.ID)
-			out = audit.AlertRaise{Alert: a}
-			return err
-		}
-		for _, old := range open {
-			if err := old.Transition(audit.AlertResolved, audit.SystemActor, audit.SupersededNote, now); err != nil {
-				return err
-			}
-			if err := updateStatus(ctx, tx, old); err != nil {
+		for i, c := range conds {
+			var err error
+			if out[i], err = raiseInTx(ctx, tx, c, now); err != nil {
 				return err
 			}
 		}
-		a := audit.NewAlertFrom(audit.NewAlertID(now), c, now)
-		_, err = tx.ExecContext(ctx, `INSERT INTO alerts (id, organization_id, type, severity, title, description,
-			source, status, dedup_key, first_seen, last_seen, occurrences, metadata, correlation_id, tags, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			a.ID, a.OrganizationID, string(a.Type), string(a.Severity), a.Title, a.Description,
-			a.Source, string(a.Status), a.DedupKey, a.FirstSeen.UnixMicro(), a.LastSeen.UnixMicro(), a.Occurrences,
-			nullable(a.Metadata), a.CorrelationID, tagsJSON(a.Tags), a.UpdatedAt.UnixMicro())
-		out = audit.AlertRaise{Alert: a, Created: true}
-		return err
+		return nil
 	})
 	if err != nil {
-		return audit.AlertRaise{}, alertErr("raise alert "+c.DedupKey, err)
+		what := "raise alert " + conds[0].DedupKey
+		if len(conds) > 1 {
+			what = "raise " + strconv.Itoa(len(conds)) + " alerts"
+		}
+		return nil, alertErr(what, err)
 	}
 	return out, nil
+}
+
+// raiseInTx is the read-decide-write of one condition: a repeat within the
+// window updates the one open alert; otherwise the open ones are resolved as
+// superseded and a new alert opens.
+func raiseInTx(ctx context.Context, tx *sql.Tx, c audit.AlertCondition, now time.Time) (audit.AlertRaise, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT `+alertColumns+` FROM alerts
+		WHERE dedup_key = ? AND status IN ('active', 'acknowledged')`, c.DedupKey)
+	if err != nil {
+		return audit.AlertRaise{}, err
+	}
+	open, err := collectAlerts(rows)
+	if err != nil {
+		return audit.AlertRaise{}, err
+	}
+	if len(open) == 1 && open[0].Covers(c) {
+		a := open[0]
+		a.Absorb(c, now)
+		_, err := tx.ExecContext(ctx, `UPDATE alerts SET severity = ?, description = ?, last_seen = ?,
+			occurrences = ?, metadata = ?, correlation_id = ?, tags = ?, updated_at = ? WHERE id = ?`,
+			string(a.Severity), a.Description, a.LastSeen.UnixMicro(), a.Occurrences, nullable(a.Metadata),
+			a.CorrelationID, tagsJSON(a.Tags), a.UpdatedAt.UnixMicro(), a.ID)
+		return audit.AlertRaise{Alert: a}, err
+	}
+	for _, old := range open {
+		if err := old.Transition(audit.AlertResolved, audit.SystemActor, audit.SupersededNote, now); err != nil {
+			return audit.AlertRaise{}, err
+		}
+		if err := updateStatus(ctx, tx, old); err != nil {
+			return audit.AlertRaise{}, err
+		}
+	}
+	a := audit.NewAlertFrom(audit.NewAlertID(now), c, now)
+	_, err = tx.ExecContext(ctx, `INSERT INTO alerts (id, organization_id, type, severity, title, description,
+		source, status, dedup_key, first_seen, last_seen, occurrences, metadata, correlation_id, tags, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.ID, a.OrganizationID, string(a.Type), string(a.Severity), a.Title, a.Description,
+		a.Source, string(a.Status), a.DedupKey, a.FirstSeen.UnixMicro(), a.LastSeen.UnixMicro(), a.Occurrences,
+		nullable(a.Metadata), a.CorrelationID, tagsJSON(a.Tags), a.UpdatedAt.UnixMicro())
+	return audit.AlertRaise{Alert: a, Created: true}, err
 }
 
 func (s *Store) inWriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
