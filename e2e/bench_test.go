@@ -43,7 +43,8 @@ import (
 //     sets monitoring.patternDetection.state; AUDIT_E2E_BENCH_SCRAPE=FILE
 //     saves a GET /metrics taken when half of the rows are stored;
 //     AUDIT_E2E_BENCH_CPU_PROFILE=FILE saves a 3-second CPU profile of the
-//     worker (go tool pprof) taken from the start of the drain.
+//     worker (go tool pprof) taken from the start of the drain, and
+//     AUDIT_E2E_BENCH_HEAP_PROFILE=FILE its heap profile once it is drained.
 //     AUDIT_E2E_BENCH_HOURS=day or night (go and latency phases) sets the
 //     detectors' time zone so that the events, stamped now, fall at 12:00 or
 //     00:00 local time: at night each principal's first read raises an
@@ -161,8 +162,9 @@ func (b *benchReport) drainGo(t *testing.T) {
 	monitoringOff := os.Getenv("AUDIT_E2E_BENCH_MONITORING") == "0"
 	patternState := os.Getenv("AUDIT_E2E_BENCH_PATTERN_STATE")
 	profileFile := os.Getenv("AUDIT_E2E_BENCH_CPU_PROFILE")
+	heapFile := os.Getenv("AUDIT_E2E_BENCH_HEAP_PROFILE")
 	cfg := e.writeConfig("worker.json", workerConfig{Concurrency: b.conc, BatchSize: b.batch,
-		MonitoringOff: monitoringOff, PatternState: patternState, Profiling: profileFile != "", TimeZone: b.timeZone})
+		MonitoringOff: monitoringOff, PatternState: patternState, Profiling: profileFile != "" || heapFile != "", TimeZone: b.timeZone})
 	e.migrate(cfg) // the timed start then only connects
 	ctx := context.Background()
 	d := drainResult{who: "audit-worker (Go)", config: fmt.Sprintf("concurrency %d, batchSize %d", b.conc, b.batch), loadBefore: loadAvg()}
@@ -223,6 +225,9 @@ func (b *benchReport) drainGo(t *testing.T) {
 	d.rssKiB, _ = peakRSSKiB(w.pid())
 	d.cpu = readCPU(t, w.pid()).sub(cpuBefore)
 	d.redis = readRedisStats(t, e.rdb).sub(before)
+	if heapFile != "" {
+		saveWorkerGET(t, workerURL(t, logPath)+"/debug/pprof/heap", heapFile)
+	}
 	if err := w.stop(t, 30*time.Second); err != nil {
 		t.Errorf("worker stop: %v", err)
 	}

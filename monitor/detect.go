@@ -48,6 +48,9 @@ type op struct {
 	window    int64  // ms; 0 for a once op
 	threshold int
 	expireAt  int64 // Unix ms (monitor clock) after which the key is useless
+	// keep is how long (ms) the shared log must keep the op from when it is
+	// logged: as long as it can still be counted (see RedisState).
+	keep int64
 
 	// What raising needs.
 	pattern  Pattern
@@ -118,6 +121,7 @@ func (m *matcher) window(p Pattern, dim, value, key string, ev *audit.Event) {
 		// A member can be in a counted window while it is at most 2·window +
 		// tolerance older than the clock (see State).
 		expireAt: at + 2*w + m.s.LateTolerance.Milliseconds(),
+		keep:     2*w + m.s.LateTolerance.Milliseconds(),
 		pattern:  p, dim: dim, value: value, ev: ev, dedupKey: dk,
 	})
 }
@@ -159,6 +163,8 @@ func (m *matcher) offHours(key string, ev *audit.Event) {
 		// Length-prefixed so ids containing ':' cannot collide.
 		key:    "OFF_HOURS:night:" + night.Format(time.DateOnly) + ":" + strconv.Itoa(len(org)) + ":" + org + ":" + ev.PrincipalID,
 		member: key, at: ev.Time.UnixMilli(), threshold: 1, expireAt: expire.UnixMilli(),
+		// From the night's start until its marker expires.
+		keep:    expire.Sub(time.Date(night.Year(), night.Month(), night.Day(), start, 0, 0, 0, local.Location())).Milliseconds(),
 		pattern: PatternOffHours, dim: "principal", value: ev.PrincipalID, ev: ev, local: local,
 		dedupKey: string(PatternOffHours) + ":principal:" + ev.PrincipalID,
 	})

@@ -97,16 +97,13 @@ type backend struct {
 func backends() []backend {
 	return []backend{
 		{"memory", func(*testing.T) (State, State) { s := NewMemoryState(); return s, s }},
-		{"redis", func(t *testing.T) (State, State) { return sharedRedis(t, defaultSmallMax) }},
-		// Every window past two members a sorted set: the behaviours again
-		// through the script's counting and the move from hash to set.
-		{"redis-sorted", func(t *testing.T) (State, State) { return sharedRedis(t, 2) }},
+		{"redis", func(t *testing.T) (State, State) { return sharedRedis(t) }},
 	}
 }
 
-// sharedRedis returns two RedisStates on one set of keys, with two clients
-// (as two worker processes would have).
-func sharedRedis(t *testing.T, smallMax int) (*RedisState, *RedisState) {
+// sharedRedis returns two RedisStates on one log, with two clients (as two
+// worker processes would have).
+func sharedRedis(t *testing.T) (*RedisState, *RedisState) {
 	rdb := testRedis(t)
 	prefix := testenv.RedisKeyPrefix(t) + ":"
 	a, err := NewRedisState(rdb, prefix)
@@ -117,7 +114,6 @@ func sharedRedis(t *testing.T, smallMax int) (*RedisState, *RedisState) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.smallMax, b.smallMax = smallMax, smallMax
 	t.Cleanup(func() { deleteKeys(t, rdb, a.base+"*") })
 	return a, b
 }

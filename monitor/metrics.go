@@ -103,18 +103,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, err
 }
 
-// registerContention exports RedisState.Contention: workers waiting for each
-// other's lock, and batches counted again.
-func registerContention(reg prometheus.Registerer, s *RedisState) error {
+// registerLogStats exports RedisState.LogStats: other workers' ops applied
+// to this process's windows, and log entries it could not read.
+func registerLogStats(reg prometheus.Registerer, s *RedisState) error {
 	for _, c := range []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "audit_monitor_state_lock_waits_total",
-			Help: "Times a batch waited for another worker's hold on the shared detector windows (Redis).",
-		}, func() float64 { w, _ := s.Contention(); return float64(w) }),
+			Name: "audit_monitor_state_replayed_ops_total",
+			Help: "Detector ops logged by other workers (or by this one, when a reply was lost) and applied to this process's windows (Redis).",
+		}, func() float64 { r, _ := s.LogStats(); return float64(r) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "audit_monitor_state_recounts_total",
-			Help: "Times a batch's detector windows were read and counted again because another worker wrote them first (Redis).",
-		}, func() float64 { _, r := s.Contention(); return float64(r) }),
+			Name: "audit_monitor_state_malformed_entries_total",
+			Help: "Entries of the shared detector log this process could not read and skipped (Redis).",
+		}, func() float64 { _, m := s.LogStats(); return float64(m) }),
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

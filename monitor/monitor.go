@@ -85,7 +85,7 @@ func New(cfg Config, o Options) (*Monitor, error) {
 		m.raiser.fold, m.raiser.now = newFolder(o.FoldInterval), m.now
 	}
 	if rs, ok := o.State.(*RedisState); ok && o.Registerer != nil {
-		if err := registerContention(o.Registerer, rs); err != nil {
+		if err := registerLogStats(o.Registerer, rs); err != nil {
 			return nil, err
 		}
 	}

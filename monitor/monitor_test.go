@@ -1,9 +1,11 @@
 package monitor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -413,17 +415,8 @@ func TestTrackedKeyCap(t *testing.T) {
 				t.Errorf("memory tracks %d keys, want 3", n)
 			}
 		case *RedisState:
-			rdb := testRedis(t)
-			ctx := context.Background()
-			if n := rdb.ZCard(ctx, s.index).Val(); n != 3 {
-				t.Errorf("redis index holds %d keys, want 3", n)
-			}
-			evicted := s.base + "FAILED_AUTH:principal:u-0"
-			if rdb.Exists(ctx, evicted).Val() != 0 || rdb.HExists(ctx, s.small, evicted).Val() {
-				t.Errorf("the evicted key's window is still there")
-			}
-			if n := rdb.HLen(ctx, s.small).Val(); n != 3 {
-				t.Errorf("%d windows in the hash, want the 3 tracked keys'", n)
+			if n := s.Len(); n != 3 {
+				t.Errorf("the replica tracks %d keys, want 3", n)
 			}
 		}
 		// The newest keys are the ones kept: u-4 still counts.
@@ -451,149 +444,139 @@ func TestExpiredStateIsDropped(t *testing.T) {
 	}
 }
 
-// TestRedisKeysExpire: a small window lives in its hash field until its
-// recorded expiry (the retention and a quarter of it), and the first batch
-// after that forgets it; the hash itself carries a TTL as long as its
-// longest-lived window, so it does not outlive stopped workers by more.
-func TestRedisKeysExpire(t *testing.T) {
-	st, _ := sharedRedis(t, defaultSmallMax)
+// TestRedisLogTrimmed: a stream drops the entries older (by Redis's clock)
+// than its ops' keep and the slack, when the next batch is logged.
+func TestRedisLogTrimmed(t *testing.T) {
+	st, _ := sharedRedis(t)
+	st.slack = 0
 	rdb := testRedis(t)
 	ctx := context.Background()
-	h := newHarness(t, st, DefaultConfig())
-	h.feed(failedLogin("k0", "u-1", t0))
-	key := st.base + "FAILED_AUTH:principal:u-1"
-	life := 15*time.Minute + 15*time.Minute/4 // 2·5 min + 5 min tolerance, and a quarter
-	if got, want := rdb.ZScore(ctx, st.index, key).Val(), float64(t0.Add(life).UnixMilli()); got != want {
-		t.Fatalf("recorded expiry %v, want %v", got, want)
+	now := time.Now().UnixMilli()
+	batch := func(i int) []op {
+		return []op{{key: "FAILED_AUTH:principal:u-1", member: fmt.Sprintf("k%d", i), at: now, window: 1, threshold: 1000,
+			expireAt: now + 50, keep: 50}}
 	}
-	if !rdb.HExists(ctx, st.small, key).Val() {
-		t.Fatal("no window in the hash for the key")
+	// Redis trims whole nodes of 100 entries (the default
+	// stream-node-max-entries): three of them, then a fourth after they aged.
+	for i := range 300 {
+		if _, _, err := st.apply(ctx, now, 1000, batch(i)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if ttl := rdb.PTTL(ctx, st.small).Val(); ttl <= 0 || ttl > life || ttl < life-time.Minute {
-		t.Fatalf("the hash's ttl %s, want about %s", ttl, life)
+	name := st.streamOf("FAILED_AUTH:x")
+	if n := rdb.XLen(ctx, name).Val(); n != 300 {
+		t.Fatalf("the log holds %d entries, want 300", n)
 	}
-
-	h.clock.Set(t0.Add(life))
-	h.feed(failedLogin("k1", "u-2", t0.Add(life)))
-	if rdb.HExists(ctx, st.small, key).Val() {
-		t.Error("the expired window is still in the hash")
+	time.Sleep(100 * time.Millisecond)
+	for i := 300; i < 302; i++ {
+		if _, _, err := st.apply(ctx, now, 1000, batch(i)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := rdb.ZScore(ctx, st.index, key).Err(); !errors.Is(err, redis.Nil) {
-		t.Errorf("the expired key is still in the index (%v)", err)
+	if n := rdb.XLen(ctx, name).Val(); n > 102 {
+		t.Fatalf("the log still holds %d entries after they aged, want at most the last node's", n)
 	}
 }
 
-// TestRedisWindowOutgrowsTheHash: a window that passes the limit becomes a
-// sorted set holding all its members, and counting goes on there.
-func TestRedisWindowOutgrowsTheHash(t *testing.T) {
-	st, _ := sharedRedis(t, 8)
-	rdb := testRedis(t)
-	ctx := context.Background()
+// TestRedisNewProcessReadsTheLog: a process that starts (a new replica, a
+// restart) applies what the others logged before its first batch, however
+// many entries that is, and counts on from there.
+func TestRedisNewProcessReadsTheLog(t *testing.T) {
+	a, _ := sharedRedis(t)
 	cfg := DefaultConfig()
-	cfg.FailedAuth.Threshold = 12
-	h := newHarness(t, st, cfg)
-	key := st.base + "FAILED_AUTH:principal:u-1"
-	var evs []ev
-	for i := range 11 {
-		evs = append(evs, failedLogin(fmt.Sprintf("k%d", i), "u-1", t0.Add(time.Duration(i)*time.Second)))
-	}
-	h.feed(evs[:6]...)
-	if !rdb.HExists(ctx, st.small, key).Val() || rdb.Exists(ctx, key).Val() != 0 {
-		t.Fatal("6 members: want the window in the hash only")
-	}
-	h.feed(evs[3:]...) // three redeliveries, five new
-	if rdb.HExists(ctx, st.small, key).Val() {
-		t.Error("11 members: the window is still in the hash")
-	}
-	if n := rdb.ZCard(ctx, key).Val(); n != 11 {
-		t.Errorf("the sorted set holds %d members, want 11", n)
-	}
-	if ttl := rdb.PTTL(ctx, key).Val(); ttl <= 0 {
-		t.Errorf("the sorted set has no TTL (%s)", ttl)
+	cfg.FailedAuth.Threshold = 2*replayChunk + 51
+	h := newHarness(t, a, cfg)
+	for i := range cfg.FailedAuth.Threshold - 1 { // one entry per event
+		h.feed(failedLogin(fmt.Sprintf("k%d", i), "u-1", t0.Add(time.Duration(i)*time.Millisecond)))
 	}
 	if n := len(h.alerts.conditions()); n != 0 {
 		t.Fatalf("%d conditions below the threshold", n)
 	}
-	h.feed(evs[10], failedLogin("k11", "u-1", t0.Add(11*time.Second)))
-	got := h.alerts.conditions()
-	if len(got) != 1 || metadata(t, got[0]).Count != 12 {
-		t.Fatalf("raised %v, want one condition with count 12", keysOf(got))
+	restarted, err := NewRedisState(testRedis(t), strings.TrimSuffix(strings.TrimPrefix(a.base, "{"), "monitor}:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2 := newHarness(t, restarted, cfg)
+	// A redelivery of the first event, and the last one needed.
+	h2.feed(failedLogin("k0", "u-1", t0), failedLogin("last", "u-1", t0.Add(time.Second)))
+	got := h2.alerts.conditions()
+	if len(got) != 1 || metadata(t, got[0]).Count != cfg.FailedAuth.Threshold {
+		t.Fatalf("raised %v, want one condition with count %d", keysOf(got), cfg.FailedAuth.Threshold)
+	}
+	if replayed, _ := restarted.LogStats(); replayed != int64(cfg.FailedAuth.Threshold-1) {
+		t.Fatalf("replayed %d ops, want the %d logged before", replayed, cfg.FailedAuth.Threshold-1)
 	}
 }
 
 // TestRedisConcurrentWorkersCountOnce: workers writing the same windows at
 // the same time, each also redelivering the others' events, must count every
-// event exactly once (a write based on a stale read is counted again).
+// event exactly once (the log orders them; the first to log an event counts it).
 func TestRedisConcurrentWorkersCountOnce(t *testing.T) {
-	for _, smallMax := range []int{defaultSmallMax, 4} {
-		t.Run(fmt.Sprintf("smallMax=%d", smallMax), func(t *testing.T) {
-			a, b := sharedRedis(t, smallMax)
-			states := []State{a, b, a, b}
-			const principals, perWorker = 5, 300
-			var added [4]int
-			var wg sync.WaitGroup
-			for w, st := range states {
-				wg.Go(func() {
-					for n := 0; n < perWorker; n += 10 {
-						var ops []op
-						for i := n; i < n+10; i++ {
-							// Events 0..599: each is sent by two workers.
-							ev := (w%2)*perWorker + i
-							if i%3 == 0 {
-								ev = ((w+1)%2)*perWorker + i
-							}
-							at := t0.UnixMilli() + int64(ev)
-							ops = append(ops, op{key: fmt.Sprintf("FAILED_AUTH:principal:u-%d", ev%principals),
-								member: fmt.Sprintf("e%d", ev), at: at, window: 600_000, threshold: 1000,
-								expireAt: at + 1_500_000})
-						}
-						res, _, err := st.apply(context.Background(), t0.UnixMilli()+1000, 10_000, ops)
-						if err != nil {
-							t.Error(err)
-							return
-						}
-						for _, r := range res {
-							if r.added {
-								added[w]++
-							}
-						}
-					}
-				})
-			}
-			wg.Wait()
-			// Every event sent was added by exactly one worker.
-			distinct := map[int]bool{}
-			for w := range states {
-				for i := 0; i < perWorker; i++ {
+	a, b := sharedRedis(t)
+	states := []State{a, b, a, b}
+	const principals, perWorker = 5, 300
+	var added [4]int
+	var wg sync.WaitGroup
+	for w, st := range states {
+		wg.Go(func() {
+			for n := 0; n < perWorker; n += 10 {
+				var ops []op
+				for i := n; i < n+10; i++ {
+					// Events 0..599: each is sent by two workers.
 					ev := (w%2)*perWorker + i
 					if i%3 == 0 {
 						ev = ((w+1)%2)*perWorker + i
 					}
-					distinct[ev] = true
+					at := t0.UnixMilli() + int64(ev)
+					ops = append(ops, op{key: fmt.Sprintf("FAILED_AUTH:principal:u-%d", ev%principals),
+						member: fmt.Sprintf("e%d", ev), at: at, window: 600_000, threshold: 1000,
+						expireAt: at + 1_500_000})
+				}
+				res, _, err := st.apply(context.Background(), t0.UnixMilli()+1000, 10_000, ops)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for _, r := range res {
+					if r.added {
+						added[w]++
+					}
 				}
 			}
-			if total := added[0] + added[1] + added[2] + added[3]; total != len(distinct) {
-				t.Fatalf("added %d times (per worker %v), want %d: each event once", total, added, len(distinct))
-			}
-			// And the windows hold each of them once.
-			probe := make([]op, 0, principals)
-			for p := range principals {
-				at := t0.UnixMilli() + 2*perWorker + int64(p)
-				probe = append(probe, op{key: fmt.Sprintf("FAILED_AUTH:principal:u-%d", p), member: fmt.Sprintf("probe%d", p),
-					at: at, window: 600_000, threshold: 1, expireAt: at + 1_500_000})
-			}
-			res, _, err := a.apply(context.Background(), t0.UnixMilli()+1000, 10_000, probe)
-			if err != nil {
-				t.Fatal(err)
-			}
-			counted := 0
-			for _, r := range res {
-				counted += r.count - 1
-			}
-			if counted != len(distinct) {
-				t.Fatalf("the windows hold %d events, want %d", counted, len(distinct))
-			}
 		})
+	}
+	wg.Wait()
+	// Every event sent was added by exactly one worker.
+	distinct := map[int]bool{}
+	for w := range states {
+		for i := 0; i < perWorker; i++ {
+			ev := (w%2)*perWorker + i
+			if i%3 == 0 {
+				ev = ((w+1)%2)*perWorker + i
+			}
+			distinct[ev] = true
+		}
+	}
+	if total := added[0] + added[1] + added[2] + added[3]; total != len(distinct) {
+		t.Fatalf("added %d times (per worker %v), want %d: each event once", total, added, len(distinct))
+	}
+	// And the windows hold each of them once.
+	probe := make([]op, 0, principals)
+	for p := range principals {
+		at := t0.UnixMilli() + 2*perWorker + int64(p)
+		probe = append(probe, op{key: fmt.Sprintf("FAILED_AUTH:principal:u-%d", p), member: fmt.Sprintf("probe%d", p),
+			at: at, window: 600_000, threshold: 1, expireAt: at + 1_500_000})
+	}
+	res, _, err := a.apply(context.Background(), t0.UnixMilli()+1000, 10_000, probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := 0
+	for _, r := range res {
+		counted += r.count - 1
+	}
+	if counted != len(distinct) {
+		t.Fatalf("the windows hold %d events, want %d", counted, len(distinct))
 	}
 }
 
@@ -696,46 +679,43 @@ func TestOffHoursDefaultTimeZone(t *testing.T) {
 	}
 }
 
-// TestRedisLockOfAKilledWorker: a worker killed between its read and its
-// write leaves the lock behind; the others wait for it to expire and count
-// their batch, within the default state timeout.
-func TestRedisLockOfAKilledWorker(t *testing.T) {
-	st, _ := sharedRedis(t, defaultSmallMax)
+// TestRedisLogAppliedTwiceCountsOnce: an entry applied again (this
+// process's own, when the reply that carried its id was lost) changes no
+// count, and an entry no process can read is skipped and counted, never
+// holding the log up.
+func TestRedisLogAppliedTwiceCountsOnce(t *testing.T) {
+	st, _ := sharedRedis(t)
 	rdb := testRedis(t)
 	ctx := context.Background()
-	if err := rdb.Set(ctx, st.lock, "killed-worker", lockTTL).Err(); err != nil {
+	h := newHarness(t, st, DefaultConfig())
+	h.feed(failedLogin("k0", "u-1", t0), failedLogin("k1", "u-1", t0.Add(time.Second)))
+	h.feed(failedLogin("k2", "u-1", t0.Add(2*time.Second)), failedLogin("k3", "u-1", t0.Add(3*time.Second)))
+	name := st.streamOf("FAILED_AUTH:x")
+	clear(st.cursor) // as if no reply had come back: everything is read again
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: name, Values: []any{opsField, "not ops"}}).Err(); err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, st, DefaultConfig())
-	start := time.Now()
-	for i := range 5 {
-		h.feed(failedLogin(fmt.Sprintf("k%d", i), "u-1", t0.Add(time.Duration(i)*time.Second)))
+	h.feed(failedLogin("k4", "u-1", t0.Add(4*time.Second)))
+	got := h.alerts.conditions()
+	if len(got) != 1 || metadata(t, got[0]).Count != 5 {
+		t.Fatalf("raised %v, want one condition with count 5", keysOf(got))
 	}
-	if waited := time.Since(start); waited < lockTTL/2 {
-		t.Errorf("the batch did not wait for the lock (%s)", waited)
-	}
-	if v := testutil.ToFloat64(h.m.stateErrors); v != 0 {
-		t.Fatalf("%v batches skipped", v)
-	}
-	if got := keysOf(h.alerts.conditions()); !slices.Equal(got, []string{"FAILED_AUTH:principal:u-1"}) {
-		t.Fatalf("raised %v", got)
-	}
-	// The wait is counted, and exported.
-	if waits, _ := st.Contention(); waits == 0 {
-		t.Error("no lock wait counted")
+	replayed, malformed := st.LogStats()
+	if replayed != 4 || malformed != 1 {
+		t.Fatalf("replayed %d ops and skipped %d entries, want 4 and 1", replayed, malformed)
 	}
 	families, err := h.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var exported float64
+	exported := map[string]float64{}
 	for _, f := range families {
-		if f.GetName() == "audit_monitor_state_lock_waits_total" {
-			exported = f.GetMetric()[0].GetCounter().GetValue()
+		if strings.HasPrefix(f.GetName(), "audit_monitor_state_") {
+			exported[f.GetName()] = f.GetMetric()[0].GetCounter().GetValue()
 		}
 	}
-	if exported == 0 {
-		t.Error("audit_monitor_state_lock_waits_total not exported")
+	if exported["audit_monitor_state_replayed_ops_total"] != 4 || exported["audit_monitor_state_malformed_entries_total"] != 1 {
+		t.Errorf("exported %v", exported)
 	}
 }
 
@@ -784,7 +764,9 @@ func TestBatchOfConditionsRaisedTogether(t *testing.T) {
 			}
 			notes := &fakeNotifier{}
 			clock := testenv.NewClock(night.Add(time.Minute))
-			m, err := New(DefaultConfig(), Options{State: NewMemoryState(), Alerts: store, Notifier: notes, Now: clock.Now})
+			var logs bytes.Buffer
+			m, err := New(DefaultConfig(), Options{State: NewMemoryState(), Alerts: store, Notifier: notes, Now: clock.Now,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -798,6 +780,18 @@ func TestBatchOfConditionsRaisedTogether(t *testing.T) {
 			}
 			if n := len(notes.got); n != 5 {
 				t.Errorf("%d alerts notified, want 5", n)
+			}
+			// LOW alerts raised together are summed up in one line; one by
+			// one, each has its own.
+			perAlert, summary := 5, 0
+			if !fail {
+				perAlert, summary = 0, 1
+			}
+			if n := strings.Count(logs.String(), `msg="alert raised"`); n != perAlert {
+				t.Errorf("%d lines per alert, want %d:\n%s", n, perAlert, logs.String())
+			}
+			if n := strings.Count(logs.String(), `msg="low-severity alerts raised" alerts=5`); n != summary {
+				t.Errorf("%d summary lines, want %d:\n%s", n, summary, logs.String())
 			}
 			// A batch raising a single condition goes the single way.
 			h.feed(ev{key: "w", action: "data.read", status: audit.StatusSuccess, principal: "w", at: night})

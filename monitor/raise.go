@@ -79,9 +79,15 @@ func (r *raiser) raiseAll(ctx context.Context, cs []audit.AlertCondition) {
 		}
 		return
 	}
+	low := 0
 	for i, c := range todo {
-		r.recorded(ctx, c, res[i])
+		if r.recorded(ctx, c, res[i], true) {
+			low++
+		}
 		r.wrote(c)
+	}
+	if low > 0 {
+		r.log.InfoContext(ctx, "low-severity alerts raised", "alerts", low, "source", r.source)
 	}
 }
 
@@ -133,18 +139,28 @@ func (r *raiser) write(ctx context.Context, c audit.AlertCondition) bool {
 		r.log.WarnContext(ctx, "raise alert failed", "dedup_key", c.DedupKey, "severity", c.Severity, "err", err)
 		return false
 	}
-	r.recorded(ctx, c, res)
+	r.recorded(ctx, c, res, false)
 	return true
 }
 
-// recorded counts and logs what the store did with c, and notifies a new alert.
-func (r *raiser) recorded(ctx context.Context, c audit.AlertCondition, res audit.AlertRaise) {
+// recorded counts and logs what the store did with c, and notifies a new
+// alert. With batched set, a new LOW alert is logged at debug level only, and
+// reported (true) for the batch's one summary line: at night every
+// principal's first read opens an off-hours alert, thousands a second, and
+// a line each would flood the log (the alerts are in the store and its API).
+func (r *raiser) recorded(ctx context.Context, c audit.AlertCondition, res audit.AlertRaise, batched bool) (quiet bool) {
 	r.m.raised.WithLabelValues(r.source, strconv.FormatBool(res.Created)).Inc()
-	if res.Created {
-		r.log.InfoContext(ctx, "alert raised", "alert_id", res.Alert.ID, "dedup_key", c.DedupKey,
-			"severity", c.Severity, "title", c.Title)
-		if r.notifier != nil {
-			r.notifier.Notify(ctx, res.Alert)
-		}
+	if !res.Created {
+		return false
 	}
+	level := slog.LevelInfo
+	if batched && c.Severity == audit.SeverityLow {
+		level, quiet = slog.LevelDebug, true
+	}
+	r.log.Log(ctx, level, "alert raised", "alert_id", res.Alert.ID, "dedup_key", c.DedupKey,
+		"severity", c.Severity, "title", c.Title)
+	if r.notifier != nil {
+		r.notifier.Notify(ctx, res.Alert)
+	}
+	return quiet
 }
