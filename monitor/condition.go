@@ -45,15 +45,18 @@ func condition(s *settings, d detection) audit.AlertCondition {
 	}
 	var desc string
 	window := time.Duration(o.window) * time.Millisecond
+	// A condition can outlive its batch (folded repeats wait for their
+	// interval): the event's strings are cloned, as they share one buffer
+	// with the whole event.
 	c := audit.AlertCondition{
-		OrganizationID: ev.OrganizationID,
+		OrganizationID: strings.Clone(ev.OrganizationID),
 		Type:           audit.AlertSecurity,
 		Severity:       o.pattern.Severity(),
 		DedupKey:       o.dedupKey,
 		DedupWindow:    window,
 		Title:          "Suspicious pattern: " + string(o.pattern),
 		Tags:           []string{"suspicious-pattern", strings.ToLower(strings.ReplaceAll(string(o.pattern), "_", "-"))},
-		CorrelationID:  ev.CorrelationID,
+		CorrelationID:  strings.Clone(ev.CorrelationID),
 		ObservedAt:     ev.Time,
 	}
 	switch o.pattern {
