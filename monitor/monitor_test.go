@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -476,6 +477,10 @@ func TestRedisLogTrimmed(t *testing.T) {
 	if n := rdb.XLen(ctx, name).Val(); n > 102 {
 		t.Fatalf("the log still holds %d entries after they aged, want at most the last node's", n)
 	}
+	// Once no process appends, the stream itself goes after as long.
+	if ttl := rdb.PTTL(ctx, name).Val(); ttl <= 0 || ttl > 50*time.Millisecond {
+		t.Fatalf("the stream's TTL is %s, want its ops' keep (50ms)", ttl)
+	}
 }
 
 // TestRedisNewProcessReadsTheLog: a process that starts (a new replica, a
@@ -799,5 +804,54 @@ func TestBatchOfConditionsRaisedTogether(t *testing.T) {
 				t.Errorf("one condition: batches %v, %d conditions", store.batches, len(store.conditions()))
 			}
 		})
+	}
+}
+
+// failFirstRead makes the first XRANGE sent on its own (not in a MULTI) fail.
+type failFirstRead struct{ failed atomic.Bool }
+
+func (f *failFirstRead) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (f *failFirstRead) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (f *failFirstRead) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "xrange" && f.failed.CompareAndSwap(false, true) {
+			err := errors.New("connection reset (injected)")
+			cmd.SetErr(err)
+			return err
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// TestRedisFailedReadKeepsTheBatchsOwnOps: when reading a long backlog of one
+// detector's log fails, the batch's ops already logged in another detector's
+// stream are not lost to this process: it applies them with its next batch.
+func TestRedisFailedReadKeepsTheBatchsOwnOps(t *testing.T) {
+	a, b := sharedRedis(t)
+	hook := &failFirstRead{}
+	a.rdb.(*redis.Client).AddHook(hook)
+	ctx := context.Background()
+	// Another process logs more DATA_VELOCITY entries than one reply brings.
+	for i := range replayChunk + 50 {
+		at := t0.UnixMilli() + int64(i)
+		if _, _, err := b.apply(ctx, t0.UnixMilli(), 10_000, []op{{key: "DATA_VELOCITY:principal:u-9", member: fmt.Sprintf("r%d", i),
+			at: at, window: 60_000, threshold: 1000, expireAt: at + 120_000, keep: 120_000}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := newHarness(t, a, DefaultConfig())
+	// One batch with a failed login and a read: its read of the backlog fails.
+	h.feed(failedLogin("k0", "u-1", t0), ev{key: "read0", action: "data.read", status: audit.StatusSuccess, principal: "u-1", at: t0})
+	if !hook.failed.Load() || testutil.ToFloat64(h.m.stateErrors) != 1 {
+		t.Fatalf("the injected failure did not happen (state errors %v)", testutil.ToFloat64(h.m.stateErrors))
+	}
+	for i := 1; i < 5; i++ {
+		h.feed(failedLogin(fmt.Sprintf("k%d", i), "u-1", t0.Add(time.Duration(i)*time.Second)))
+	}
+	got := h.alerts.conditions()
+	if len(got) != 1 || metadata(t, got[0]).Count != 5 {
+		t.Fatalf("raised %v, want one FAILED_AUTH with count 5: the first failure counts", keysOf(got))
 	}
 }

@@ -27,7 +27,8 @@ import (
 // Redis does a handful of commands per batch, none per event. A stream is
 // trimmed (by its entries' ids, Redis's clock) once its entries can no longer
 // be counted: after the longest keep of its ops (the window's retention; an
-// off-hours marker's night and tolerance) and logSlack. A process that starts
+// off-hours marker's night and tolerance) and logSlack; a stream no process
+// appends to any more expires after as long. A process that starts
 // reads its detectors' streams from the beginning before its first batch.
 // Applying an entry twice changes nothing (members and markers are added
 // once), so an entry whose reply was lost is simply applied with the next
@@ -44,9 +45,9 @@ type RedisState struct {
 	turn chan struct{}
 	// Guarded by turn: per stream the id of the last entry applied, and
 	// Redis's clock (ms) as the newest id gave it.
-	cursor   map[string]string
-	serverMs int64
-	legacy   bool // the keys of the previous layout were removed
+	cursor        map[string]string
+	serverMs      int64
+	legacyDropped bool // the keys of the previous layout were unlinked
 
 	replayed, malformed atomic.Int64 // see LogStats
 }
@@ -129,7 +130,7 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 	// One MULTI: per stream, the entries since this process's last, then
 	// this batch's. Nothing can come between the two.
 	pipe := s.rdb.TxPipeline()
-	if !s.legacy {
+	if !s.legacyDropped {
 		pipe.Unlink(ctx, s.base+"index", s.base+"small", s.base+"version", s.base+"lock")
 	}
 	ranges := make([]*redis.XMessageSliceCmd, len(streams))
@@ -142,15 +143,19 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 			add.Approx = true
 		}
 		adds[i] = pipe.XAdd(ctx, add)
+		// A stream no worker writes any more (all stopped) goes when its
+		// newest entry can no longer be counted.
+		pipe.PExpire(ctx, names[i], time.Duration(st.keep)*time.Millisecond+s.slack)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, 0, fmt.Errorf("monitor: shared log: append %d ops: %w", len(ops), err)
 	}
-	s.legacy = true
+	s.legacyDropped = true
 
 	evicted := 0
+	ids := make([]string, len(names))
 	for i, name := range names {
-		id := adds[i].Val()
+		ids[i] = adds[i].Val()
 		msgs := ranges[i].Val()
 		for {
 			evicted += s.replay(msgs, now, maxKeys)
@@ -161,20 +166,23 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 			from := msgs[len(msgs)-1].ID
 			s.cursor[name] = from
 			var err error
-			msgs, err = s.rdb.XRangeN(ctx, name, "("+from, "("+id, replayChunk).Result()
+			msgs, err = s.rdb.XRangeN(ctx, name, "("+from, "("+ids[i], replayChunk).Result()
 			if err != nil {
-				// This batch's entry is applied with the next one, as another worker's.
+				// This batch's entries are applied with the next one, as another worker's.
 				return nil, 0, fmt.Errorf("monitor: shared log: read %s: %w", name, err)
 			}
 		}
-		s.cursor[name] = id
-		if ms, _, ok := strings.Cut(id, "-"); ok {
+	}
+	res, n, err := s.replica.apply(ctx, now, maxKeys, ops)
+	// Only now are this batch's entries applied: the cursors move past them.
+	for i, name := range names {
+		s.cursor[name] = ids[i]
+		if ms, _, ok := strings.Cut(ids[i], "-"); ok {
 			if v, err := strconv.ParseInt(ms, 10, 64); err == nil {
 				s.serverMs = max(s.serverMs, v)
 			}
 		}
 	}
-	res, n, err := s.replica.apply(ctx, now, maxKeys, ops)
 	return res, evicted + n, err
 }
 
