@@ -27,7 +27,9 @@ func (c *countingAlerts) RaiseAlert(context.Context, audit.AlertCondition) (audi
 // BenchmarkMonitorBatch measures the detectors on batches of 1000 realistic
 // events (eventgen's mix: logins and failures, FHIR reads, exports, 50
 // organizations, 20 000 principals), time moving on batch after batch so
-// windows fill and expire as in production. Alerts go to a store that only counts them.
+// windows fill and expire as in production. Alerts go to a store that only
+// counts them. With two processes on one Redis log, each batch also applies
+// the other process's previous batch.
 func BenchmarkMonitorBatch(b *testing.B) {
 	const size, batches = 1000, 40
 	// Forty distinct batches, replayed later in time: replaying one batch
@@ -48,13 +50,19 @@ func BenchmarkMonitorBatch(b *testing.B) {
 	}
 	cycle := base[batches-1][size-1].Sub(base[0][0]) + time.Millisecond
 
-	run := func(b *testing.B, st State) {
+	// run feeds the batches to monitors on the states in turn (two states on
+	// one log: two worker processes, each applying the other's batches too).
+	run := func(b *testing.B, states ...State) {
 		alerts := &countingAlerts{}
 		var clockNow atomic.Int64
-		m, err := New(DefaultConfig(), Options{State: st, Alerts: alerts,
-			Now: func() time.Time { return time.Unix(0, clockNow.Load()) }})
-		if err != nil {
-			b.Fatal(err)
+		ms := make([]*Monitor, len(states))
+		for i, st := range states {
+			m, err := New(DefaultConfig(), Options{State: st, Alerts: alerts,
+				Now: func() time.Time { return time.Unix(0, clockNow.Load()) }})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ms[i] = m
 		}
 		r := &pipeline.BatchReport{Accepted: make([]pipeline.AcceptedEvent, size)}
 		b.ReportAllocs()
@@ -69,7 +77,7 @@ func BenchmarkMonitorBatch(b *testing.B) {
 			}
 			clockNow.Store(base[k][size-1].Add(shift).UnixNano())
 			b.StartTimer()
-			m.ObserveBatch(context.Background(), r)
+			ms[n%len(ms)].ObserveBatch(context.Background(), r)
 		}
 		b.ReportMetric(float64(alerts.n.Load())/float64(b.N), "raises/batch")
 	}
@@ -89,13 +97,20 @@ func BenchmarkMonitorBatch(b *testing.B) {
 		}
 	})
 	b.Run("memory", func(b *testing.B) { run(b, NewMemoryState()) })
-	b.Run("redis", func(b *testing.B) {
-		rdb := testRedis(b)
-		st, err := NewRedisState(rdb, testenv.RedisKeyPrefix(b)+":")
-		if err != nil {
-			b.Fatal(err)
+	redisStates := func(b *testing.B, n int) []State {
+		prefix := testenv.RedisKeyPrefix(b) + ":"
+		var states []State
+		for range n {
+			st, err := NewRedisState(testRedis(b), prefix)
+			if err != nil {
+				b.Fatal(err)
+			}
+			states = append(states, st)
 		}
-		b.Cleanup(func() { deleteKeys(b, rdb, st.base+"*") })
-		run(b, st)
-	})
+		rdb := testRedis(b)
+		b.Cleanup(func() { deleteKeys(b, rdb, states[0].(*RedisState).base+"*") })
+		return states
+	}
+	b.Run("redis", func(b *testing.B) { run(b, redisStates(b, 1)...) })
+	b.Run("redis-two-processes", func(b *testing.B) { run(b, redisStates(b, 2)...) })
 }
