@@ -49,7 +49,7 @@ func decodeOps(dst []op, b []byte) ([]op, error) {
 	}
 	r := opReader{b: b[1:]}
 	n := r.uvarint()
-	if n > uint64(len(r.b)) { // every op takes several bytes
+	if r.bad || n > uint64(len(r.b)) { // every op takes several bytes
 		return dst, errBadOps
 	}
 	prev := int64(0)
@@ -90,14 +90,10 @@ func (r *opReader) uvarint() uint64 {
 	return v
 }
 
+// varint reads a zig-zag varint, as binary.AppendVarint writes it.
 func (r *opReader) varint() int64 {
-	v, k := binary.Varint(r.b)
-	if k <= 0 {
-		r.bad, r.b = true, nil
-		return 0
-	}
-	r.b = r.b[k:]
-	return v
+	u := r.uvarint()
+	return int64(u>>1) ^ -int64(u&1)
 }
 
 func (r *opReader) str() string {
