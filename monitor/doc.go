@@ -7,7 +7,7 @@
 //
 // The detectors count in sliding windows of event time keyed by the events'
 // idempotency keys, so an event counts once however often it is delivered and
-// however many worker processes see it. The windows live behind State: Redis
-// (shared by every replica: one read and one script call per batch) or memory
-// (one process).
+// however many worker processes see it. The windows live behind State: in
+// memory, for one process, or in memory in every replica and shared through a
+// log in Redis (one MULTI per batch).
 package monitor

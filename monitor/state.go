@@ -6,7 +6,8 @@ import "context"
 const maxEvidenceKeys = 20
 
 // State keeps the detectors' sliding windows and off-hours markers. Its two
-// implementations, MemoryState and RedisState, have the same semantics:
+// implementations, MemoryState and RedisState (a MemoryState in each process,
+// shared through a log), have the same semantics:
 //
 // A window op adds its event (member = idempotency key, score = event time) to
 // the key's window, ordered as a sorted set orders (score, then member bytes),
@@ -23,8 +24,8 @@ const maxEvidenceKeys = 20
 // A once op sets a marker that expires at its expireAt; only the first is added.
 //
 // The number of keys is capped: a new key when the cap is reached first drops
-// the key that expires soonest. (RedisState makes room for all of a batch's new
-// keys before its first op and never drops a key the batch touches.)
+// the key that expires soonest. (RedisState applies the cap in each process's
+// memory, which holds every window of the shared log.)
 type State interface {
 	apply(ctx context.Context, now int64, maxKeys int, ops []op) (res []result, evicted int, err error)
 }

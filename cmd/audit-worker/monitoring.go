@@ -160,10 +160,10 @@ func (m *monitoring) apply(cfg config.Config) error {
 	return m.patterns.SetConfig(monitorConfig(cfg))
 }
 
-// patternState is where the detectors' windows live
-// (monitoring.patternDetection.state): in Redis, so that worker replicas count
-// together, or in this process's memory, which is exact only with a single
-// worker. "auto" takes Redis when the worker uses it.
+// patternState is how the detectors' windows are kept
+// (monitoring.patternDetection.state): shared through a log in Redis, so that
+// worker replicas count together, or in this process's memory only, which is
+// exact only with a single worker. "auto" takes Redis when the worker uses it.
 func patternState(cfg config.Config, rdb redis.UniversalClient) (monitor.State, error) {
 	switch choice := cfg.Monitoring.PatternDetection.State; {
 	case choice == "memory" || (choice == "auto" && rdb == nil):
