@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -113,4 +114,43 @@ func BenchmarkMonitorBatch(b *testing.B) {
 	}
 	b.Run("redis", func(b *testing.B) { run(b, redisStates(b, 1)...) })
 	b.Run("redis-two-processes", func(b *testing.B) { run(b, redisStates(b, 2)...) })
+}
+
+// BenchmarkRedisCatchUp measures a process that starts on a log of 300,000
+// ops (400 batches of 750 over 20,000 principals): its first batch reads and
+// applies all of them.
+func BenchmarkRedisCatchUp(b *testing.B) {
+	const batches, size = 400, 750
+	writer, _ := sharedRedis(b)
+	ctx := context.Background()
+	now := time.Now().UnixMilli()
+	velocity := func(key, member string, at int64) op {
+		return op{key: key, member: member, at: at, window: 60_000, threshold: 50, expireAt: at + 420_000, keep: 420_000}
+	}
+	for n := range batches {
+		ops := make([]op, 0, size)
+		for i := range size {
+			e := n*size + i
+			ops = append(ops, velocity(fmt.Sprintf("DATA_VELOCITY:principal:u-%05d", e%20_000), fmt.Sprintf("audit-events:%d:%d", e, now), now-int64(i)))
+		}
+		if _, _, err := writer.apply(ctx, now, 100_000, ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+	prefix := strings.TrimSuffix(strings.TrimPrefix(writer.base, "{"), "monitor}:")
+	b.ResetTimer()
+	for b.Loop() {
+		fresh, err := NewRedisState(testRedis(b), prefix)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := fresh.apply(ctx, now, 100_000, []op{velocity("DATA_VELOCITY:principal:new", "m", now)}); err != nil {
+			b.Fatal(err)
+		}
+		// (and the single ops of the processes started before it)
+		if r, _ := fresh.LogStats(); r < batches*size {
+			b.Fatalf("replayed %d ops, want %d at least", r, batches*size)
+		}
+	}
+	b.ReportMetric(float64(batches*size)*float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 }

@@ -103,7 +103,7 @@ func backends() []backend {
 
 // sharedRedis returns two RedisStates on one log, with two clients (as two
 // worker processes would have).
-func sharedRedis(t *testing.T) (*RedisState, *RedisState) {
+func sharedRedis(t testing.TB) (*RedisState, *RedisState) {
 	rdb := testRedis(t)
 	prefix := testenv.RedisKeyPrefix(t) + ":"
 	a, err := NewRedisState(rdb, prefix)
