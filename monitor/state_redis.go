@@ -95,8 +95,11 @@ func patternOf(key string) string {
 	return pattern
 }
 
+// logOf names the log of a detector (a pattern).
+func (s *RedisState) logOf(pattern string) string { return s.base + "log:" + pattern }
+
 // streamOf names the log of a state key.
-func (s *RedisState) streamOf(key string) string { return s.base + "log:" + patternOf(key) }
+func (s *RedisState) streamOf(key string) string { return s.logOf(patternOf(key)) }
 
 func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op) ([]result, int, error) {
 	if len(ops) == 0 {
@@ -117,7 +120,7 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 	}
 	names := make([]string, len(streams))
 	for j, st := range streams {
-		names[j] = s.base + "log:" + st.pattern
+		names[j] = s.logOf(st.pattern)
 	}
 
 	select {
@@ -158,7 +161,7 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 		ids[i] = adds[i].Val()
 		msgs := ranges[i].Val()
 		for {
-			evicted += s.replay(msgs, now, maxKeys)
+			evicted += s.replay(ctx, msgs, now, maxKeys)
 			if len(msgs) < replayChunk {
 				break
 			}
@@ -196,7 +199,7 @@ func (s *RedisState) after(name string) string {
 
 // replay applies other workers' entries to the replica; it returns the keys
 // dropped at the cap.
-func (s *RedisState) replay(msgs []redis.XMessage, now int64, maxKeys int) int {
+func (s *RedisState) replay(ctx context.Context, msgs []redis.XMessage, now int64, maxKeys int) int {
 	var ops []op
 	for _, m := range msgs {
 		raw, _ := m.Values[opsField].(string)
@@ -211,6 +214,6 @@ func (s *RedisState) replay(msgs []redis.XMessage, now int64, maxKeys int) int {
 		return 0
 	}
 	s.replayed.Add(int64(len(ops)))
-	_, evicted, _ := s.replica.apply(context.Background(), now, maxKeys, ops)
+	_, evicted, _ := s.replica.apply(ctx, now, maxKeys, ops)
 	return evicted
 }
