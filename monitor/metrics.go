@@ -24,6 +24,7 @@ type metrics struct {
 	late          *prometheus.CounterVec // pattern
 	capHits       prometheus.Counter
 	stateErrors   prometheus.Counter
+	panics        prometheus.Counter
 	batch         prometheus.Histogram
 	signalErrors  prometheus.Counter
 }
@@ -62,6 +63,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "audit_monitor_state_errors_total",
 			Help: "Batches the detectors could not evaluate because their state (Redis) failed.",
 		}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "audit_monitor_panics_total",
+			Help: "Batches the pattern detectors gave up on because of a bug (a recovered panic, logged with its stack); their events are stored regardless.",
+		}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "audit_monitor_batch_duration_seconds",
 			Help:    "Time the pattern detectors spent on one batch, alerts included.",
@@ -98,6 +103,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.late = reuse(m.late).(*prometheus.CounterVec)
 	m.capHits = reuse(m.capHits).(prometheus.Counter)
 	m.stateErrors = reuse(m.stateErrors).(prometheus.Counter)
+	m.panics = reuse(m.panics).(prometheus.Counter)
 	m.batch = reuse(m.batch).(prometheus.Histogram)
 	m.signalErrors = reuse(m.signalErrors).(prometheus.Counter)
 	return m, err

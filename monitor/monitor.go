@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -147,6 +149,16 @@ func (m *Monitor) ObserveBatch(ctx context.Context, r *pipeline.BatchReport) {
 	}
 	start := time.Now()
 	defer func() { m.m.batch.Observe(time.Since(start).Seconds()) }()
+	// The detectors are a bystander of the pipeline: a bug in them must not
+	// take the worker (and so the storing of events) down. With the shared
+	// log, a panic on some entry would otherwise stop every replica in turn.
+	defer func() {
+		if p := recover(); p != nil {
+			m.m.panics.Inc()
+			m.log.ErrorContext(ctx, "pattern detectors failed on a batch; its events are stored but not evaluated",
+				"events", len(r.Accepted), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
 
 	s := m.cfg.Load()
 	now := m.now()

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
@@ -853,5 +854,61 @@ func TestRedisFailedReadKeepsTheBatchsOwnOps(t *testing.T) {
 	got := h.alerts.conditions()
 	if len(got) != 1 || metadata(t, got[0]).Count != 5 {
 		t.Fatalf("raised %v, want one FAILED_AUTH with count 5: the first failure counts", keysOf(got))
+	}
+}
+
+// TestEvidenceOfAKeyDroppedInItsBatch: a key that reached its threshold, was
+// dropped at the cap later in the same batch and tracked again from a new
+// event still gets the evidence of the window that reached the threshold
+// (this crashed the worker: the new window held nothing in that range).
+func TestEvidenceOfAKeyDroppedInItsBatch(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		st, _ := b.shared(t)
+		base := t0.UnixMilli()
+		failure := func(key, member string, at int64) op {
+			return op{key: key, member: member, at: at, window: 10_000, threshold: 2, expireAt: at + 20_000, keep: 20_000}
+		}
+		ops := []op{
+			failure("FAILED_AUTH:principal:a", "a1", base), failure("FAILED_AUTH:principal:a", "a2", base+1000),
+			failure("FAILED_AUTH:principal:b", "b1", base+2000), failure("FAILED_AUTH:principal:c", "c1", base+3000),
+			// After the window that reached 2 (which ends at a2).
+			failure("FAILED_AUTH:principal:a", "a3", base+5000),
+		}
+		res, evicted, err := st.apply(context.Background(), base+10_000, 2, ops)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if evicted == 0 {
+			t.Fatal("no key dropped at the cap: the test proves nothing")
+		}
+		if r := res[1]; !r.added || r.count != 2 || r.first != base || r.last != base+1000 || !slices.Equal(r.keys, []string{"a1", "a2"}) {
+			t.Fatalf("the detection's evidence: %+v", r)
+		}
+	})
+}
+
+// panickingState stands for a bug in a State.
+type panickingState struct{}
+
+func (panickingState) apply(context.Context, int64, int, []op) ([]result, int, error) {
+	panic("a bug")
+}
+
+// A bug in the detectors costs the batch its evaluation, not the worker: the
+// panic is recovered, logged with its stack and counted.
+func TestDetectorPanicIsContained(t *testing.T) {
+	var logs bytes.Buffer
+	reg := prometheus.NewRegistry()
+	m, err := New(DefaultConfig(), Options{State: panickingState{}, Alerts: newFakeAlerts(), Registerer: reg,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.ObserveBatch(context.Background(), &pipeline.BatchReport{Accepted: []pipeline.AcceptedEvent{failedLogin("k0", "u-1", t0).accepted()}})
+	if v := testutil.ToFloat64(m.m.panics); v != 1 {
+		t.Fatalf("panics counted %v, want 1", v)
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "a bug") || !strings.Contains(logs.String(), "panickingState") {
+		t.Fatalf("log: %s", logs.String())
 	}
 }

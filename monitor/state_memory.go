@@ -106,14 +106,14 @@ func (s *MemoryState) apply(_ context.Context, now int64, maxKeys int, ops []op)
 			if last == nil {
 				last = make(map[string]evidenceAt)
 			}
-			last[o.key] = evidenceAt{i, lo, hi}
+			last[o.key] = evidenceAt{k, i, lo, hi}
 		}
 	}
-	// Evidence for the last detection of each key, as RedisState gives it.
-	for key, l := range last {
-		if k, ok := s.keys[key]; ok {
-			k.evidence(&res[l.res], l.lo, l.hi)
-		}
+	// Evidence for the last detection of each key, from the window that made
+	// it as the batch left it: a key dropped at the cap later in the batch
+	// (and perhaps tracked again, from scratch) keeps the window it had.
+	for _, l := range last {
+		l.key.evidence(&res[l.res], l.lo, l.hi)
 	}
 	return res, evicted, nil
 }
@@ -131,6 +131,7 @@ func (k *memKey) evidence(r *result, lo, hi int64) {
 
 // evidenceAt is the window of a key's last detection in a batch.
 type evidenceAt struct {
+	key    *memKey
 	res    int
 	lo, hi int64
 }
