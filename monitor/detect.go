@@ -127,8 +127,11 @@ func (m *matcher) window(p Pattern, dim, value, key string, ev *audit.Event) {
 }
 
 // offHours adds a once op for an event in the organization's off hours: one
-// marker per organization, principal and night, expiring once the night is
-// over and the late tolerance has passed.
+// marker per principal and night, expiring once the night is over and the
+// late tolerance has passed. The night is the organization's, so the marker
+// is keyed by its time zone: a principal working at night for several
+// organizations of one zone is one occurrence, and one of another zone, whose
+// night differs, another.
 func (m *matcher) offHours(key string, ev *audit.Event) {
 	start, end := m.s.OffHoursStart, m.s.OffHoursEnd
 	if start == end {
@@ -158,10 +161,10 @@ func (m *matcher) offHours(key string, ev *audit.Event) {
 		m.countLate(PatternOffHours)
 		return
 	}
-	org := ev.OrganizationID
+	zone := local.Location().String()
 	m.ops = append(m.ops, op{
-		// Length-prefixed so ids containing ':' cannot collide.
-		key:    "OFF_HOURS:night:" + night.Format(time.DateOnly) + ":" + strconv.Itoa(len(org)) + ":" + org + ":" + ev.PrincipalID,
+		// Length-prefixed so that names containing ':' cannot collide.
+		key:    "OFF_HOURS:night:" + night.Format(time.DateOnly) + ":" + strconv.Itoa(len(zone)) + ":" + zone + ":" + ev.PrincipalID,
 		member: key, at: ev.Time.UnixMilli(), threshold: 1, expireAt: expire.UnixMilli(),
 		// From the night's start until its marker expires.
 		keep:    expire.Sub(time.Date(night.Year(), night.Month(), night.Day(), start, 0, 0, 0, local.Location())).Milliseconds(),

@@ -2,11 +2,14 @@ package monitor
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/internal/testenv"
 )
 
@@ -67,5 +70,39 @@ func TestFoldedRepeats(t *testing.T) {
 	}
 	if n := len(h.notes.got); n != 1 {
 		t.Errorf("notified %d times, want once (the alert opened once)", n)
+	}
+}
+
+// The folded repeats that fall due together (at night, one per principal)
+// reach a batch store in transactions of at most maxRaiseBatch conditions,
+// not one each.
+func TestDueRepeatsWrittenTogether(t *testing.T) {
+	store := &batchAlerts{fakeAlerts: newFakeAlerts()}
+	clock := testenv.NewClock(t0)
+	m, err := New(DefaultConfig(), Options{State: NewMemoryState(), Alerts: store, Now: clock.Now, FoldInterval: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keys = maxRaiseBatch + 44
+	var first, repeats []audit.AlertCondition
+	for i := range keys {
+		c := audit.AlertCondition{DedupKey: fmt.Sprintf("FAILED_AUTH:principal:u-%d", i), Type: audit.AlertSecurity,
+			Severity: audit.SeverityHigh, Title: "t", DedupWindow: time.Hour, ObservedAt: t0}
+		first = append(first, c)
+		c.ObservedAt = t0.Add(time.Second)
+		repeats = append(repeats, c)
+	}
+	m.raiser.raiseAll(context.Background(), first)   // written at once
+	m.raiser.raiseAll(context.Background(), repeats) // folded
+	clock.Set(t0.Add(10 * time.Second))
+	m.raiser.flush(context.Background(), false)
+	want := []int{maxRaiseBatch, keys - maxRaiseBatch, maxRaiseBatch, keys - maxRaiseBatch}
+	if !slices.Equal(store.batches, want) {
+		t.Fatalf("RaiseAlerts calls of %v conditions, want %v", store.batches, want)
+	}
+	for _, c := range first {
+		if n := store.occurrences(c.DedupKey); n != 2 {
+			t.Fatalf("%s: %d occurrences, want 2", c.DedupKey, n)
+		}
 	}
 }

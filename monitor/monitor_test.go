@@ -912,3 +912,30 @@ func TestDetectorPanicIsContained(t *testing.T) {
 		t.Fatalf("log: %s", logs.String())
 	}
 }
+
+// Off hours are at most once per principal and night: reads for several
+// organizations of one time zone in one night are one occurrence; a night in
+// another zone is another.
+func TestOffHoursOncePerPrincipalAndNight(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		st, _ := b.shared(t)
+		cfg := DefaultConfig()
+		cfg.TimeZones = map[string]string{"org-ny": "America/New_York", "org-ny2": "America/New_York"}
+		h := newHarness(t, st, cfg)
+		read := func(key, org string, at time.Time) ev {
+			return ev{key: key, action: "data.read", status: audit.StatusSuccess, org: org, principal: "u-1", at: at}
+		}
+		at := time.Date(2024, 3, 6, 4, 0, 0, 0, time.UTC) // 23:00 in New York, 04:00 in UTC
+		h.clock.Set(at.Add(time.Minute))
+		h.feed(read("ny", "org-ny", at))
+		h.feed(read("ny2", "org-ny2", at.Add(time.Minute)))
+		if got := keysOf(h.alerts.conditions()); len(got) != 1 {
+			t.Fatalf("two organizations of one zone, one night: raised %v, want one", got)
+		}
+		h.feed(read("utc", "org-utc", at.Add(2*time.Minute)))
+		if got := keysOf(h.alerts.conditions()); len(got) != 2 || h.alerts.occurrences("OFF_HOURS:principal:u-1") != 2 {
+			t.Fatalf("a night in another zone: raised %v (%d occurrences), want a second occurrence", got,
+				h.alerts.occurrences("OFF_HOURS:principal:u-1"))
+		}
+	})
+}

@@ -51,11 +51,7 @@ func (r *raiser) raise(ctx context.Context, c audit.AlertCondition) bool {
 	return held || r.raiseHeld(ctx, c)
 }
 
-// raiseAll raises the conditions of one batch. A store that takes them in one
-// transaction gets them so: at night a batch raises an off-hours alert for
-// each principal, and a transaction each cost more than storing the events.
-// If that transaction fails, each condition is written on its own, so one
-// the store refuses does not cost the others.
+// raiseAll raises the conditions of one batch (see writeAll).
 func (r *raiser) raiseAll(ctx context.Context, cs []audit.AlertCondition) {
 	todo := cs[:0:0]
 	for _, c := range cs {
@@ -63,6 +59,21 @@ func (r *raiser) raiseAll(ctx context.Context, cs []audit.AlertCondition) {
 			todo = append(todo, c)
 		}
 	}
+	r.writeAll(ctx, todo)
+}
+
+// maxRaiseBatch bounds the conditions of one store transaction: PostgreSQL
+// takes a lock per key, and its lock table is shared and finite.
+const maxRaiseBatch = 256
+
+// writeAll writes conditions that hold has already seen. A store that takes
+// them in one transaction gets them so (in chunks of maxRaiseBatch): at night
+// a batch raises an off-hours alert for each principal, and the folded
+// repeats of thousands of them fall due together; a transaction each cost
+// more than storing the events. If a transaction fails, each of its
+// conditions is written on its own, so one the store refuses does not cost
+// the others.
+func (r *raiser) writeAll(ctx context.Context, todo []audit.AlertCondition) {
 	bs, ok := r.store.(audit.AlertBatchStore)
 	if !ok || len(todo) < 2 {
 		for _, c := range todo {
@@ -70,24 +81,28 @@ func (r *raiser) raiseAll(ctx context.Context, cs []audit.AlertCondition) {
 		}
 		return
 	}
-	res, err := bs.RaiseAlerts(ctx, todo)
-	if err != nil {
-		r.log.WarnContext(ctx, "raising alerts together failed; raising them one by one",
-			"conditions", len(todo), "err", err)
-		for _, c := range todo {
-			r.raiseHeld(ctx, c)
+	for len(todo) > 0 {
+		chunk := todo[:min(len(todo), maxRaiseBatch)]
+		todo = todo[len(chunk):]
+		res, err := bs.RaiseAlerts(ctx, chunk)
+		if err != nil {
+			r.log.WarnContext(ctx, "raising alerts together failed; raising them one by one",
+				"conditions", len(chunk), "err", err)
+			for _, c := range chunk {
+				r.raiseHeld(ctx, c)
+			}
+			continue
 		}
-		return
-	}
-	low := 0
-	for i, c := range todo {
-		if r.recorded(ctx, c, res[i], true) {
-			low++
+		low := 0
+		for i, c := range chunk {
+			if r.recorded(ctx, c, res[i], true) {
+				low++
+			}
+			r.wrote(c)
 		}
-		r.wrote(c)
-	}
-	if low > 0 {
-		r.log.InfoContext(ctx, "low-severity alerts raised", "alerts", low, "source", r.source)
+		if low > 0 {
+			r.log.InfoContext(ctx, "low-severity alerts raised", "alerts", low, "source", r.source)
+		}
 	}
 }
 
@@ -125,11 +140,7 @@ func (r *raiser) flush(ctx context.Context, all bool) {
 	if r.fold == nil {
 		return
 	}
-	for _, c := range r.fold.due(r.now(), all) {
-		if r.write(ctx, c) && !all {
-			r.fold.wrote(c.DedupKey, r.now())
-		}
-	}
+	r.writeAll(ctx, r.fold.due(r.now(), all))
 }
 
 func (r *raiser) write(ctx context.Context, c audit.AlertCondition) bool {
