@@ -130,8 +130,37 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 		return nil, 0, fmt.Errorf("monitor: shared log (%d ops): waiting for this process's previous batch: %w", len(ops), ctx.Err())
 	}
 
-	// One MULTI: per stream, the entries since this process's last, then
-	// this batch's. Nothing can come between the two.
+	backlogs, ids, err := s.log(ctx, ops, streams, names)
+	if err != nil {
+		return nil, 0, err
+	}
+	evicted := 0
+	for i, name := range names {
+		n, err := s.catchUp(ctx, name, backlogs[i], ids[i], now, maxKeys)
+		evicted += n
+		if err != nil {
+			// This batch's entries are applied with the next one, as another worker's.
+			return nil, 0, err
+		}
+	}
+	res, n, err := s.replica.apply(ctx, now, maxKeys, ops)
+	// Only now are this batch's entries applied: the cursors move past them.
+	for i, name := range names {
+		s.cursor[name] = ids[i]
+		if ms, _, ok := strings.Cut(ids[i], "-"); ok {
+			if v, err := strconv.ParseInt(ms, 10, 64); err == nil {
+				s.serverMs = max(s.serverMs, v)
+			}
+		}
+	}
+	return res, evicted + n, err
+}
+
+// log appends the batch's ops to their streams in one MULTI, which reads
+// first, per stream, the entries since this process's last (up to
+// replayChunk): nothing can come between the two. It returns those entries
+// and the ids of the batch's own.
+func (s *RedisState) log(ctx context.Context, ops []op, streams []stream, names []string) ([][]redis.XMessage, []string, error) {
 	pipe := s.rdb.TxPipeline()
 	if !s.legacyDropped {
 		pipe.Unlink(ctx, s.base+"index", s.base+"small", s.base+"version", s.base+"lock")
@@ -151,42 +180,34 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 		pipe.PExpire(ctx, names[i], time.Duration(st.keep)*time.Millisecond+s.slack)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, 0, fmt.Errorf("monitor: shared log: append %d ops: %w", len(ops), err)
+		return nil, nil, fmt.Errorf("monitor: shared log: append %d ops: %w", len(ops), err)
 	}
 	s.legacyDropped = true
+	backlogs := make([][]redis.XMessage, len(streams))
+	ids := make([]string, len(streams))
+	for i := range streams {
+		backlogs[i], ids[i] = ranges[i].Val(), adds[i].Val()
+	}
+	return backlogs, ids, nil
+}
 
+// catchUp applies the entries of one stream that precede this batch's entry
+// (id): those the MULTI brought, then, when it brought a full chunk, the rest
+// in chunks. It returns the keys dropped at the cap.
+func (s *RedisState) catchUp(ctx context.Context, name string, msgs []redis.XMessage, id string, now int64, maxKeys int) (int, error) {
 	evicted := 0
-	ids := make([]string, len(names))
-	for i, name := range names {
-		ids[i] = adds[i].Val()
-		msgs := ranges[i].Val()
-		for {
-			evicted += s.replay(ctx, msgs, now, maxKeys)
-			if len(msgs) < replayChunk {
-				break
-			}
-			// More entries came before this batch's: read on up to it.
-			from := msgs[len(msgs)-1].ID
-			s.cursor[name] = from
-			var err error
-			msgs, err = s.rdb.XRangeN(ctx, name, "("+from, "("+ids[i], replayChunk).Result()
-			if err != nil {
-				// This batch's entries are applied with the next one, as another worker's.
-				return nil, 0, fmt.Errorf("monitor: shared log: read %s: %w", name, err)
-			}
+	for {
+		evicted += s.replay(ctx, msgs, now, maxKeys)
+		if len(msgs) < replayChunk {
+			return evicted, nil
+		}
+		from := msgs[len(msgs)-1].ID
+		s.cursor[name] = from
+		var err error
+		if msgs, err = s.rdb.XRangeN(ctx, name, "("+from, "("+id, replayChunk).Result(); err != nil {
+			return evicted, fmt.Errorf("monitor: shared log: read %s: %w", name, err)
 		}
 	}
-	res, n, err := s.replica.apply(ctx, now, maxKeys, ops)
-	// Only now are this batch's entries applied: the cursors move past them.
-	for i, name := range names {
-		s.cursor[name] = ids[i]
-		if ms, _, ok := strings.Cut(ids[i], "-"); ok {
-			if v, err := strconv.ParseInt(ms, 10, 64); err == nil {
-				s.serverMs = max(s.serverMs, v)
-			}
-		}
-	}
-	return res, evicted + n, err
 }
 
 // after is the XRANGE start past the last entry applied from the stream.
