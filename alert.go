@@ -224,6 +224,30 @@ const (
 	SystemActor = "audit-worker"
 )
 
+// RaiseOne is RaiseAlert for a store that raises in batches: RaiseAlerts
+// with the one condition.
+func RaiseOne(ctx context.Context, s AlertBatchStore, c AlertCondition) (AlertRaise, error) {
+	out, err := s.RaiseAlerts(ctx, []AlertCondition{c})
+	if err != nil {
+		return AlertRaise{}, err
+	}
+	return out[0], nil
+}
+
+// NormalizeAll is Normalize for each condition of a batch, with one now; the
+// first invalid one fails them all.
+func NormalizeAll(cs []AlertCondition, now time.Time) ([]AlertCondition, error) {
+	out := make([]AlertCondition, len(cs))
+	for i, c := range cs {
+		n, err := c.Normalize(now)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
 // Normalize validates c and returns it ready to store: ObservedAt defaults to
 // now, instants are UTC microseconds (the precision both stores keep, so that
 // cursors compare equal), Tags is never nil. DedupWindow 0 means "no time

@@ -42,8 +42,10 @@ func encodeOps(ops []op, which []int) []byte {
 
 var errBadOps = errors.New("monitor: malformed ops in the shared log")
 
-// decodeOps reads what encodeOps wrote, appending to dst.
+// decodeOps reads what encodeOps wrote, appending to dst. On an error dst
+// comes back as it was: an entry is applied whole or not at all.
 func decodeOps(dst []op, b []byte) ([]op, error) {
+	before := len(dst)
 	if len(b) == 0 || b[0] != opsFormat {
 		return dst, errBadOps
 	}
@@ -64,12 +66,12 @@ func decodeOps(dst []op, b []byte) ([]op, error) {
 		o.expireAt = o.at + r.varint()
 		o.keep = r.varint()
 		if r.bad {
-			return dst, errBadOps
+			return dst[:before], errBadOps
 		}
 		dst = append(dst, o)
 	}
 	if len(r.b) != 0 {
-		return dst, errBadOps
+		return dst[:before], errBadOps
 	}
 	return dst, nil
 }

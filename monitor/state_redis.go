@@ -224,10 +224,8 @@ func (s *RedisState) replay(ctx context.Context, msgs []redis.XMessage, now int6
 	var ops []op
 	for _, m := range msgs {
 		raw, _ := m.Values[opsField].(string)
-		before := len(ops)
 		var err error
 		if ops, err = decodeOps(ops, []byte(raw)); err != nil {
-			ops = ops[:before]
 			s.malformed.Add(1)
 		}
 	}

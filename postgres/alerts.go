@@ -68,11 +68,7 @@ func metadataArg(m []byte) any {
 
 // RaiseAlert records an observation of a condition (RaiseAlerts with one).
 func (s *Store) RaiseAlert(ctx context.Context, c audit.AlertCondition) (audit.AlertRaise, error) {
-	out, err := s.RaiseAlerts(ctx, []audit.AlertCondition{c})
-	if err != nil {
-		return audit.AlertRaise{}, err
-	}
-	return out[0], nil
+	return audit.RaiseOne(ctx, s, c)
 }
 
 // RaiseAlerts records observations of conditions, in order, in one
@@ -87,22 +83,20 @@ func (s *Store) RaiseAlerts(ctx context.Context, cs []audit.AlertCondition) ([]a
 	if len(cs) == 0 {
 		return nil, nil
 	}
-	conds := make([]audit.AlertCondition, len(cs))
-	keys := make([]string, len(cs))
-	observed := time.Now() // the default ObservedAt
-	for i, c := range cs {
-		n, err := c.Normalize(observed)
-		if err != nil {
-			return nil, err
-		}
-		conds[i], keys[i] = n, n.DedupKey
+	conds, err := audit.NormalizeAll(cs, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(conds))
+	for i, c := range conds {
+		keys[i] = c.DedupKey
 	}
 	// Every raiser takes its locks in key order, so two raisers sharing keys
 	// cannot each hold one the other waits for. unnest keeps the array order.
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 	var out []audit.AlertRaise
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT count(pg_advisory_xact_lock($1, hashtext(k))) FROM unnest($2::text[]) AS k",
 			alertLockClass, keys); err != nil {
 			return err

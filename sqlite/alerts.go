@@ -83,11 +83,7 @@ func tagsJSON(tags []string) string {
 
 // RaiseAlert records an observation of a condition (RaiseAlerts with one).
 func (s *Store) RaiseAlert(ctx context.Context, c audit.AlertCondition) (audit.AlertRaise, error) {
-	out, err := s.RaiseAlerts(ctx, []audit.AlertCondition{c})
-	if err != nil {
-		return audit.AlertRaise{}, err
-	}
-	return out[0], nil
+	return audit.RaiseOne(ctx, s, c)
 }
 
 // RaiseAlerts records observations of conditions, in order, in one write
@@ -100,17 +96,12 @@ func (s *Store) RaiseAlerts(ctx context.Context, cs []audit.AlertCondition) ([]a
 	if len(cs) == 0 {
 		return nil, nil
 	}
-	conds := make([]audit.AlertCondition, len(cs))
-	observed := time.Now() // the default ObservedAt
-	for i, c := range cs {
-		n, err := c.Normalize(observed)
-		if err != nil {
-			return nil, err
-		}
-		conds[i] = n
+	conds, err := audit.NormalizeAll(cs, time.Now())
+	if err != nil {
+		return nil, err
 	}
 	out := make([]audit.AlertRaise, len(conds))
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
 		now := time.Now().UTC().Truncate(time.Microsecond)
 		for i, c := range conds {
 			var err error
