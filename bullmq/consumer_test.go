@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -573,6 +574,47 @@ func TestLockRenewalAndLoss(t *testing.T) {
 	}
 	wantEqual(t, "job 5 completed", e.rdb.ZScore(ctx, k.Key("completed"), "5").Err(), error(nil))
 	wantEqual(t, "job 1 untouched", e.rdb.HGet(ctx, k.Job("1"), "finishedOn").Err(), error(redis.Nil))
+}
+
+// When every job of a call exists, Complete checks them and their locks with
+// one command per chunk (finish.lua): the codes are those of the check job by
+// job, across more than one chunk of locks.
+func TestCompleteChecksALargeBatchTogether(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	q := e.queue("locks-together")
+	k := q.Keys()
+	jobs := make([]NewJob, 2500)
+	for i := range jobs {
+		jobs[i] = NewJob{Name: "a", Data: []byte(`{}`)}
+	}
+	if _, err := q.AddBulk(ctx, jobs); err != nil {
+		t.Fatal(err)
+	}
+	c := e.consumer(q, ConsumerOptions{LockDuration: 5 * time.Second})
+	fetched := mustFetch(t, c, 2500)
+	lost := map[int]error{10: ErrLockMissing, 1500: ErrLockMismatch, 2499: ErrLockMissing}
+	for i, err := range lost {
+		if err == ErrLockMissing {
+			e.rdb.Del(ctx, k.Job(fetched[i].ID)+":lock")
+		} else {
+			e.rdb.Set(ctx, k.Job(fetched[i].ID)+":lock", "other:0", 0)
+		}
+	}
+	errs, err := c.Complete(ctx, fetched, make([][]byte, len(fetched)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range fetched {
+		if want := lost[i]; !errors.Is(errs[i], want) || (want == nil && errs[i] != nil) {
+			t.Errorf("job %d (%s): error %v, want %v", i, fetched[i].ID, errs[i], want)
+		}
+	}
+	left := lrange(t, e.rdb, k.Key("active"))
+	slices.Sort(left)
+	want := []string{fetched[10].ID, fetched[1500].ID, fetched[2499].ID}
+	slices.Sort(want)
+	wantEqual(t, "active left", fmt.Sprint(left), fmt.Sprint(want))
 }
 
 func TestStalledRecovery(t *testing.T) {

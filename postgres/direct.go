@@ -27,7 +27,7 @@ import (
 // directPause is how long after a duplicate StoreBatch goes staged directly.
 const directPause = 10 * time.Second
 
-var directColumns = append([]string{"id"}, auditLogColumns...)
+var copyDirectSQL = copySQL("audit_log", append([]string{"id"}, auditLogColumns...))
 
 // auditLogColumns are the columns insertIntoSQL fills, in its order.
 var auditLogColumns = []string{"timestamp", "timestamp_raw", "ttl", "principal_id", "organization_id", "action",
@@ -62,8 +62,7 @@ func copyDirect(ctx context.Context, tx pgx.Tx, recs []audit.Record, results []a
 	if len(ids) != len(recs) || !slices.IsSorted(ids) {
 		return fmt.Errorf("draw ids: got %d for %d records", len(ids), len(recs))
 	}
-	src := &directSource{ids: ids, stage: stageSource{recs: recs, i: -1}}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_log"}, directColumns, src); err != nil {
+	if err := copyRecords(ctx, tx, copyDirectSQL, recs, func(i int) int64 { return ids[i] }); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
 			return errStoredAlready
@@ -74,38 +73,4 @@ func copyDirect(ctx context.Context, tx pgx.Tx, recs []audit.Record, results []a
 		results[i] = audit.StoreResult{Seq: id}
 	}
 	return nil
-}
-
-// directSource feeds COPY the rows the staged INSERT would write: the staging
-// row without its ord, an id in front, and NULL for every empty string the
-// INSERT turns into NULL (NULLIF in insertIntoSQL).
-type directSource struct {
-	ids   []int64
-	stage stageSource
-	row   [27]any
-}
-
-func (d *directSource) Next() bool { return d.stage.Next() }
-func (d *directSource) Err() error { return nil }
-
-// nullIfEmpty lists, by position in auditLogColumns, the columns
-// insertIntoSQL wraps in NULLIF(…, ”).
-var nullIfEmpty = [26]bool{2: true, 3: true, 4: true, 6: true, 7: true, 9: true, 10: true,
-	11: true, 12: true, 13: true, 14: true, 15: true, 16: true, 17: true}
-
-func (d *directSource) Values() ([]any, error) {
-	staged, err := d.stage.Values()
-	if err != nil {
-		return nil, err
-	}
-	d.row[0] = &d.ids[d.stage.i]
-	for c, v := range staged[1:] { // [0] is ord
-		if nullIfEmpty[c] {
-			if p, ok := v.(*string); ok && *p == "" {
-				v = nil
-			}
-		}
-		d.row[c+1] = v
-	}
-	return d.row[:], nil
 }

@@ -30,11 +30,27 @@ local maxEv = maxEvents()
 -- LRANGE, LTRIM and LPUSH instead of a command per job.
 local function takeMany(need)
   local ids, keys = {}, {}
-  local function keep(id)
-    if string.sub(id, 1, 2) == "0:" then return end
-    local jobKey = base .. id
-    if redis.call("EXISTS", jobKey) == 1 then
-      ids[#ids + 1], keys[#keys + 1] = id, jobKey
+  -- Keeps list[first], list[first + step], ... up to list[last] if they are
+  -- jobs, checked together (see existing). Table lengths are counted here:
+  -- Lua's # operator searches for the end of the table each time.
+  local kept = 0
+  local function keep(list, first, last, step)
+    local candidates, candidateKeys, n = {}, {}, 0
+    for i = first, last, step do
+      local id = list[i]
+      -- string.byte makes no string, where string.sub would make one per id.
+      local b1, b2 = string.byte(id, 1, 2)
+      if b1 ~= 48 or b2 ~= 58 then -- not "0:"
+        n = n + 1
+        candidates[n], candidateKeys[n] = id, base .. id
+      end
+    end
+    local found = existing(candidateKeys)
+    for i = 1, n do
+      if found[i] then
+        kept = kept + 1
+        ids[kept], keys[kept] = candidates[i], candidateKeys[i]
+      end
     end
   end
   -- ids[from..] go to the head of active, last taken ending up first.
@@ -47,8 +63,8 @@ local function takeMany(need)
     local tail = redis.call("LRANGE", K.wait, -(need - #ids), -1)
     if #tail == 0 then break end
     redis.call("LTRIM", K.wait, 0, -(#tail + 1))
-    local from = #ids + 1
-    for i = #tail, 1, -1 do keep(tail[i]) end
+    local from = kept + 1
+    keep(tail, #tail, 1, -1)
     pushActive(from)
   end
   while #ids < need do
@@ -58,8 +74,8 @@ local function takeMany(need)
       redis.call("DEL", K.pc)
       break
     end
-    local from = #ids + 1
-    for i = 1, #popped, 2 do keep(popped[i]) end
+    local from = kept + 1
+    keep(popped, 1, #popped - 1, 2)
     pushActive(from)
   end
   return ids, keys
@@ -91,7 +107,7 @@ if not paused and room > 0 then
     else
       redis.call("HSET", jobKey, "processedOn", nowS)
     end
-    jobs[#jobs + 1] = id
+    jobs[i] = id
   end
 end
 

@@ -38,12 +38,13 @@ local function delAll(keys)
 end
 
 local function jobKeys(into, jobKey)
-  into[#into + 1] = jobKey
-  into[#into + 1] = jobKey .. ":logs"
-  into[#into + 1] = jobKey .. ":dependencies"
-  into[#into + 1] = jobKey .. ":processed"
-  into[#into + 1] = jobKey .. ":failed"
-  into[#into + 1] = jobKey .. ":unsuccessful"
+  local n = #into
+  into[n + 1] = jobKey
+  into[n + 2] = jobKey .. ":logs"
+  into[n + 3] = jobKey .. ":dependencies"
+  into[n + 4] = jobKey .. ":processed"
+  into[n + 5] = jobKey .. ":failed"
+  into[n + 6] = jobKey .. ":unsuccessful"
 end
 
 -- Keeps the newest keepCount and/or those younger than keepAge seconds; deletes
@@ -95,9 +96,8 @@ end
 local function flushFinished()
   if #finishedIds == 0 then return end
   local args = {}
-  for _, fid in ipairs(finishedIds) do
-    args[#args + 1] = nowS
-    args[#args + 1] = fid
+  for k, fid in ipairs(finishedIds) do
+    args[2 * k - 1], args[2 * k] = nowS, fid
   end
   for i = 1, #args, 1000 do
     redis.call("ZADD", setKey, unpack(args, i, math.min(i + 999, #args)))
@@ -236,20 +236,44 @@ local function takeManyFromActive(ids)
   return taken
 end
 
+-- Each job's checks, as checkLockKey makes them, for the whole call at once:
+-- its hash must exist (one EXISTS per chunk, see existing) and its lock hold
+-- its token (one MGET per chunk of locks).
 local codes = {}
 local checked = {}
 local jobKeyOf, lockKeyOf = {}, {}
-for j = 0, n - 1 do
-  local i = 5 + j * 9
-  local jobKey = base .. ARGV[i]
-  local lockKey = jobKey .. ":lock"
-  local rc = -1
-  if redis.call("EXISTS", jobKey) == 1 then rc = checkLockKey(lockKey, ARGV[i + 1]) end
-  codes[j + 1] = rc
-  if rc == 0 then
-    checked[#checked + 1] = ARGV[i]
-    jobKeyOf[j + 1], lockKeyOf[j + 1] = jobKey, lockKey
+for j = 1, n do
+  jobKeyOf[j] = base .. ARGV[5 + (j - 1) * 9]
+end
+local found = existing(jobKeyOf)
+local locked, lockedKeys = {}, {} -- jobs whose lock is read, and their lock keys
+for j = 1, n do
+  lockKeyOf[j] = jobKeyOf[j] .. ":lock"
+  if not found[j] then
+    codes[j] = -1
+  elseif ARGV[5 + (j - 1) * 9 + 1] == "0" then
+    codes[j] = 0
+  else
+    locked[#locked + 1], lockedKeys[#lockedKeys + 1] = j, lockKeyOf[j]
   end
+end
+for c = 1, #lockedKeys, 1000 do
+  local last = math.min(c + 999, #lockedKeys)
+  local held = redis.call("MGET", unpack(lockedKeys, c, last))
+  for k = c, last do
+    local j = locked[k]
+    local v = held[k - c + 1]
+    if not v then
+      codes[j] = -2
+    elseif v ~= ARGV[5 + (j - 1) * 9 + 1] then
+      codes[j] = -6
+    else
+      codes[j] = 0
+    end
+  end
+end
+for j = 1, n do
+  if codes[j] == 0 then checked[#checked + 1] = ARGV[5 + (j - 1) * 9] end
 end
 local taken = takeManyFromActive(checked)
 for j = 0, n - 1 do
