@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -159,6 +160,9 @@ func walkString(data []byte, i int) (end, depth int, problem string) {
 	i++ // opening quote
 	pendingHigh := false
 	for {
+		if !pendingHigh { // otherwise the next byte decides
+			i = skipToQuoteOrBackslash(data, i)
+		}
 		switch c := data[i]; c {
 		case '"':
 			if pendingHigh {
@@ -203,4 +207,17 @@ func walkString(data []byte, i int) (end, depth int, problem string) {
 			i++
 		}
 	}
+}
+
+// skipToQuoteOrBackslash returns the index of the first 8-byte word at or
+// after i holding '"' or '\\', or where fewer than 8 bytes are left (see
+// skipPlainText).
+func skipToQuoteOrBackslash(d []byte, i int) int {
+	for ; i+8 <= len(d); i += 8 {
+		x := binary.LittleEndian.Uint64(d[i:])
+		if hasQuoteOrBackslash(x) {
+			return i
+		}
+	}
+	return i
 }
