@@ -50,6 +50,8 @@ import (
 //     00:00 local time: at night each principal's first read raises an
 //     OFF_HOURS alert, by day none does. Unset, the result depends on the
 //     hour at which the benchmark runs (UTC, off hours 22:00–06:00).
+//     AUDIT_E2E_BENCH_ROUNDS=N (default 1) runs the go and node drains N
+//     times, alternating, and reports the ratio of each round and their median.
 //   - latency: the worker running, a Node producer offers AUDIT_E2E_BENCH_RATE
 //     events/s (default 5000) for AUDIT_E2E_BENCH_LATENCY_SECONDS (default 20),
 //     in addBulk chunks every 10 ms; latency = ingested_at - received_at (the
@@ -65,6 +67,7 @@ func TestBenchmarkHarness(t *testing.T) {
 	}
 	b := &benchReport{
 		n:         envInt(t, "AUDIT_E2E_BENCH_EVENTS", 100000),
+		rounds:    envInt(t, "AUDIT_E2E_BENCH_ROUNDS", 1),
 		conc:      envInt(t, "AUDIT_E2E_BENCH_CONCURRENCY", 3),
 		batch:     envInt(t, "AUDIT_E2E_BENCH_BATCH", 500),
 		rate:      envInt(t, "AUDIT_E2E_BENCH_RATE", 5000),
@@ -88,12 +91,20 @@ func TestBenchmarkHarness(t *testing.T) {
 		phases = "go,node,latency"
 	}
 	has := func(p string) bool { return slices.Contains(strings.Split(phases, ","), p) }
-	if has("go") {
-		t.Run("drain-go", func(t *testing.T) { b.drainGo(t) })
-	}
-	if has("node") {
-		for _, c := range nodeConcs {
-			t.Run(fmt.Sprintf("drain-node-c%d", c), func(t *testing.T) { b.drainNode(t, c) })
+	// Rounds alternate the drains, so that the host's drift (its speed moves
+	// by 10-20 % within minutes) weighs on both sides of the ratio alike.
+	for b.round = 1; b.round <= b.rounds; b.round++ {
+		suffix := ""
+		if b.rounds > 1 {
+			suffix = fmt.Sprintf("-round%d", b.round)
+		}
+		if has("go") {
+			t.Run("drain-go"+suffix, func(t *testing.T) { b.drainGo(t) })
+		}
+		if has("node") {
+			for _, c := range nodeConcs {
+				t.Run(fmt.Sprintf("drain-node-c%d%s", c, suffix), func(t *testing.T) { b.drainNode(t, c) })
+			}
 		}
 	}
 	if has("latency") {
@@ -113,6 +124,7 @@ func TestBenchmarkHarness(t *testing.T) {
 
 type drainResult struct {
 	who, config          string
+	round                int
 	wall                 time.Duration // start of the process until every row / completion
 	acked                time.Duration // until the queue had no unfinished job (ours)
 	inner                time.Duration // Node: from Worker construction
@@ -144,6 +156,7 @@ type latencyResult struct {
 
 type benchReport struct {
 	n, conc, batch, rate, latSecs, sampleMs int
+	rounds, round                           int // drain rounds asked for, and the one running
 	timeZone                                string // the detectors' (AUDIT_E2E_BENCH_HOURS); "" = UTC
 	startedAt                               time.Time
 	loadStart, loadEnd                      string
@@ -242,6 +255,7 @@ func (b *benchReport) drainGo(t *testing.T) {
 	if !monitoringOff {
 		d.config += fmt.Sprintf(", %d alerts raised (%d OFF_HOURS)", alerts, offHours)
 	}
+	d.round = b.round
 	b.drains = append(b.drains, d)
 	t.Logf("ours: %d rows in %s = %.0f events/s; queue empty after %s; peak RSS %d MiB; Redis %s",
 		b.n, d.wall.Round(time.Millisecond), d.rate(b.n), d.acked.Round(time.Millisecond), d.rssKiB/1024, d.redis.perEvent(b.n))
@@ -356,6 +370,7 @@ func (b *benchReport) drainNode(t *testing.T, conc int) {
 	}
 	d.inner = time.Duration(out.ElapsedMs) * time.Millisecond
 	d.rssKiB = out.MaxRssKiB
+	d.round = b.round
 	b.drains = append(b.drains, d)
 	t.Logf("node c%d: %d jobs in %s = %.0f jobs/s (%s from Worker construction); peak RSS %d MiB; Redis %s",
 		conc, b.n, d.wall.Round(time.Millisecond), d.rate(b.n), d.inner, d.rssKiB/1024, d.redis.perEvent(b.n))
@@ -525,8 +540,8 @@ func (b *benchReport) markdown() string {
 			"Node: from the process start until the N-th `completed` event of a Worker whose processor does nothing.\n\n")
 		fmt.Fprintf(&s, "| consumer | config | time | events/s | peak RSS | Redis cmds/event | script calls/event | script µs/event | all Redis µs/event | load avg before → at end |\n")
 		fmt.Fprintf(&s, "|---|---|---|---|---|---|---|---|---|---|\n")
-		var ours float64
-		var best float64
+		ours := make(map[int]float64) // by round
+		best := make(map[int]float64)
 		bestCfg := ""
 		for _, d := range b.drains {
 			extra := ""
@@ -538,17 +553,29 @@ func (b *benchReport) markdown() string {
 			}
 			pe := d.redis.perEventValues(b.n)
 			fmt.Fprintf(&s, "| %s | %s | %.2f s%s | %.0f | %d MiB | %.2f | %.3f | %.1f | %.1f | %s → %s |\n",
-				d.who, d.config, d.wall.Seconds(), extra, d.rate(b.n), d.rssKiB/1024,
+				d.who+roundLabel(b.rounds, d.round), d.config, d.wall.Seconds(), extra, d.rate(b.n), d.rssKiB/1024,
 				pe[0], pe[1], pe[2], pe[3], d.loadBefore, d.loadDone)
 			if strings.HasPrefix(d.who, "audit-worker") {
-				ours = d.rate(b.n)
-			} else if d.rate(b.n) > best {
-				best, bestCfg = d.rate(b.n), d.config
+				ours[d.round] = d.rate(b.n)
+			} else if d.rate(b.n) > best[d.round] {
+				best[d.round], bestCfg = d.rate(b.n), d.config
 			}
 		}
-		if ours > 0 && best > 0 {
-			fmt.Fprintf(&s, "\nRatio ours / Node (best, %s): **%.2f×** (%.0f vs %.0f events/s). Node does no work per job; ours validates, "+
-				"hashes and stores every event in PostgreSQL.\n", bestCfg, ours/best, ours, best)
+		var ratios []float64
+		for r := 1; r <= b.rounds; r++ {
+			if ours[r] > 0 && best[r] > 0 {
+				ratios = append(ratios, ours[r]/best[r])
+				fmt.Fprintf(&s, "\nRatio ours / Node (best, %s)%s: **%.2f×** (%.0f vs %.0f events/s).",
+					bestCfg, roundLabel(b.rounds, r), ours[r]/best[r], ours[r], best[r])
+			}
+		}
+		if len(ratios) > 0 {
+			if len(ratios) > 1 {
+				slices.Sort(ratios)
+				fmt.Fprintf(&s, "\n\nRatios of the %d rounds, lowest to highest: %s; median **%.2f×**.",
+					len(ratios), joinRatios(ratios), median(ratios))
+			}
+			fmt.Fprintf(&s, " Node does no work per job; ours validates, hashes and stores every event in PostgreSQL.\n")
 		}
 		fmt.Fprintf(&s, "\nRedis figures are deltas of `INFO stats` total_commands_processed and `INFO commandstats` "+
 			"(EVAL/EVALSHA and their _RO forms for \"script\"; usec summed over all commands for \"all\") over the drain, "+
@@ -558,7 +585,7 @@ func (b *benchReport) markdown() string {
 		fmt.Fprintf(&s, "| consumer | config | worker | redis | postgres | total | cores busy |\n|---|---|---|---|---|---|---|\n")
 		for _, d := range b.drains {
 			c := d.cpu.perEventValues(b.n)
-			fmt.Fprintf(&s, "| %s | %s | %.1f | %.1f | %.1f | %.1f | %.2f of %d |\n", d.who, d.config, c[0], c[1], c[2], c[3], c[4], runtime.NumCPU())
+			fmt.Fprintf(&s, "| %s | %s | %.1f | %.1f | %.1f | %.1f | %.2f of %d |\n", d.who+roundLabel(b.rounds, d.round), d.config, c[0], c[1], c[2], c[3], c[4], runtime.NumCPU())
 		}
 		fmt.Fprintf(&s, "\n%s\n", cpuNote)
 	}
@@ -832,4 +859,29 @@ func (d cpuDelta) perEvent(n int) string {
 	v := d.perEventValues(n)
 	return fmt.Sprintf("worker %.1f µs/event, redis %.1f, postgres %.1f, total %.1f (%.2f cores busy over %.2f s)",
 		v[0], v[1], v[2], v[3], v[4], d.wall.Seconds())
+}
+
+// roundLabel names round r in the report when there is more than one.
+func roundLabel(rounds, r int) string {
+	if rounds == 1 {
+		return ""
+	}
+	return fmt.Sprintf(", round %d", r)
+}
+
+func joinRatios(rs []float64) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprintf("%.2f×", r)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// median of sorted values.
+func median(sorted []float64) float64 {
+	n := len(sorted)
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
 }
