@@ -156,7 +156,7 @@ type latencyResult struct {
 
 type benchReport struct {
 	n, conc, batch, rate, latSecs, sampleMs int
-	rounds, round                           int // drain rounds asked for, and the one running
+	rounds, round                           int    // drain rounds asked for, and the one running
 	timeZone                                string // the detectors' (AUDIT_E2E_BENCH_HOURS); "" = UTC
 	startedAt                               time.Time
 	loadStart, loadEnd                      string
