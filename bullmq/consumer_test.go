@@ -369,14 +369,7 @@ func TestRemoveOnCompleteCount(t *testing.T) {
 	ctx := context.Background()
 	q := e.queue("keep100")
 	k := q.Keys()
-	jobs := make([]NewJob, 105)
-	for i := range jobs {
-		jobs[i] = NewJob{Name: "audit-events", Data: []byte(`{}`),
-			Opts: JobOptions{Attempts: 1, RemoveOnComplete: KeepLast(100), RemoveOnFail: KeepAll()}}
-	}
-	if _, err := q.AddBulk(ctx, jobs); err != nil {
-		t.Fatal(err)
-	}
+	mustAddBulk(t, q, 105, "audit-events", JobOptions{Attempts: 1, RemoveOnComplete: KeepLast(100), RemoveOnFail: KeepAll()})
 	c := e.consumer(q, ConsumerOptions{})
 	for {
 		batch := mustFetch(t, c, 10)
@@ -584,13 +577,7 @@ func TestCompleteChecksALargeBatchTogether(t *testing.T) {
 	ctx := context.Background()
 	q := e.queue("locks-together")
 	k := q.Keys()
-	jobs := make([]NewJob, 2500)
-	for i := range jobs {
-		jobs[i] = NewJob{Name: "a", Data: []byte(`{}`)}
-	}
-	if _, err := q.AddBulk(ctx, jobs); err != nil {
-		t.Fatal(err)
-	}
+	mustAddBulk(t, q, 2500, "a", JobOptions{})
 	c := e.consumer(q, ConsumerOptions{LockDuration: 5 * time.Second})
 	fetched := mustFetch(t, c, 2500)
 	lost := map[int]error{10: ErrLockMissing, 1500: ErrLockMismatch, 2499: ErrLockMissing}
@@ -932,13 +919,7 @@ func TestEventsStreamIsTrimmed(t *testing.T) {
 	k := q.Keys()
 	mustAdd(t, q, "a", `{}`, JobOptions{})
 	e.rdb.HSet(ctx, k.Key("meta"), "opts.maxLenEvents", 10)
-	jobs := make([]NewJob, 300)
-	for i := range jobs {
-		jobs[i] = NewJob{Name: "a"}
-	}
-	if _, err := q.AddBulk(ctx, jobs); err != nil {
-		t.Fatal(err)
-	}
+	mustAddBulk(t, q, 300, "a", JobOptions{})
 	c := e.consumer(q, ConsumerOptions{})
 	for {
 		batch := mustFetch(t, c, 100)

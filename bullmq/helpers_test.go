@@ -219,6 +219,18 @@ func mustAdd(t testing.TB, q *Queue, name, data string, opts JobOptions) string 
 	return id
 }
 
+// mustAddBulk adds n jobs named name with data {} and opts in one AddBulk.
+func mustAddBulk(t testing.TB, q *Queue, n int, name string, opts JobOptions) {
+	t.Helper()
+	jobs := make([]NewJob, n)
+	for i := range jobs {
+		jobs[i] = NewJob{Name: name, Data: []byte(`{}`), Opts: opts}
+	}
+	if _, err := q.AddBulk(context.Background(), jobs); err != nil {
+		t.Fatalf("add bulk: %v", err)
+	}
+}
+
 func mustFetch(t testing.TB, c *Consumer, n int) []*Job {
 	t.Helper()
 	jobs, err := c.Fetch(context.Background(), n)
