@@ -183,3 +183,19 @@ func TestWorkerIngestsAndShutsDown(t *testing.T) {
 		})
 	}
 }
+
+// The worker sets its own garbage collector target only when the operator
+// has not: GOGC, even empty or "off", is theirs.
+func TestGCTargetLeavesGOGCToTheOperator(t *testing.T) {
+	env := func(vars map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	}
+	if got := gcTarget(env(nil)); got != defaultGCPercent {
+		t.Errorf("GOGC unset: target %d, want %d", got, defaultGCPercent)
+	}
+	for _, v := range []string{"100", "off", ""} {
+		if got := gcTarget(env(map[string]string{"GOGC": v})); got != -1 {
+			t.Errorf("GOGC=%q: target %d, want -1 (left to the runtime)", v, got)
+		}
+	}
+}

@@ -307,6 +307,9 @@ func runWorker(ctx context.Context, configPath string) error {
 	if err != nil {
 		return err
 	}
+	if gcPercent > 0 {
+		log.Info("garbage collector target set", "gcPercent", gcPercent, "override", "GOGC")
+	}
 	switch {
 	case lc.embedded:
 		log.Info("no configuration given (--config or CONFIG_PATH): running the embedded default")
