@@ -256,10 +256,9 @@ func skipPlainText(d []byte, i int) int {
 	for ; i+8 <= len(d); i += 8 {
 		x := binary.LittleEndian.Uint64(d[i:])
 		control := (x - lowBits*0x20) &^ x // a byte below 0x20
-		quote, backslash := x^(lowBits*'"'), x^(lowBits*'\\')
 		// One branch for the four tests: x's own high bits are the bytes
 		// of multi-byte sequences.
-		if (x|control|(quote-lowBits)&^quote|(backslash-lowBits)&^backslash)&highBits != 0 {
+		if (x|control)&highBits|zeroBytes(x^(lowBits*'"'))|zeroBytes(x^(lowBits*'\\')) != 0 {
 			return i
 		}
 	}
