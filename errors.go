@@ -15,28 +15,52 @@ const (
 	CodeConflict     Code = "conflict"     // the state does not allow the operation
 	CodeNotFound     Code = "not_found"    // no such thing
 	CodeUnauthorized Code = "unauthorized" // missing or wrong credentials
+	CodeForbidden    Code = "forbidden"    // known credentials without the right to do this
 )
 
-// Error is a domain error that carries a Code.
+// Error is a domain error: a Code that decides what the caller does, a
+// message that says what failed, and the cause. It prints as
+// "code: message: cause", each part once; errors.Is and errors.As reach every
+// cause through it.
 type Error struct {
 	Code    Code
-	Message string
-	Err     error // the cause, if any
+	Message string // what was being done or what is wrong, without the cause
+	Err     error  // the cause, if any
 }
 
 func (e *Error) Error() string {
-	if e.Err != nil {
-		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	switch {
+	case e.Err == nil:
+		return string(e.Code) + ": " + e.Message
+	case e.Message == "":
+		return string(e.Code) + ": " + e.Err.Error()
+	default:
+		return string(e.Code) + ": " + e.Message + ": " + e.Err.Error()
 	}
-	return fmt.Sprintf("%s: %s", e.Code, e.Message)
 }
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Errorf builds a domain error with a formatted message. A %w verb keeps the cause.
+// Errorf builds a domain error with a message formatted as fmt.Errorf formats
+// it: the causes named by %w verbs (one or several) stay reachable through
+// errors.Is and errors.As, and each is printed once, where the format puts it.
 func Errorf(code Code, format string, args ...any) error {
-	wrapped := fmt.Errorf(format, args...)
-	return &Error{Code: code, Message: wrapped.Error(), Err: errors.Unwrap(wrapped)}
+	formatted := fmt.Errorf(format, args...)
+	if errors.Unwrap(formatted) == nil {
+		if _, multi := formatted.(interface{ Unwrap() []error }); !multi {
+			return &Error{Code: code, Message: formatted.Error()}
+		}
+	}
+	return &Error{Code: code, Err: formatted}
+}
+
+// Wrap gives err a code and says what was being done when it happened;
+// it returns nil for a nil err.
+func Wrap(code Code, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Code: code, Message: op, Err: err}
 }
 
 // ErrorCode returns the Code of the first domain error in err's chain, or "" if none.

@@ -120,7 +120,7 @@ func wrapErr(op string, err error) error {
 			code = audit.CodeInvalid
 		}
 	}
-	return &audit.Error{Code: code, Message: op, Err: err}
+	return audit.Wrap(code, op, err)
 }
 
 // isRetryable reports whether a failed transaction may simply be run again:

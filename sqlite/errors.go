@@ -26,7 +26,7 @@ func classify(op string, err error) error {
 	if audit.ErrorCode(err) != "" {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	return audit.Errorf(code(err), "%s: %w", op, err)
+	return audit.Wrap(code(err), op, err)
 }
 
 func code(err error) audit.Code {
