@@ -23,7 +23,8 @@ const vectorA = `{"timestamp":"2023-10-26T10:30:00.000Z","action":"userLogin","s
 	"targetResourceId":"user-12345","outcomeDescription":"User logged in successfully",
 	"eventVersion":"1.0","hashAlgorithm":"SHA-256"}`
 
-// Vectors A, B and D of spec/original-system.md §2.2, computed there with Node.
+// Vectors computed with the Node producer's algorithm (docs/compatibility.md): A is its
+// test event, B a sparse event, D what a row of the original worker held instead.
 func TestHashVectors(t *testing.T) {
 	tests := []struct {
 		name, event, canonical, hash string

@@ -3,8 +3,8 @@ package audit
 import "testing"
 
 // The record hash is stored with every row and chained by checkpoints: its
-// encoding must never change. The vector was computed by the first
-// implementation (one hash.Hash write per field).
+// encoding must never change. The vector comes from a plain implementation
+// that writes each field to a hash.Hash, independent of the buffered one.
 func TestRecordHashVector(t *testing.T) {
 	latency := 12.5
 	r := Record{

@@ -7,7 +7,7 @@ import (
 )
 
 // BackoffDelay decides, for a job whose current attempt just failed, whether it
-// is retried and after how long (spec §7.6). It retries iff attemptsMade+1 <
+// is retried and after how long (docs/bullmq-protocol.md). It retries iff attemptsMade+1 <
 // opts.attempts and the job carries no deferred failure ("defa"). A zero delay
 // means "retry now" (no backoff configured, or a zero backoff delay).
 //

@@ -3,7 +3,7 @@
 // (5.58.x): the same keys, job hash fields, scores, markers and events stream, so
 // Node producers, QueueEvents listeners and bull-board keep working unchanged.
 //
-// It is our own implementation written from shared/spec/bullmq-protocol.md; the
+// It is our own implementation written from docs/bullmq-protocol.md; the
 // Lua scripts in lua/ are original and share no code with BullMQ. Every state
 // transition is one script call (EVALSHA with an EVAL fallback) so the conditional
 // read-then-write steps are atomic, and batch forms (fetch, complete, fail, lock

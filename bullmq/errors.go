@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Errors for the negative codes our scripts return (spec §7.10). They are wrapped
+// Errors for the negative codes our scripts return (docs/bullmq-protocol.md). They are wrapped
 // with the operation and job id; test them with errors.Is.
 var (
 	// ErrJobMissing (-1): the job hash does not exist (removed meanwhile).

@@ -13,7 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Job is a job as stored in its hash (spec §3), read by Fetch.
+// Job is a job as stored in its hash (docs/bullmq-protocol.md), read by Fetch.
 type Job struct {
 	ID   string
 	Name string

@@ -79,7 +79,7 @@ var Environments = []string{"development", "staging", "production", "test"}
 
 // Monitoring is the original's monitoring section (its other fields, such as
 // metricsInterval, are accepted and ignored). Defaults are the original's
-// development values (spec §5.3).
+// development values (docs/compatibility.md).
 type Monitoring struct {
 	// Enabled turns the pattern detectors and the system alerts on (default true).
 	Enabled         bool            `json:"enabled"`

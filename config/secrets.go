@@ -23,7 +23,7 @@ import (
 
 // Secrets reach the configuration in two ways: as ${NAME} references resolved
 // from the environment when the file is parsed, or in a file encrypted in the
-// original's local secure-storage format (spec §5.5). Either way they are never
+// original's local secure-storage format (docs/compatibility.md). Either way they are never
 // logged: Masked returns a copy fit for logs and `config show`.
 
 // The environment variables that hold the key of an encrypted configuration,

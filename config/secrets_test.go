@@ -131,7 +131,7 @@ func TestEncryptedConfigRoundTrip(t *testing.T) {
 }
 
 // testdata/seed-readme.node-encrypted.json was written by Node's crypto module
-// exactly as the original's secure storage writes (spec §5.5).
+// exactly as the original's secure storage writes (docs/compatibility.md).
 func TestDecryptsTheOriginalsFormat(t *testing.T) {
 	setKeyEnv(t, "node-written-test-password", mustHex(t, "9f2c4e7a1b3d5f60718293a4b5c6d7e8"))
 	got, err := Load(filepath.Join("testdata", "seed-readme.node-encrypted.json"))

@@ -13,7 +13,7 @@ import (
 type HealthOptions struct {
 	// Checker runs the component checks behind /healthz, /health/{component}
 	// and /readyz. Nil: New builds one from Options.Store ("database") and
-	// Options.Config ("config") that checks on every request, as before.
+	// Options.Config ("config") that checks on every request.
 	Checker *health.Checker
 	// Ready reports what else must hold before the worker takes traffic
 	// (migrations done, consumer started); nil means nothing. Its error is a

@@ -127,7 +127,7 @@ func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, err
 	report.Stages.Verify = stage.end(nil)
 
 	// Sized for the whole batch: a Record is 440 bytes, and growing the
-	// slice by doubling copied each one once more, on average.
+	// slice by doubling would copy each one once more, on average.
 	batch := audit.Batch{Records: make([]audit.Record, 0, len(inputs))}
 	recordAt := make([]int, 0, len(inputs)) // batch.Records[i] came from inputs[recordAt[i]]
 	firstWithKey := make(map[string]int, len(inputs))

@@ -97,7 +97,7 @@ func rawCopyRows(recs []audit.Record) pgx.CopyFromSource {
 	})
 }
 
-// specIndexes are the spec §4.1 indexes the migration does not create.
+// specIndexes are the original's audit_log indexes the migration does not create.
 var specIndexes = []string{
 	"principal_id", "organization_id", "action", "status", "hash", "target_resource_type",
 	"target_resource_id", "data_classification", "retention_policy", "archived_at",

@@ -16,7 +16,7 @@ import (
 
 // Records go to COPY in PostgreSQL's binary format, encoded here rather than
 // by pgx.CopyFrom: pgx plans and encodes each of the 27 values of a row through
-// its type map, which took 14 % of the worker's CPU in a drain.
+// its type map, which costs 14 % of the worker's CPU in a drain.
 // Every column is one of four types, so the encoding is a few appends per
 // value (see "Binary Format" under COPY in PostgreSQL's documentation).
 

@@ -120,7 +120,7 @@ func (h *Handler) Handle(ctx context.Context, jobs []*bullmq.Job) ([]bullmq.Resu
 	return results, nil
 }
 
-// DeadLetterPayload is a dead-letter entry: the original's payload (spec §3.7)
+// DeadLetterPayload is a dead-letter entry: the original's payload (docs/compatibility.md)
 // plus the machine-readable reason, the field errors and the idempotency key.
 type DeadLetterPayload struct {
 	OriginalEvent     json.RawMessage    `json:"originalEvent"`

@@ -1,7 +1,7 @@
 -- common.lua is prepended by scripts.go to every other script in this directory,
 -- so each script runs as one self-contained EVAL body (Lua scripts cannot include
 -- each other). Written for this project from our protocol notes
--- (shared/spec/bullmq-protocol.md); it is not derived from BullMQ's scripts.
+-- (docs/bullmq-protocol.md); it is not derived from BullMQ's scripts.
 --
 -- Every script receives the same KEYS (all keys of one queue, see scriptKeys in
 -- scripts.go) so a cluster client routes it to the queue's slot, and ARGV[1] = the

@@ -17,9 +17,9 @@ import (
 // defaultGCPercent is the garbage collector's target when GOGC is not set.
 // The worker's heap is mostly the batches in flight: made and dropped every
 // few milliseconds, over a small live set. At Go's default of 100 the
-// collector ran so often that the worker needed 15–23 % more CPU per event in
+// collector runs so often that the worker needs 15–23 % more CPU per event in
 // a drain than at 200, which costs 13–23 MiB of RSS (docs/BENCHMARKS.md,
-// seventh session). GOGC and GOMEMLIMIT in the environment still decide.
+// "Garbage collector target"). GOGC and GOMEMLIMIT in the environment still decide.
 const defaultGCPercent = 200
 
 // gcPercent is the target main set: defaultGCPercent, or -1 when GOGC decides.

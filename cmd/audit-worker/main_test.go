@@ -19,7 +19,7 @@ import (
 	"github.com/smartlogs/audit-worker/internal/testenv"
 )
 
-// Vector A of spec §2.2 through the CLI, as an operator would run it.
+// The producer's test vector (docs/compatibility.md) through the CLI, as an operator would run it.
 func TestEventHashCommand(t *testing.T) {
 	event := `{"timestamp":"2023-10-26T10:30:00.000Z","action":"userLogin","status":"success","principalId":"user-12345",
 		"organizationId":"org-67890","targetResourceType":"User","targetResourceId":"user-12345",

@@ -1,5 +1,5 @@
 -- audit_log: one row per accepted event, range-partitioned by month on the event
--- time. Column names follow the original system (spec §4.1) so that its queries
+-- time. Column names follow the original system (docs/compatibility.md) so that its queries
 -- and dashboards keep working; the types do not:
 --   * every string is text: the original's varchar(255) limits sent valid events
 --     to its dead-letter queue. Identifier columns use COLLATE "C": byte order is
@@ -63,7 +63,7 @@ CREATE TABLE audit_log_default PARTITION OF audit_log DEFAULT;
 ALTER TABLE audit_log ADD PRIMARY KEY (id, "timestamp");
 CREATE UNIQUE INDEX audit_log_idempotency_key_idx ON audit_log (idempotency_key, "timestamp");
 
--- Query indexes kept from spec §4.1 (audit questions: what happened when; what
+-- Query indexes kept from the original's (audit questions: what happened when; what
 -- did this user do; what happened in this tenant; who touched this record; what
 -- belongs to this request). The composites with "timestamp" serve the usual
 -- "newest first" ordering and also replace the single-column indexes on their
@@ -74,10 +74,10 @@ CREATE INDEX audit_log_organization_id_timestamp_idx ON audit_log (organization_
 CREATE INDEX audit_log_target_resource_idx ON audit_log (target_resource_type, target_resource_id);
 CREATE INDEX audit_log_correlation_id_idx ON audit_log (correlation_id);
 
--- Dropped from spec §4.1, because their write cost buys no useful query plan.
+-- Dropped from the original's, because their write cost buys no useful query plan.
 -- Measured with BenchmarkStoreBatchIndexes (postgres/bench_test.go, 1,000-event
 -- batches, 2-core VM, medians of 3): keys only ~28,000 events/s, this set
--- ~21,800, this set plus the rest of §4.1 (13 more indexes) ~13,600.
+-- ~21,800, this set plus the rest of the original's (13 more indexes) ~13,600.
 --   * status, data_classification, retention_policy, (timestamp, status),
 --     (data_classification, retention_policy): a handful of distinct values, so
 --     an index matches a large share of a partition and the planner scans the
