@@ -10,3 +10,7 @@ import (
 func TestKeyConformance(t *testing.T) {
 	storetest.RunKeys(t, func(t *testing.T) audit.KeyStore { return openTest(t, insertCopy) })
 }
+
+func TestSearchConformance(t *testing.T) {
+	storetest.RunSearch(t, func(t *testing.T) storetest.SearchStore { return openTest(t, insertCopy) })
+}

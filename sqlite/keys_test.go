@@ -21,3 +21,15 @@ func TestKeyConformance(t *testing.T) {
 		return s
 	})
 }
+
+// TestSearchConformance runs the audit.EventReader suite on fresh database files.
+func TestSearchConformance(t *testing.T) {
+	storetest.RunSearch(t, func(t *testing.T) storetest.SearchStore {
+		s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "audit.db")})
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
