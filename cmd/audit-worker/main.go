@@ -12,14 +12,16 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/smartlogs/audit-worker/config"
 )
 
 // defaultGCPercent is the garbage collector's target when GOGC is not set.
 // The worker's heap is mostly the batches in flight: made and dropped every
 // few milliseconds, over a small live set. At Go's default of 100 the
 // collector ran so often that the worker needed 15–23 % more CPU per event in
-// a drain than at 200, which costs 13–23 MiB of RSS (docs/BENCHMARKS.md,
-// seventh session). GOGC and GOMEMLIMIT in the environment still decide.
+// a drain than at 200, which costs 13–23 MiB of RSS (docs/BENCHMARKS.md).
+// GOGC and GOMEMLIMIT in the environment still decide.
 const defaultGCPercent = 200
 
 // gcPercent is the target main set: defaultGCPercent, or -1 when GOGC decides.
@@ -40,7 +42,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCommand().ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "audit-worker:", err)
+		fmt.Fprintln(os.Stderr, "audit-worker:", config.Redact(err.Error()))
 		os.Exit(1)
 	}
 }
@@ -50,16 +52,17 @@ func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "audit-worker",
 		Short: "Store audit events durably, with their integrity verified",
-		Long: `audit-worker takes audit events (HTTP now; BullMQ queues on Redis next), validates
-them, verifies their producer hash and signature, and stores them in batches in
-PostgreSQL or, by default, in an embedded SQLite database.
+		Long: `audit-worker takes audit events from the producers' BullMQ queue on Redis and
+from HTTP (POST /v1/events), validates them, verifies their producer hash and
+signature, and stores them exactly once, in batches, in PostgreSQL or, by
+default, in an embedded SQLite database.
 
 With no configuration (no --config and no CONFIG_PATH) it runs the embedded
 default: SQLite in ./audit-data and HTTP on 127.0.0.1:3001.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runWorker(cmd.Context(), configPath)
+			return runWorker(cmd.Context(), configPath, cmd.ErrOrStderr())
 		},
 	}
 	root.PersistentFlags().StringVar(&configPath, "config", os.Getenv("CONFIG_PATH"),
@@ -69,7 +72,7 @@ default: SQLite in ./audit-data and HTTP on 127.0.0.1:3001.`,
 		Short: "Run the worker (the default command)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runWorker(cmd.Context(), configPath)
+			return runWorker(cmd.Context(), configPath, cmd.ErrOrStderr())
 		},
 	}
 	root.AddCommand(run, newMigrateCommand(&configPath), newEventCommand(), newDemoCommand(), newDLQCommand(&configPath), newConfigCommand(&configPath))

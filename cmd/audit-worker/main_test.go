@@ -82,15 +82,6 @@ func TestAPIKeyIsCreatedOncePrivately(t *testing.T) {
 	}
 }
 
-func TestRedactURL(t *testing.T) {
-	if got := redactURL("postgres://audit:s3cret@db:5432/audit"); got != "postgres://audit:***@db:5432/audit" {
-		t.Errorf("got %s", got)
-	}
-	if got := redactURL("postgres://db/audit"); got != "postgres://db/audit" {
-		t.Errorf("got %s", got)
-	}
-}
-
 // With Redis configured the worker consumes the BullMQ queue into the store and
 // dead-letters what it refuses.
 func TestWorkerConsumesQueue(t *testing.T) {
@@ -103,7 +94,7 @@ func TestWorkerConsumesQueue(t *testing.T) {
 	cfg.Redis.KeyPrefix = testenv.RedisKeyPrefix(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w, err := startWorker(ctx, cfg, slog.New(slog.DiscardHandler))
+	w, err := startWorker(ctx, loadedConfig{cfg: cfg}, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +149,7 @@ func TestWorkerIngestsAndShutsDown(t *testing.T) {
 			setup(t, &cfg)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			w, err := startWorker(ctx, cfg, slog.New(slog.DiscardHandler))
+			w, err := startWorker(ctx, loadedConfig{cfg: cfg}, slog.New(slog.DiscardHandler), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

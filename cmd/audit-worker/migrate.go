@@ -20,7 +20,7 @@ worker also migrates at start-up; this command lets a deploy do it first.`,
 				return err
 			}
 			cfg := lc.cfg
-			log, _, err := newLogger(cfg)
+			log, _, err := newLogger(cfg, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
