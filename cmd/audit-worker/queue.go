@@ -56,7 +56,7 @@ type queueConsumer struct {
 	consumer *bullmq.Consumer
 	worker   *bullmq.Worker       // concurrency and batch size change on reload
 	handler  *queueworker.Handler // so does the dead-letter alert threshold
-	done     chan struct{} // closed when run returns
+	done     chan struct{}        // closed when run returns
 }
 
 // startQueueConsumer prepares the consumer of the main queue into proc; run
