@@ -6,12 +6,15 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel"
 
 	"github.com/smartlogs/audit-worker/config"
 )
@@ -39,12 +42,31 @@ func main() {
 	if gcPercent = gcTarget(os.LookupEnv); gcPercent > 0 {
 		debug.SetGCPercent(gcPercent)
 	}
+	routeLibraryLogs()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCommand().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "audit-worker:", config.Redact(err.Error()))
 		os.Exit(1)
 	}
+}
+
+// routeLibraryLogs sends what OpenTelemetry and go-redis would print to
+// stderr themselves through slog's default logger instead, which the worker
+// points at its redacting logger: their messages can quote endpoints and
+// connection strings.
+func routeLibraryLogs() {
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		slog.Default().Warn("OpenTelemetry error", "err", err)
+	}))
+	redis.SetLogger(redisLogger{})
+}
+
+// redisLogger is go-redis's logger on slog's default logger.
+type redisLogger struct{}
+
+func (redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	slog.Default().WarnContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
 }
 
 func newRootCommand() *cobra.Command {

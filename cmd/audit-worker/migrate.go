@@ -1,6 +1,8 @@
 package main
 
 import (
+	"log/slog"
+
 	"github.com/spf13/cobra"
 )
 
@@ -24,6 +26,7 @@ worker also migrates at start-up; this command lets a deploy do it first.`,
 			if err != nil {
 				return err
 			}
+			slog.SetDefault(log)
 			ctx := cmd.Context()
 			store, desc, err := openStore(ctx, cfg, log)
 			if err != nil {

@@ -370,6 +370,7 @@ func runWorker(ctx context.Context, configPath string, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	slog.SetDefault(log) // libraries' own logs (see routeLibraryLogs) are redacted too
 	if gcPercent > 0 {
 		log.Info("garbage collector target set", "gcPercent", gcPercent, "override", "GOGC")
 	}
