@@ -121,7 +121,7 @@ func NewWatcher(src Source, onChange func(Config, Meta), opts WatcherOptions) *W
 		Source:     src.String(),
 		Version:    opts.Start.Meta.Version,
 		LastReload: opts.Start.Meta.Time,
-		LastError:  opts.Start.Reason,
+		LastError:  Redact(opts.Start.Reason),
 		Degraded:   opts.Start.Degraded,
 		Mode:       "poll",
 	}

@@ -135,7 +135,7 @@ func (w *worker) configStatus() config.ReloadStatus {
 		PendingRestart: append([]string{}, r.pendingRestart...),
 		SourceStatus: &config.SourceStatus{
 			Version: r.meta.Version, LoadedAt: r.meta.Time, FromCache: r.meta.FromCache,
-			Degraded: st.Degraded, LastCheck: st.LastCheck, LastError: config.Redact(st.LastError),
+			Degraded: st.Degraded, LastCheck: st.LastCheck, LastError: st.LastError,
 			Rejected: st.Rejected, WatchMode: st.Mode,
 		},
 	}
@@ -156,7 +156,7 @@ func (w *worker) ConfigHealth() (bool, string) {
 	case st.Degraded:
 		return false, "degraded: running on the cached configuration, the source is unreachable"
 	case st.LastError != "":
-		return false, "the latest configuration version was refused: " + config.Redact(st.LastError)
+		return false, "the latest configuration version was refused: " + st.LastError
 	}
 	return true, ""
 }
