@@ -19,12 +19,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Secrets reach the configuration in two ways: as ${NAME} references resolved
 // from the environment when the file is parsed, or in a file encrypted in the
-// original's local secure-storage format (docs/compatibility.md). Either way they are never
-// logged: Masked returns a copy fit for logs and `config show`.
+// original's local secure-storage format (docs/compatibility.md). Either way
+// they are never logged: Masked returns a copy fit for logs and `config show`,
+// and Redact hides the secrets inside any text — a URL, a connection string, a
+// message.
 
 // The environment variables that hold the key of an encrypted configuration,
 // as in the original: a password and a hex salt, stretched with PBKDF2.
@@ -41,7 +44,6 @@ const (
 	ivBytes        = 16 // the original's random IV length (GCM accepts any)
 	tagBytes       = 16
 	algorithmName  = "AES-256-GCM"
-	maskedValue    = "***"
 	envRefExprBody = `\$\{([A-Za-z_][A-Za-z0-9_]*)\}`
 )
 
@@ -252,24 +254,24 @@ func keyMaterial(lookup func(string) (string, bool)) (string, []byte, error) {
 }
 
 // Masked returns a copy of the configuration with every secret — passwords,
-// keys, API keys and the passwords inside URLs — replaced by ***, for logs and
-// `config show`. The receiver is not changed.
+// keys, API keys and the secrets inside URLs (see Redact) — replaced by ***,
+// for logs and `config show`. The receiver is not changed.
 func (c Config) Masked() Config {
 	m := c
 	if c.Redis.Password != nil && *c.Redis.Password != "" {
-		s := maskedValue
+		s := Mask
 		m.Redis.Password = &s
 	}
-	m.Redis.URL = maskURL(c.Redis.URL)
+	m.Redis.URL = Redact(c.Redis.URL)
 	m.Redis.ClusterNodes = slices.Clone(c.Redis.ClusterNodes)
-	m.EnhancedClient.ConnectionString = maskURL(c.EnhancedClient.ConnectionString)
+	m.EnhancedClient.ConnectionString = Redact(c.EnhancedClient.ConnectionString)
 	if c.Security.EncryptionKey != "" {
-		m.Security.EncryptionKey = maskedValue
+		m.Security.EncryptionKey = Mask
 	}
 	if c.HTTP.APIKeys != nil {
 		m.HTTP.APIKeys = make([]string, len(c.HTTP.APIKeys))
 		for i := range m.HTTP.APIKeys {
-			m.HTTP.APIKeys[i] = maskedValue
+			m.HTTP.APIKeys[i] = Mask
 		}
 	}
 	if c.ReliableProcessor.MaxStalledCount != nil {
@@ -277,13 +279,13 @@ func (c Config) Masked() Config {
 		m.ReliableProcessor.MaxStalledCount = &n
 	}
 	if c.Monitoring.Notification.Credentials.Secret != "" {
-		m.Monitoring.Notification.Credentials.Secret = maskedValue
+		m.Monitoring.Notification.Credentials.Secret = Mask
 	}
-	m.Monitoring.Notification.URL = maskWebhookURL(c.Monitoring.Notification.URL)
+	m.Monitoring.Notification.URL = maskWebhookQuery(c.Monitoring.Notification.URL)
 	if c.Monitoring.Notification.Webhooks != nil {
 		m.Monitoring.Notification.Webhooks = make([]Webhook, len(c.Monitoring.Notification.Webhooks))
 		for i, w := range c.Monitoring.Notification.Webhooks {
-			w.Secret, w.URL = maskedValue, maskWebhookURL(w.URL)
+			w.Secret, w.URL = Mask, maskWebhookQuery(w.URL)
 			w.Organizations = slices.Clone(w.Organizations)
 			m.Monitoring.Notification.Webhooks[i] = w
 		}
@@ -292,49 +294,208 @@ func (c Config) Masked() Config {
 	if c.Observability.Tracing.Headers != nil { // export headers carry API keys
 		m.Observability.Tracing.Headers = make(map[string]string, len(c.Observability.Tracing.Headers))
 		for k := range c.Observability.Tracing.Headers {
-			m.Observability.Tracing.Headers[k] = maskedValue
+			m.Observability.Tracing.Headers[k] = Mask
 		}
 	}
-	m.Observability.Tracing.ExporterEndpoint = maskURL(c.Observability.Tracing.ExporterEndpoint)
+	m.Observability.Tracing.ExporterEndpoint = Redact(c.Observability.Tracing.ExporterEndpoint)
 	return m
 }
 
-// maskWebhookURL hides a webhook URL's password and its whole query, where
-// services put their tokens.
-func maskWebhookURL(raw string) string {
-	masked := maskURL(raw)
-	if base, _, ok := strings.Cut(masked, "?"); ok {
-		return base + "?" + maskedValue
+// maskWebhookQuery redacts a webhook URL and then hides its whole query:
+// webhook services put their tokens under names of their own choosing.
+func maskWebhookQuery(raw string) string {
+	redacted := Redact(raw)
+	if base, _, ok := strings.Cut(redacted, "?"); ok {
+		return base + "?" + Mask
 	}
-	return masked
+	return redacted
 }
 
-// maskURL hides the password of a URL's user info and of any password query
-// parameter (libpq accepts both). What cannot be parsed is hidden whole, since
-// it may hold a password in a form this function does not know.
-func maskURL(raw string) string {
-	if raw == "" {
-		return ""
+// Mask is what Redact and Masked put in place of a secret.
+const Mask = "***"
+
+var (
+	// urlPattern finds URLs in text. Quotes, backquotes and angle brackets
+	// end one: messages put them around the URLs they quote.
+	urlPattern = regexp.MustCompile("[A-Za-z][A-Za-z0-9+.-]*://[^\\s\"'`<>]*")
+	// pairPattern finds key=value pairs, as in libpq's keyword/value
+	// connection strings (host=db password='a b'): the value is quoted, or
+	// runs to the next space.
+	pairPattern = regexp.MustCompile(`([A-Za-z0-9_.%-]+)(\s*=\s*)('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S*)`)
+	// jsonPairPattern finds "key": "value" members of a JSON text.
+	jsonPairPattern = regexp.MustCompile(`"([^"\\]{1,64})"(\s*:\s*)"((?:[^"\\]|\\.)*)"`)
+	// assignedURLPattern: a text that ends in "secret=" makes the URL after it the secret.
+	assignedURLPattern = regexp.MustCompile(`([A-Za-z0-9_.%-]+)\s*=\s*['"]?$`)
+)
+
+// Redact returns text with every secret it can recognise replaced by ***. It
+// takes a URL, a connection string, or any text that quotes them, such as an
+// error message, and hides:
+//
+//   - the password of a URL's user information (scheme://user:password@host),
+//     whatever the scheme: PostgreSQL, Redis, S3 endpoints, webhooks;
+//   - the value of a URL query parameter whose name, percent-decoded, is a
+//     secret's (see IsSecretName): password=, sslpassword=, pass%77ord=, token=…
+//     A name that cannot be decoded is treated as a secret's;
+//   - the value of a key=value pair outside URLs whose key is a secret's, as in
+//     libpq's keyword/value form (host=db password='a b' sslmode=require);
+//   - the value of a JSON member whose name is a secret's ("password": "…").
+//
+// Everything else is kept byte for byte, so the result still says which host,
+// database and options were meant. Where the boundaries of a secret are
+// ambiguous, Redact hides more rather than less.
+func Redact(text string) string {
+	if !strings.Contains(text, "://") && !strings.Contains(text, "=") && !strings.Contains(text, `"`) {
+		return text
 	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return maskedValue
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), maskedValue)
-	}
-	// The query is edited in place rather than re-encoded, which would reorder
-	// it and escape the mask.
-	if u.RawQuery != "" {
-		params := strings.Split(u.RawQuery, "&")
-		for i, p := range params {
-			key, _, _ := strings.Cut(p, "=")
-			if k, err := url.QueryUnescape(key); err != nil || strings.Contains(strings.ToLower(k), "password") {
-				params[i] = key + "=" + maskedValue
-			}
+	var b strings.Builder
+	b.Grow(len(text))
+	last := 0
+	for _, loc := range urlPattern.FindAllStringIndex(text, -1) {
+		before := text[last:loc[0]]
+		b.WriteString(redactPairs(before))
+		if m := assignedURLPattern.FindStringSubmatch(before); m != nil && IsSecretName(m[1]) {
+			b.WriteString(Mask) // password=scheme://…: the whole URL is the secret
+		} else {
+			b.WriteString(redactURL(text[loc[0]:loc[1]]))
 		}
-		u.RawQuery = strings.Join(params, "&")
+		last = loc[1]
 	}
-	// url escapes '*' in user info; the mask reads better unescaped.
-	return strings.Replace(u.String(), ":%2A%2A%2A@", ":"+maskedValue+"@", 1)
+	b.WriteString(redactPairs(text[last:]))
+	return b.String()
+}
+
+// RedactError returns err with its message redacted (see Redact); errors.Is
+// and errors.As still reach every cause. Nil stays nil.
+func RedactError(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if redacted := Redact(msg); redacted != msg {
+		return &redactedError{msg: redacted, err: err}
+	}
+	return err
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redactURL hides the user-information password and the secret query values
+// of one URL.
+func redactURL(u string) string {
+	i := strings.Index(u, "://")
+	head, rest := u[:i+3], u[i+3:]
+	end := strings.IndexAny(rest, "?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	authority, tail := rest[:end], rest[end:]
+	// The last @ ends the user information: a password may hold a raw @.
+	// An @ further on in the path makes this hide too much, never too little.
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		if user, _, ok := strings.Cut(authority[:at], ":"); ok && !strings.Contains(user, "/") {
+			authority = user + ":" + Mask + authority[at:]
+		}
+	}
+	if query, ok := strings.CutPrefix(tail, "?"); ok {
+		query, fragment, hasFragment := strings.Cut(query, "#")
+		tail = "?" + redactQuery(query)
+		if hasFragment {
+			tail += "#" + fragment
+		}
+	}
+	return head + authority + tail
+}
+
+// redactQuery hides the values of secret parameters. The query is edited in
+// place rather than re-encoded, which would reorder it and escape the mask.
+func redactQuery(query string) string {
+	params := strings.Split(query, "&")
+	for i, p := range params {
+		key, value, ok := strings.Cut(p, "=")
+		if !ok || value == "" {
+			continue
+		}
+		if name, err := url.QueryUnescape(key); err != nil || IsSecretName(name) {
+			params[i] = key + "=" + Mask
+		}
+	}
+	return strings.Join(params, "&")
+}
+
+// redactPairs hides the values of secret key=value pairs and JSON members in
+// text that holds no URL.
+func redactPairs(text string) string {
+	if strings.Contains(text, "=") {
+		text = pairPattern.ReplaceAllStringFunc(text, func(pair string) string {
+			m := pairPattern.FindStringSubmatch(pair)
+			if m[3] == "" || !isSecretKey(m[1]) {
+				return pair
+			}
+			return m[1] + m[2] + Mask
+		})
+	}
+	if strings.Contains(text, `"`) {
+		text = jsonPairPattern.ReplaceAllStringFunc(text, func(member string) string {
+			m := jsonPairPattern.FindStringSubmatch(member)
+			if m[3] == "" || !IsSecretName(m[1]) {
+				return member
+			}
+			return `"` + m[1] + `"` + m[2] + `"` + Mask + `"`
+		})
+	}
+	return text
+}
+
+// isSecretKey is IsSecretName for a key that may be percent-encoded.
+func isSecretKey(key string) bool {
+	name, err := url.QueryUnescape(key)
+	return err != nil || IsSecretName(name)
+}
+
+// secretNames are names whose value is a secret, lower-cased without - _ or
+// dots; secretSuffixes make any name ending in them one (db_password,
+// x-auth-token, client_secret, aws_secret_access_key).
+var (
+	secretNames = []string{
+		"password", "passwd", "pwd", "pass", "secret", "token", "key", "auth", "authorization",
+		"sig", "signature", "credential", "credentials", "sslpassword", "sslkey",
+	}
+	secretSuffixes = []string{
+		"password", "passwd", "secret", "token", "apikey", "accesskey", "secretkey",
+		"privatekey", "signature", "credential", "credentials",
+	}
+)
+
+// IsSecretName reports whether a parameter, field or attribute of this name
+// holds a secret: password, sslpassword, passwd, pwd, secret, token, key,
+// access_key, secret_access_key, sslkey (and sslkey…), api_key, and any name
+// ending in password, secret, token, api key, access key, secret key, private
+// key, signature or credential(s), in any case and with - _ or . anywhere.
+func IsSecretName(name string) bool {
+	n := strings.Map(func(r rune) rune {
+		switch r {
+		case '-', '_', '.', ' ':
+			return -1
+		}
+		return unicode.ToLower(r)
+	}, name)
+	if n == "" {
+		return false
+	}
+	if slices.Contains(secretNames, n) || strings.HasPrefix(n, "sslkey") {
+		return true
+	}
+	for _, s := range secretSuffixes {
+		if strings.HasSuffix(n, s) {
+			return true
+		}
+	}
+	return false
 }

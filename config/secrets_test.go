@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -251,10 +252,71 @@ func TestMaskedHidesEverySecret(t *testing.T) {
 	if d.Redis.Password != nil || d.Security.EncryptionKey != "" || d.HTTP.APIKeys != nil {
 		t.Errorf("default masked = %+v", d)
 	}
-	if got := maskURL("postgres://audit@db/audit"); got != "postgres://audit@db/audit" {
-		t.Errorf("URL without a password: %s", got)
+}
+
+func TestRedact(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"nothing secret", "postgres://audit@db:5432/audit?sslmode=require", "postgres://audit@db:5432/audit?sslmode=require"},
+		{"plain text", "connection refused", "connection refused"},
+		{"empty", "", ""},
+		{"user-info password", "postgresql://audit:s3cret@db:5432/audit", "postgresql://audit:***@db:5432/audit"},
+		{"password with @ and :", "postgres://audit:p@ss:w@db/audit", "postgres://audit:***@db/audit"},
+		{"user without password", "postgres://audit@db/audit", "postgres://audit@db/audit"},
+		{"query password", "postgres://db/audit?password=qpw&sslmode=require", "postgres://db/audit?password=***&sslmode=require"},
+		{"query sslpassword", "postgres://db/audit?sslmode=verify-full&sslpassword=kpw", "postgres://db/audit?sslmode=verify-full&sslpassword=***"},
+		{"percent-encoded name", "postgres://db/audit?pass%77ord=epw", "postgres://db/audit?pass%77ord=***"},
+		{"upper-case name", "postgres://db/audit?PASSWORD=upw", "postgres://db/audit?PASSWORD=***"},
+		{"undecodable name", "postgres://db/audit?pass%zzword=xpw", "postgres://db/audit?pass%zzword=***"},
+		{"every secret name", "https://h/p?passwd=1&pwd=2&secret=3&token=4&key=5&access_key=6&secret_access_key=7&sslkey=8&api-key=9&X-Amz-Security-Token=10&X-Amz-Signature=11&sslkeylogfile=12",
+			"https://h/p?passwd=***&pwd=***&secret=***&token=***&key=***&access_key=***&secret_access_key=***&sslkey=***&api-key=***&X-Amz-Security-Token=***&X-Amz-Signature=***&sslkeylogfile=***"},
+		{"fragment kept", "https://h/p?token=t#section", "https://h/p?token=***#section"},
+		{"empty value kept", "postgres://db/a?password=&sslmode=disable", "postgres://db/a?password=&sslmode=disable"},
+		{"redis URL", "rediss://default:rpw@cache:6380/0", "rediss://default:***@cache:6380/0"},
+		{"redis URL, password only", "redis://:rpw@cache:6379", "redis://:***@cache:6379"},
+		{"S3 endpoint with credentials", "http://AKIAEXAMPLE:s3-secret@minio:9000", "http://AKIAEXAMPLE:***@minio:9000"},
+		{"keyword/value DSN", "host=db user=audit password=kvpw dbname=audit sslmode=require",
+			"host=db user=audit password=*** dbname=audit sslmode=require"},
+		{"keyword/value DSN, quoted", `host=db password='a b\' c' sslpassword = "d e" port=5432`, `host=db password=*** sslpassword = *** port=5432`},
+		{"error quoting a URL", "cannot parse `postgres://u:epw@db/a?sslpassword=spw`: bad port",
+			"cannot parse `postgres://u:***@db/a?sslpassword=***`: bad port"},
+		{"error quoting a URL in quotes", `dial "redis://u:rpw@cache:6379/0": refused`, `dial "redis://u:***@cache:6379/0": refused`},
+		{"several URLs", "from postgres://a:p1@x/d to postgres://b:p2@y/d", "from postgres://a:***@x/d to postgres://b:***@y/d"},
+		{"URL assigned to a secret", "token=https://user@host/x and more", "token=*** and more"},
+		{"JSON member", `{"user":"audit","password":"jpw","db_password": "j2"}`, `{"user":"audit","password":"***","db_password": "***"}`},
+		{"non-secret pairs kept", "sslmode=require idempotencyKey=k1 monkey=banana", "sslmode=require idempotencyKey=k1 monkey=banana"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Redact(tc.in); got != tc.want {
+				t.Errorf("Redact(%q)\n got %q\nwant %q", tc.in, got, tc.want)
+			}
+		})
 	}
-	if got := maskURL("postgres://a:b@db/%zz"); got != "***" {
-		t.Errorf("unparsable URL: %s", got)
+}
+
+func TestIsSecretName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"password": true, "sslpassword": true, "passwd": true, "pwd": true, "secret": true, "token": true,
+		"key": true, "access_key": true, "secret_access_key": true, "sslkey": true, "SSLKEY": true,
+		"x-api-key": true, "client_secret": true, "X-Amz-Security-Token": true, "Authorization": true,
+		"DB_PASSWORD": true, "redis.password": true,
+		"sslmode": false, "user": false, "host": false, "idempotencyKey": false, "keyPrefix": false, "": false,
+	} {
+		if got := IsSecretName(name); got != want {
+			t.Errorf("IsSecretName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestRedactErrorKeepsTheChain(t *testing.T) {
+	cause := errors.New("refused")
+	err := RedactError(fmt.Errorf("connect postgres://u:epw@db/a: %w", cause))
+	if err.Error() != "connect postgres://u:***@db/a: refused" || !errors.Is(err, cause) {
+		t.Errorf("RedactError = %q (Is cause: %v)", err, errors.Is(err, cause))
+	}
+	if RedactError(nil) != nil {
+		t.Error("RedactError(nil) is not nil")
+	}
+	if plain := errors.New("plain"); RedactError(plain) != plain {
+		t.Error("an error without secrets was wrapped")
 	}
 }

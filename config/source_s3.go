@@ -26,7 +26,7 @@ type S3Source struct {
 	client   *s3.Client
 	bucket   string
 	key      string
-	endpoint string // for String only; never holds credentials
+	endpoint string // for String only; redacted
 	maxBytes int64
 	timeout  time.Duration
 }
@@ -66,7 +66,7 @@ func newS3Source(bucket, key string, opts SourceOptions) (*S3Source, error) {
 	if endpoint != "" {
 		u, err := url.Parse(endpoint)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("s3://%s/%s: endpoint %q must be an http:// or https:// URL", bucket, key, redactURL(endpoint))
+			return nil, fmt.Errorf("s3://%s/%s: endpoint %q must be an http:// or https:// URL", bucket, key, Redact(endpoint))
 		}
 	}
 	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
@@ -80,7 +80,7 @@ func newS3Source(bucket, key string, opts SourceOptions) (*S3Source, error) {
 		client:   client,
 		bucket:   bucket,
 		key:      key,
-		endpoint: redactURL(endpoint),
+		endpoint: Redact(endpoint),
 		maxBytes: opts.MaxBytes,
 		timeout:  opts.Timeout,
 	}, nil
@@ -176,17 +176,4 @@ func httpStatus(err error) int {
 		return respErr.HTTPStatusCode()
 	}
 	return 0
-}
-
-// redactURL drops user information from a URL so it can be logged.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparseable URL)" // it might hold a password we cannot locate
-	}
-	if u.User == nil {
-		return raw
-	}
-	u.User = nil
-	return u.String()
 }

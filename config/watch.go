@@ -54,7 +54,7 @@ type Status struct {
 	LastReload time.Time // when the running configuration was fetched from its source
 	LastCheck  time.Time // when the source was last asked, successfully or not
 	// LastError is the last check's failure, or the refusal of the document
-	// the source holds now; empty when the source holds the running version.
+	// the source holds now (redacted); empty when the source holds the running version.
 	LastError string
 	// Degraded is true while the source cannot be reached (or has not been
 	// reached since the worker started from the cache).
@@ -121,7 +121,7 @@ func NewWatcher(src Source, onChange func(Config, Meta), opts WatcherOptions) *W
 		Source:     src.String(),
 		Version:    opts.Start.Meta.Version,
 		LastReload: opts.Start.Meta.Time,
-		LastError:  opts.Start.Reason,
+		LastError:  Redact(opts.Start.Reason),
 		Degraded:   opts.Start.Degraded,
 		Mode:       "poll",
 	}
@@ -247,6 +247,7 @@ func (w *Watcher) check(ctx context.Context) {
 		if ctx.Err() != nil {
 			return // shutting down; not the source's fault
 		}
+		err = RedactError(err) // SDK and network errors can quote the endpoint URL
 		w.log.Warn("config: check failed, keeping the running configuration",
 			"source", w.src.String(), "version", current, "error", err)
 		w.mu.Lock()
@@ -278,6 +279,7 @@ func (w *Watcher) check(ctx context.Context) {
 	}
 	cfg, err := w.parse(doc)
 	if err != nil {
+		err = RedactError(err)
 		w.rejected.Add(1)
 		if w.onRefused != nil {
 			w.onRefused(err)

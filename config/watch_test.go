@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -306,5 +307,34 @@ func TestWatcherWaitsOutEmptyDocument(t *testing.T) {
 	writeFile(t, path, `{"logging":{"level":"debug"}}`)
 	if d := waitDelivery(t, got, 5*time.Second, "document written after the empty state"); d.cfg.Logging.Level != "debug" {
 		t.Errorf("level %q", d.cfg.Logging.Level)
+	}
+}
+
+// failingSource fails every fetch with an error that quotes its endpoint,
+// credentials included, as SDK and network errors do.
+type failingSource struct{}
+
+func (failingSource) Fetch(context.Context, string) ([]byte, string, error) {
+	return nil, "", fmt.Errorf("get http://key:fetch-pw@127.0.0.1:1/b/k: %w", ErrSourceUnavailable)
+}
+
+func (failingSource) String() string { return "failing" }
+
+// The watcher's status and log never carry a secret from a fetch error or
+// from the reason the worker started degraded.
+func TestWatcherRedactsErrors(t *testing.T) {
+	log, logged := testLogger()
+	w, _ := startWatcher(t, failingSource{}, WatcherOptions{Interval: time.Hour, Logger: log,
+		Start: Loaded{Degraded: true, Reason: "get http://key:start-pw@127.0.0.1:1/b/k: unreachable"}})
+	if st := w.Status(); strings.Contains(st.LastError, "start-pw") {
+		t.Errorf("start reason shown: %q", st.LastError)
+	}
+	waitFor(t, 5*time.Second, "the first check", func() bool { return !w.Status().LastCheck.IsZero() })
+	st := w.Status()
+	if !strings.Contains(st.LastError, "http://key:***@127.0.0.1:1") || strings.Contains(st.LastError, "fetch-pw") {
+		t.Errorf("LastError = %q, want the endpoint redacted", st.LastError)
+	}
+	if strings.Contains(logged.String(), "fetch-pw") || !strings.Contains(logged.String(), "check failed") {
+		t.Errorf("log: %s", logged.String())
 	}
 }

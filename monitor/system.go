@@ -116,14 +116,16 @@ func (s *SystemMonitor) SetInterval(d time.Duration) {
 	s.interval.Store(int64(d))
 }
 
-// Run evaluates every interval until ctx ends.
-func (s *SystemMonitor) Run(ctx context.Context) {
+// Run evaluates every interval until ctx ends, then returns nil; an
+// evaluation in progress is cut short by ctx. The caller owns the goroutine
+// and waits for Run to return.
+func (s *SystemMonitor) Run(ctx context.Context) error {
 	t := time.NewTimer(time.Duration(s.interval.Load()))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 			s.Evaluate(ctx)
 			t.Reset(time.Duration(s.interval.Load()))

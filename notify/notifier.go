@@ -141,7 +141,7 @@ func (n *Notifier) drop(j job, reason string) {
 // Close stops taking alerts and waits for the queued ones to be delivered. At
 // ctx's deadline it gives up: requests and backoffs in progress are abandoned,
 // what is still queued is dropped (logged and counted), and ctx's error is
-// returned. Notify after Close drops.
+// returned. Notify after Close drops. The client's idle connections are closed.
 func (n *Notifier) Close(ctx context.Context) error {
 	n.mu.Lock()
 	if !n.closed {
@@ -151,6 +151,9 @@ func (n *Notifier) Close(ctx context.Context) error {
 	n.mu.Unlock()
 	done := make(chan struct{})
 	go func() { n.wg.Wait(); close(done) }()
+	// The kept-alive connections to the destinations have goroutines of
+	// their own; nothing uses them once the workers are done.
+	defer n.opts.Client.CloseIdleConnections()
 	select {
 	case <-done:
 		n.cancel()

@@ -62,8 +62,9 @@ S3-compatible store).`,
 		Short: "Print the effective configuration (defaults applied, secrets masked) as JSON",
 		Long: `Print the configuration the worker would run with: the file with every default
 applied, or the embedded default when there is no file. Passwords, keys, API keys
-and the passwords inside URLs are shown as ***. Sections the worker does not use
-are not shown.`,
+and the secrets inside URLs (the user-information password, and parameters such
+as password=, sslpassword=, token= or key=) are shown as ***. Sections the
+worker does not use are not shown.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path, err := configFile(*configPath, args)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/smartlogs/audit-worker/config"
 	"github.com/smartlogs/audit-worker/internal/eventgen"
@@ -80,7 +81,7 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	cfg.Security.EncryptionKey = hex.EncodeToString(secret) // producers sign with it; the worker verifies
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	w, err := startWorker(ctx, cfg, log)
+	w, err := startWorker(ctx, loadedConfig{cfg: cfg, embedded: true}, log, nil)
 	if err != nil {
 		return err
 	}
@@ -161,38 +162,37 @@ type demoTally struct {
 	byReason map[string]int
 }
 
+// sendDemo posts the requests from clients concurrent clients. The first
+// failure stops the others and the feeder; every goroutine is waited for.
 func sendDemo(ctx context.Context, baseURL, apiKey string, requests []demoRequest, clients int) (*demoTally, error) {
 	tally := &demoTally{byStatus: map[pipeline.Status]int{}, byReason: map[string]int{}}
 	work := make(chan demoRequest)
-	errs := make(chan error, clients)
 	client := &http.Client{Timeout: time.Minute}
-	var wg sync.WaitGroup
+	defer client.CloseIdleConnections()
+	g, gctx := errgroup.WithContext(ctx)
 	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			for req := range work {
-				if err := postDemo(ctx, client, baseURL, apiKey, req, tally); err != nil {
-					errs <- err
-					return
+				if err := postDemo(gctx, client, baseURL, apiKey, req, tally); err != nil {
+					return err
 				}
 			}
-		}()
+			return nil
+		})
 	}
-	go func() {
+	g.Go(func() error {
 		defer close(work)
 		// Originals first, re-sends last, so a re-send always follows its original.
 		for _, r := range requests {
 			select {
 			case work <- r:
-			case <-ctx.Done():
-				return
+			case <-gctx.Done():
+				return nil // a client failed (its error is the group's) or ctx ended
 			}
 		}
-	}()
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+		return nil
+	})
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	return tally, ctx.Err()

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"log/slog"
+
 	"github.com/spf13/cobra"
 )
 
@@ -20,10 +22,11 @@ worker also migrates at start-up; this command lets a deploy do it first.`,
 				return err
 			}
 			cfg := lc.cfg
-			log, _, err := newLogger(cfg)
+			log, _, err := newLogger(cfg, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
+			slog.SetDefault(log)
 			ctx := cmd.Context()
 			store, desc, err := openStore(ctx, cfg, log)
 			if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -52,8 +53,8 @@ type monitoring struct {
 	notifier *notify.Notifier
 	patterns *monitor.Monitor       // nil when monitoring is disabled
 	system   *monitor.SystemMonitor // nil when monitoring is disabled
-	stop     context.CancelFunc     // ends the background loops
-	done     chan struct{}          // closed when they have ended
+	stop     context.CancelFunc     // ends the background loops; nil until run
+	loops    sync.WaitGroup         // the background loops, done when they have ended
 }
 
 // alertFoldInterval bounds how often a persisting condition's repeats are
@@ -96,32 +97,35 @@ func startMonitoring(cfg config.Config, store audit.EventStore, rdb redis.Univer
 	return m, nil
 }
 
-// run starts the background loops: folded repeats and the system alerts.
-// They have their own context, ended by close after the last batch, so that
-// the repeats of the last batches are written too.
-func (m *monitoring) run() {
+// run starts the background loops, folded repeats and the system alerts,
+// through spawn, which owns them. They have their own context, ended by
+// close after the last batch, so that the repeats of the last batches are
+// written too.
+func (m *monitoring) run(spawn func(name string, fn func() error)) {
+	if m.patterns == nil {
+		return
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m.stop, m.done = cancel, make(chan struct{})
-	go func() {
-		defer close(m.done)
-		if m.patterns == nil {
-			<-ctx.Done()
-			return
-		}
-		go m.system.Run(ctx)
+	m.stop = cancel
+	m.loops.Add(2)
+	spawn("alert folding", func() error {
+		defer m.loops.Done()
 		m.patterns.Run(ctx)
-	}()
+		return nil
+	})
+	spawn("system monitor", func() error {
+		defer m.loops.Done()
+		return m.system.Run(ctx)
+	})
 }
 
-// close writes what is pending and stops the loops, then lets the notifier
-// deliver within ctx.
+// close writes what is pending and stops the loops, waiting for them, then
+// lets the notifier deliver within ctx. A loop stops promptly: its last
+// flush is bounded by the monitor's own timeout.
 func (m *monitoring) close(ctx context.Context) error {
 	if m.stop != nil {
 		m.stop()
-		select {
-		case <-m.done:
-		case <-ctx.Done():
-		}
+		m.loops.Wait()
 	}
 	return m.notifier.Close(ctx)
 }
@@ -131,9 +135,7 @@ func (m *monitoring) close(ctx context.Context) error {
 func (w *worker) signals(ctx context.Context) (monitor.Signals, error) {
 	r := w.obs.recent()
 	s := monitor.Signals{ErrorRate: r.ErrorRate, LatencyP95Ms: r.LatencyP95Ms, BreakerState: string(w.breaker.State())}
-	if w.reload != nil {
-		s.ConfigReloadFailures = w.reload.rejected()
-	}
+	s.ConfigReloadFailures = w.rejectedConfigs()
 	if w.queue != nil {
 		depths, err := w.queue.depths(ctx)
 		if err != nil {

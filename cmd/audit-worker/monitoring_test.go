@@ -43,10 +43,10 @@ func TestPatternState(t *testing.T) {
 			}
 		})
 	}
-	if isReloadable("monitoring.patternDetection.state") {
+	if config.EffectOf("monitoring.patternDetection.state") != config.EffectRestart {
 		t.Error("monitoring.patternDetection.state is applied on reload; it must wait for a restart")
 	}
-	if !isReloadable("monitoring.patternDetection.failedAuthThreshold") {
+	if config.EffectOf("monitoring.patternDetection.failedAuthThreshold") != config.EffectNow {
 		t.Error("thresholds must stay reloadable")
 	}
 }

@@ -47,7 +47,7 @@ func startObservability(ctx context.Context, cfg config.Config, log *slog.Logger
 		OTLPEndpoint: endpoint, Headers: tc.Headers, MaxSpans: tc.MaxSpans, Logger: log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("start tracing: %w", err)
+		return nil, fmt.Errorf("start tracing: %w", config.RedactError(err))
 	}
 	return o, nil
 }
@@ -123,17 +123,24 @@ func webhooks(cfg config.Config) []notify.Webhook {
 	return out
 }
 
+// redactedPing is a health.Pinger whose errors are redacted: drivers can
+// quote their connection string in them, and /healthz shows them.
+func redactedPing(ping func(ctx context.Context) error) health.PingFunc {
+	return func(ctx context.Context) error { return config.RedactError(ping(ctx)) }
+}
+
 // queueDepths reads the depth of every queue state and of the dead-letter
-// queue, with one cheap command per state.
+// queue, with one cheap command per state. Its errors are redacted: /healthz,
+// the dashboard and the log show them.
 func queueDepths(main, dead *bullmq.Queue) func(ctx context.Context) (map[string]int64, error) {
 	return func(ctx context.Context) (map[string]int64, error) {
 		c, err := main.Counts(ctx)
 		if err != nil {
-			return nil, err
+			return nil, config.RedactError(err)
 		}
 		dl, err := dead.Counts(ctx)
 		if err != nil {
-			return nil, err
+			return nil, config.RedactError(err)
 		}
 		out := map[string]int64{telemetry.QueueDeadLetter: dl[bullmq.StateWaiting] + dl[bullmq.StatePaused]}
 		for _, s := range []string{bullmq.StateWaiting, bullmq.StatePaused, bullmq.StateDelayed,
@@ -145,8 +152,9 @@ func queueDepths(main, dead *bullmq.Queue) func(ctx context.Context) (map[string
 }
 
 // wireObservability adds what needs the running worker: health checks, queue
-// sampling and the dashboard, and returns the HTTP options.
-func (w *worker) wireObservability(ctx context.Context, cfg config.Config) httpapi.Options {
+// sampling and the dashboard, and returns the HTTP options. Health messages
+// quote the errors of the store and Redis, so those are redacted.
+func (w *worker) wireObservability(cfg config.Config) httpapi.Options {
 	o := w.obs
 	alerts, _ := w.store.(audit.AlertStore)
 	opts := httpapi.Options{
@@ -158,7 +166,7 @@ func (w *worker) wireObservability(ctx context.Context, cfg config.Config) httpa
 
 	th := healthThresholds(cfg)
 	o.health = health.NewChecker(health.Options{Thresholds: &th})
-	o.health.Add("database", health.Database(w.store))
+	o.health.Add("database", health.Database(redactedPing(w.store.Ping)))
 	o.health.Add("circuit-breaker", health.CircuitBreaker(func() string { return string(w.breaker.State()) }))
 	o.health.Add("config", health.Config(w.ConfigHealth))
 	if o.metrics != nil {
@@ -169,11 +177,14 @@ func (w *worker) wireObservability(ctx context.Context, cfg config.Config) httpa
 	}
 	if w.queue != nil {
 		rdb := w.queue.rdb
-		o.health.Add("redis", health.Redis(health.PingFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })))
+		o.health.Add("redis", health.Redis(redactedPing(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })))
 		o.health.Add("queue", health.Queue(w.queue.depths, o.health.Thresholds))
 		if o.metrics != nil {
 			interval := time.Duration(cfg.Observability.Metrics.CollectionInterval) * time.Millisecond
-			go o.metrics.SampleQueues(ctx, interval, w.queue.depths)
+			w.spawn("queue sampling", func() error {
+				o.metrics.SampleQueues(w.running, interval, w.queue.depths)
+				return nil
+			})
 		}
 	}
 	opts.Health = httpapi.HealthOptions{Checker: o.health}

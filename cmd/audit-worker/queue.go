@@ -31,7 +31,7 @@ func newRedisClient(cfg config.Config) (redis.UniversalClient, error) {
 	if r.URL != "" {
 		opts, err := redis.ParseURL(r.URL)
 		if err != nil {
-			return nil, fmt.Errorf("redis.url: %w", err)
+			return nil, fmt.Errorf("redis.url: %w", config.RedactError(err))
 		}
 		return redis.NewClient(opts), nil
 	}
@@ -56,12 +56,12 @@ type queueConsumer struct {
 	consumer *bullmq.Consumer
 	worker   *bullmq.Worker       // concurrency and batch size change on reload
 	handler  *queueworker.Handler // so does the dead-letter alert threshold
-	done     chan struct{}
+	done     chan struct{}        // closed when run returns
 }
 
-// startQueueConsumer consumes the main queue into proc until ctx ends; stop
-// waits for it to finish its in-flight batches.
-func startQueueConsumer(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, proc *pipeline.Processor,
+// startQueueConsumer prepares the consumer of the main queue into proc; run
+// consumes, stop waits for run to end and closes the blocking connection.
+func startQueueConsumer(cfg config.Config, rdb redis.UniversalClient, proc *pipeline.Processor,
 	breaker *pipeline.Breaker, obs *observability, log *slog.Logger) (*queueConsumer, error) {
 	main, dead := queues(rdb, cfg)
 	host, _ := os.Hostname()
@@ -94,10 +94,6 @@ func startQueueConsumer(ctx context.Context, cfg config.Config, rdb redis.Univer
 	})
 	q := &queueConsumer{rdb: rdb, depths: queueDepths(main, dead), consumer: consumer, worker: worker,
 		handler: handler, done: make(chan struct{})}
-	go func() {
-		defer close(q.done)
-		worker.Run(ctx)
-	}()
 	log.Info("consuming BullMQ queue", "queue", main.Keys().Base(), "deadLetterQueue", dead.Keys().Base(),
 		"batchSize", cfg.ReliableProcessor.BatchSize, "concurrency", cfg.ReliableProcessor.Concurrency)
 	return q, nil
@@ -111,13 +107,20 @@ func connectRedis(ctx context.Context, cfg config.Config) (redis.UniversalClient
 	}
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
-		return nil, fmt.Errorf("connect to Redis: %w", err)
+		return nil, fmt.Errorf("connect to Redis: %w", config.RedactError(err))
 	}
 	return rdb, nil
 }
 
-// stop waits for the consumer (whose context has ended) and closes its
-// blocking connection; the shared Redis client is closed by the worker.
+// run consumes until ctx ends, then lets the batches in flight finish (or
+// gives them back) within the shutdown timeout.
+func (q *queueConsumer) run(ctx context.Context) error {
+	defer close(q.done)
+	return q.worker.Run(ctx)
+}
+
+// stop waits for run (whose context has ended) and closes the blocking
+// connection; the shared Redis client is closed by the worker.
 func (q *queueConsumer) stop() error {
 	<-q.done
 	return q.consumer.Close()

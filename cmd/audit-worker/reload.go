@@ -1,12 +1,6 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
-	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -15,106 +9,54 @@ import (
 	"github.com/smartlogs/audit-worker/telemetry"
 )
 
-// reloadable lists the settings a running worker applies without a restart, by
-// path prefix. Everything else (connections, ports, queue names, the data
-// directory) is reported as pending until the next restart.
-var reloadable = []string{
-	"logging.level",
-	"monitoring.",
-	"reliableProcessor.concurrency",
-	"reliableProcessor.batchSize",
-	"reliableProcessor.circuitBreakerConfig.",
-	"reliableProcessor.deadLetterConfig.alertThreshold",
-	"storage.batchMaxSize",
-	"storage.batchMaxWaitMs",
-	"validation.",
-	"security.encryptionKey",
-	"http.apiKeys",
-}
-
-// restartOnly are exceptions inside the reloadable prefixes: turning the
-// detectors on or off changes what observes the pipeline, and where their
-// windows live is chosen once; both are fixed at start.
-var restartOnly = []string{"monitoring.enabled", "monitoring.patternDetection.state"}
-
-func isReloadable(path string) bool {
-	if slices.Contains(restartOnly, path) {
-		return false
-	}
-	for _, p := range reloadable {
-		if path == p || (strings.HasSuffix(p, ".") && strings.HasPrefix(path, p)) ||
-			strings.HasPrefix(path, p+"[") {
-			return true
-		}
-	}
-	return false
-}
-
-// reloader watches the configuration source and applies each new, valid version
-// to the running worker.
+// reloader follows the configuration source and applies each new, valid
+// version to the running worker: config.Diff says what changed and when each
+// change takes effect; the reloader hands the reloadable fields over.
 type reloader struct {
-	w      *worker
-	source config.Source
-	cache  string
+	w       *worker
+	source  config.Source
+	watcher *config.Watcher // run by the worker (see worker.start)
 
 	mu             sync.Mutex
 	running        config.Config // what the worker was started with, for pending-restart fields
 	current        config.Config // the latest applied version
 	meta           config.Meta
-	degraded       bool
 	lastApplied    time.Time
 	pendingRestart []string
-	watcher        *config.Watcher
 }
 
 func newReloader(w *worker, lc loadedConfig) *reloader {
-	return &reloader{w: w, source: lc.source, cache: configCachePath(), running: lc.cfg, current: lc.cfg,
-		meta: lc.loaded.Meta, degraded: lc.loaded.Degraded}
-}
-
-// watch polls (S3) or watches (files) the source until ctx ends.
-func (r *reloader) watch(ctx context.Context) {
-	r.mu.Lock()
-	r.watcher = config.NewWatcher(r.source, r.apply, config.WatcherOptions{
-		Interval:  r.current.PollInterval(),
-		CachePath: r.cache,
-		Start:     config.Loaded{Config: r.current, Meta: r.meta, Degraded: r.degraded},
-		Logger:    r.w.log,
-		OnRefused: func(error) { r.w.obs.configReloaded("refused") },
+	r := &reloader{w: w, source: lc.source, running: lc.cfg, current: lc.cfg, meta: lc.loaded.Meta}
+	r.watcher = config.NewWatcher(lc.source, r.apply, config.WatcherOptions{
+		Interval:  lc.cfg.PollInterval(),
+		CachePath: configCachePath(),
+		Start:     lc.loaded,
+		Logger:    w.log,
+		OnRefused: func(error) { w.obs.configReloaded("refused") },
 	})
-	watcher := r.watcher
-	r.mu.Unlock()
-	if err := watcher.Run(ctx); err != nil {
-		r.w.log.Error("configuration watcher stopped", "err", err)
-	}
+	return r
 }
 
 // apply is called by the watcher with a new version that passed validation.
 func (r *reloader) apply(next config.Config, meta config.Meta) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	changes := diffConfig(r.current, next)
-	var applied, pending []string
-	for _, c := range changes {
-		if isReloadable(c.path) {
-			applied = append(applied, c.path)
-		} else {
-			pending = append(pending, c.path)
-		}
-	}
+	changes := config.Diff(r.current, next)
 	r.w.applyReloadable(next)
-	r.current, r.meta, r.degraded, r.lastApplied = next, meta, false, time.Now()
+	r.current, r.meta, r.lastApplied = next, meta, time.Now()
 	// Pending is measured against what the worker runs, so reverting a restart-
 	// only change clears it.
-	r.pendingRestart = nil
-	for _, c := range diffConfig(r.running, next) {
-		if !isReloadable(c.path) {
-			r.pendingRestart = append(r.pendingRestart, c.path)
-		}
-	}
+	r.pendingRestart = restartPaths(config.Diff(r.running, next))
+
+	var applied, pending []string
 	for _, c := range changes {
-		r.w.log.Info("configuration changed", "field", c.path, "from", c.from, "to", c.to,
-			"applied", isReloadable(c.path))
+		r.w.log.Info("configuration changed", "field", c.Path, "from", c.Old, "to", c.New,
+			"applied", !c.NeedsRestart())
+		if c.NeedsRestart() {
+			pending = append(pending, c.Path)
+		} else {
+			applied = append(applied, c.Path)
+		}
 	}
 	r.w.log.Info("configuration reloaded", "source", meta.Source, "version", meta.Version,
 		"applied", applied, "pendingRestart", pending)
@@ -125,15 +67,15 @@ func (r *reloader) apply(next config.Config, meta config.Meta) {
 	r.w.obs.configReloaded(result)
 }
 
-// rejected is how many configuration versions were refused since start.
-func (r *reloader) rejected() int64 {
-	r.mu.Lock()
-	watcher := r.watcher
-	r.mu.Unlock()
-	if watcher == nil {
-		return 0
+// restartPaths are the paths of the changes that wait for a restart.
+func restartPaths(changes []config.Change) []string {
+	var out []string
+	for _, c := range changes {
+		if c.NeedsRestart() {
+			out = append(out, c.Path)
+		}
 	}
-	return watcher.Rejected()
+	return out
 }
 
 // applyReloadable hands the reloadable settings to the parts that use them.
@@ -168,26 +110,38 @@ func (w *worker) currentConfig() config.Config {
 	return w.reload.current
 }
 
-// ConfigStatus implements httpapi.ConfigReporter.
-func (w *worker) ConfigStatus() any {
+// rejectedConfigs is how many configuration versions were refused since start.
+func (w *worker) rejectedConfigs() int64 {
 	if w.reload == nil {
-		return map[string]any{"source": "embedded default", "pendingRestart": []string{}}
+		return 0
+	}
+	return w.reload.watcher.Rejected()
+}
+
+// ConfigStatus implements httpapi.ConfigReporter with configStatus.
+func (w *worker) ConfigStatus() any { return w.configStatus() }
+
+// configStatus is the document served at /observability/config.
+func (w *worker) configStatus() config.ReloadStatus {
+	if w.reload == nil {
+		return config.ReloadStatus{Source: "embedded default", PendingRestart: []string{}}
 	}
 	r := w.reload
+	st := r.watcher.Status()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := map[string]any{
-		"source": r.source.String(), "version": r.meta.Version, "loadedAt": r.meta.Time,
-		"fromCache": r.meta.FromCache, "degraded": r.degraded,
-		"pendingRestart": append([]string{}, r.pendingRestart...),
+	out := config.ReloadStatus{
+		Source:         config.Redact(r.source.String()),
+		PendingRestart: append([]string{}, r.pendingRestart...),
+		SourceStatus: &config.SourceStatus{
+			Version: r.meta.Version, LoadedAt: r.meta.Time, FromCache: r.meta.FromCache,
+			Degraded: st.Degraded, LastCheck: st.LastCheck, LastError: st.LastError,
+			Rejected: st.Rejected, WatchMode: st.Mode,
+		},
 	}
 	if !r.lastApplied.IsZero() {
-		out["lastReload"] = r.lastApplied
-	}
-	if r.watcher != nil {
-		st := r.watcher.Status()
-		out["lastCheck"], out["lastError"], out["rejected"], out["watchMode"] = st.LastCheck, st.LastError, st.Rejected, st.Mode
-		out["degraded"] = st.Degraded
+		at := r.lastApplied
+		out.LastReload = &at
 	}
 	return out
 }
@@ -197,86 +151,12 @@ func (w *worker) ConfigHealth() (bool, string) {
 	if w.reload == nil {
 		return true, ""
 	}
-	r := w.reload
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	degraded, lastErr := r.degraded, ""
-	if r.watcher != nil {
-		st := r.watcher.Status()
-		degraded, lastErr = st.Degraded, st.LastError
-	}
+	st := w.reload.watcher.Status()
 	switch {
-	case degraded:
+	case st.Degraded:
 		return false, "degraded: running on the cached configuration, the source is unreachable"
-	case lastErr != "":
-		return false, "the latest configuration version was refused: " + lastErr
+	case st.LastError != "":
+		return false, "the latest configuration version was refused: " + st.LastError
 	}
 	return true, ""
-}
-
-// change is one configuration field that differs, values masked.
-type change struct{ path, from, to string }
-
-// diffConfig lists the fields that differ between two configurations, as
-// dotted paths, with secrets masked (Masked replaces them with ***, so a
-// changed secret shows as changed without showing its value).
-func diffConfig(a, b config.Config) []change {
-	fa, fb := flatten(a), flatten(b)
-	ma, mb := flatten(a.Masked()), flatten(b.Masked())
-	var out []change
-	seen := map[string]bool{}
-	for _, m := range []map[string]string{fa, fb} {
-		for path := range m {
-			if seen[path] {
-				continue
-			}
-			seen[path] = true
-			if fa[path] != fb[path] {
-				from, to := ma[path], mb[path]
-				if from == to { // both masked: say that it changed without showing it
-					from, to = "***", "*** (changed)"
-				}
-				out = append(out, change{path: path, from: from, to: to})
-			}
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
-	return out
-}
-
-// flatten turns a configuration into dotted paths (arrays as path[i]) and the
-// JSON text of their values.
-func flatten(c config.Config) map[string]string {
-	data, _ := json.Marshal(c)
-	var v any
-	_ = json.Unmarshal(data, &v)
-	out := map[string]string{}
-	var walk func(prefix string, v any)
-	walk = func(prefix string, v any) {
-		switch t := v.(type) {
-		case map[string]any:
-			keys := make([]string, 0, len(t))
-			for k := range t {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys)
-			for _, k := range keys {
-				p := k
-				if prefix != "" {
-					p = prefix + "." + k
-				}
-				walk(p, t[k])
-			}
-		case []any:
-			out[prefix] = fmt.Sprint(len(t)) + " items"
-			for i, e := range t {
-				walk(fmt.Sprintf("%s[%d]", prefix, i), e)
-			}
-		default:
-			b, _ := json.Marshal(t)
-			out[prefix] = string(b)
-		}
-	}
-	walk("", v)
-	return out
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -56,17 +57,14 @@ func TestConfigFileReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, level, err := newLogger(lc.cfg)
+	_, level, err := newLogger(lc.cfg, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := startWorker(ctx, lc.cfg, slog.New(slog.DiscardHandler))
+	w, err := startWorker(ctx, lc, slog.New(slog.DiscardHandler), level)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.level = level
-	w.reload = newReloader(w, lc)
-	go w.reload.watch(ctx)
 	defer w.shutdown(5 * time.Second)
 
 	changed := strings.Replace(base, "%q", `"`+filepath.Join(dir, "data")+`"`, 1)

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
 	audit "github.com/smartlogs/audit-worker"
 
 	"github.com/smartlogs/audit-worker/config"
@@ -60,19 +63,24 @@ func loadConfig(ctx context.Context, ref string) (loadedConfig, error) {
 	return loadedConfig{cfg: loaded.Config, source: src, loaded: loaded}, nil
 }
 
-// newLogger builds the logger the configuration asks for ($LOG_LEVEL wins) and
+// newLogger builds the logger the configuration asks for ($LOG_LEVEL wins),
+// writing to out with every secret redacted (see redactingHandler), and
 // returns its level, which a configuration reload can change.
-func newLogger(cfg config.Config) (*slog.Logger, *slog.LevelVar, error) {
+func newLogger(cfg config.Config, out io.Writer) (*slog.Logger, *slog.LevelVar, error) {
 	level := cfg.Logging.Level
 	if env := os.Getenv("LOG_LEVEL"); env != "" {
 		level = env
 	}
-	return telemetry.NewLogger(os.Stderr, level, cfg.Logging.Format)
+	log, lvl, err := telemetry.NewLogger(out, level, cfg.Logging.Format)
+	if err != nil {
+		return nil, nil, err
+	}
+	return slog.New(redactingHandler{next: log.Handler()}), lvl, nil
 }
 
 // openStore opens PostgreSQL when the configuration names it, else the embedded
 // SQLite store. Both apply their migrations on open (PostgreSQL also creates the
-// partitions ahead).
+// partitions ahead). The description names the store for logs, redacted.
 func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (audit.EventStore, string, error) {
 	if cfg.UsesPostgres() {
 		store, err := postgres.Open(ctx, postgres.Config{
@@ -82,9 +90,9 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (audit.
 			Logger:          log,
 		})
 		if err != nil {
-			return nil, "", fmt.Errorf("open PostgreSQL store: %w", err)
+			return nil, "", fmt.Errorf("open PostgreSQL store: %w", config.RedactError(err))
 		}
-		return store, "PostgreSQL " + redactURL(cfg.EnhancedClient.ConnectionString), nil
+		return store, "PostgreSQL " + config.Redact(cfg.EnhancedClient.ConnectionString), nil
 	}
 	path := cfg.SQLitePath()
 	store, err := sqlite.Open(ctx, sqlite.Config{Path: path, Logger: log})
@@ -93,20 +101,6 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (audit.
 	}
 	abs, _ := filepath.Abs(path)
 	return store, "SQLite " + abs, nil
-}
-
-// redactURL hides the password of a connection URL, for logs.
-func redactURL(raw string) string {
-	i := strings.Index(raw, "://")
-	at := strings.LastIndex(raw, "@")
-	if i < 0 || at < i {
-		return raw
-	}
-	userinfo := raw[i+3 : at]
-	if user, _, ok := strings.Cut(userinfo, ":"); ok {
-		return raw[:i+3] + user + ":***" + raw[at:]
-	}
-	return raw
 }
 
 // apiKeys returns the configured ingest keys or, when there are none, the key
@@ -149,7 +143,8 @@ func apiKeys(cfg config.Config) (keys []string, keyFile string, err error) {
 	return []string{key}, keyFile, nil
 }
 
-// worker is a running worker: store, pipeline and HTTP server.
+// worker is a running worker: store, pipeline, queue consumer, HTTP server
+// and the loops around them.
 type worker struct {
 	cfg       config.Config
 	log       *slog.Logger
@@ -167,19 +162,52 @@ type worker struct {
 	breaker   *pipeline.Breaker
 	rdb       redis.UniversalClient // nil without Redis
 	queue     *queueConsumer        // nil without Redis
-	stopQueue context.CancelFunc
 	obs       *observability
 	mon       *monitoring
+
+	// group owns every goroutine the worker starts (see spawn); shutdown
+	// waits for all of them.
+	group *errgroup.Group
+	// running ends when shutdown begins or a goroutine fails; the loops stop with it.
+	running context.Context
+	stop    context.CancelFunc
 }
 
-// startWorker opens everything and starts serving; ctx bounds background loops.
-func startWorker(ctx context.Context, cfg config.Config, log *slog.Logger) (*worker, error) {
-	w := &worker{cfg: cfg, log: log}
-	if err := w.start(ctx, cfg); err != nil {
-		w.shutdown(cfg.ShutdownTimeout()) // whatever was started
+// startWorker opens everything and starts serving. ctx bounds the start only:
+// the worker's goroutines run until shutdown, or until one of them fails
+// (see run). With a configuration source (lc.source) it follows it and
+// applies new versions; level, when set, is the log level they change.
+func startWorker(ctx context.Context, lc loadedConfig, log *slog.Logger, level *slog.LevelVar) (*worker, error) {
+	w := &worker{cfg: lc.cfg, log: log, level: level}
+	base, stop := context.WithCancel(context.WithoutCancel(ctx))
+	w.group, w.running = errgroup.WithContext(base)
+	w.stop = stop
+	if lc.source != nil {
+		w.reload = newReloader(w, lc)
+	}
+	if err := w.start(ctx, lc.cfg); err != nil {
+		w.shutdown(lc.cfg.ShutdownTimeout()) // whatever was started
 		return nil, err
 	}
 	return w, nil
+}
+
+// spawn runs fn as one of the worker's goroutines. fn returns nil, or the
+// context's error, once the worker stops; an error before that, or returning
+// at all while the worker runs, is a failure: it stops the worker, and shutdown
+// returns it.
+func (w *worker) spawn(name string, fn func() error) {
+	w.group.Go(func() error {
+		err := fn()
+		stopping := w.running.Err() != nil
+		switch {
+		case stopping && (err == nil || errors.Is(err, context.Canceled)):
+			return nil
+		case err == nil:
+			err = errors.New("returned while the worker was running")
+		}
+		return audit.Wrap(audit.CodeUnavailable, name+" stopped", config.RedactError(err))
+	})
 }
 
 // start opens the parts in order: each may use the ones before it. The
@@ -194,8 +222,8 @@ func (w *worker) start(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	if pg, ok := w.store.(*postgres.Store); ok {
-		// Keeps monthly partitions created ahead; stops with ctx. It logs its own failures.
-		go pg.MaintainPartitions(ctx, time.Hour)
+		// Keeps monthly partitions created ahead. It logs its own failures.
+		w.spawn("partition maintenance", func() error { return pg.MaintainPartitions(w.running, time.Hour) })
 	}
 	if w.obs, err = startObservability(ctx, cfg, log); err != nil {
 		return err
@@ -226,58 +254,89 @@ func (w *worker) start(ctx context.Context, cfg config.Config) error {
 		Observers: w.obs.pipelineObservers(w.mon.patterns),
 	})
 	if w.rdb != nil {
-		queueCtx, cancel := context.WithCancel(ctx)
-		w.stopQueue = cancel
-		if w.queue, err = startQueueConsumer(queueCtx, cfg, w.rdb, w.proc, w.breaker, w.obs, log); err != nil {
+		if w.queue, err = startQueueConsumer(cfg, w.rdb, w.proc, w.breaker, w.obs, log); err != nil {
 			return err
 		}
+		w.spawn("BullMQ consumer", func() error { return w.queue.run(w.running) })
 	}
 	w.batcher = pipeline.NewBatcher(w.proc, pipeline.BatcherConfig{
 		MaxSize: cfg.Storage.BatchMaxSize,
 		MaxWait: cfg.BatchMaxWait(),
 	})
-	w.mon.run()
-	apiOpts := w.wireObservability(ctx, cfg)
+	w.mon.run(w.spawn)
+	apiOpts := w.wireObservability(cfg)
 	apiOpts.Ingester, apiOpts.Store, apiOpts.APIKeys = w.batcher, w.store, w.keys
 	apiOpts.MaxBodyBytes, apiOpts.Logger, apiOpts.Config = cfg.HTTP.MaxBodyBytes, log, w
 	w.api = httpapi.New(apiOpts)
-	w.listener, err = net.Listen("tcp", cfg.HTTP.Address)
+	if err := w.serve(cfg.HTTP.Address); err != nil {
+		return err
+	}
+	if w.reload != nil {
+		w.spawn("configuration watcher", func() error { return w.reload.watcher.Run(w.running) })
+	}
+	return nil
+}
+
+// serve listens on address and serves the API until shutdown.
+func (w *worker) serve(address string) error {
+	var err error
+	w.listener, err = net.Listen("tcp", address)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.HTTP.Address, err)
+		return fmt.Errorf("listen on %s: %w", address, err)
 	}
 	w.server = &http.Server{
 		Handler:           w.api,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(w.log.Handler(), slog.LevelWarn),
 	}
-	go func() {
-		if err := w.server.Serve(w.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("HTTP server stopped", "err", err)
+	w.spawn("HTTP server", func() error {
+		if err := w.server.Serve(w.listener); !errors.Is(err, http.ErrServerClosed) {
+			return err
 		}
-	}()
+		return nil // Shutdown was called
+	})
 	return nil
 }
 
 // URL is the base URL the worker serves on.
 func (w *worker) URL() string { return "http://" + w.listener.Addr().String() }
 
+// run waits until ctx ends or one of the worker's goroutines fails, then shuts
+// down within the configured timeout. It returns the failure, if any, joined
+// with whatever went wrong in the shutdown.
+func (w *worker) run(ctx context.Context) error {
+	current := w.currentConfig()
+	select {
+	case <-ctx.Done():
+		w.log.Info("shutting down", "timeout", current.ShutdownTimeout().String())
+	case <-w.running.Done():
+		w.log.Error("a component of the worker failed: shutting down", "err", context.Cause(w.running))
+	}
+	return w.shutdown(current.ShutdownTimeout())
+}
+
 // shutdown stops taking work (HTTP requests, queue jobs), finishes what it
-// accepted, sends what is pending (traces, notifications) and closes the
-// connections. It closes only what was opened, so a failed start can call it.
+// accepted, sends what is pending (traces, notifications), waits for every
+// goroutine and closes the connections. It closes only what was opened, so a
+// failed start can call it. Its error starts with the failure that stopped
+// the worker, if one did.
 func (w *worker) shutdown(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	// The loops (queue fetching, partition maintenance, queue sampling, the
+	// configuration watcher) end with w.running; the consumer finishes or
+	// gives back its batches within its own shutdown timeout.
+	w.stop()
 	var errs []error
-	if w.stopQueue != nil {
-		w.stopQueue() // the consumer finishes or gives back its batches within timeout
-	}
 	if w.queue != nil {
 		errs = append(errs, w.queue.stop())
 	}
 	if w.server != nil {
-		errs = append(errs, w.server.Shutdown(ctx))
+		if err := w.server.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("HTTP server shutdown: %w", err), w.server.Close())
+		}
 	}
 	if w.batcher != nil {
 		errs = append(errs, w.batcher.Close(ctx))
@@ -285,6 +344,8 @@ func (w *worker) shutdown(timeout time.Duration) error {
 	if w.mon != nil {
 		errs = append(errs, w.mon.close(ctx)) // after the last batch: its alerts are written and queued
 	}
+	// Every goroutine has been told to stop; the first failure comes first.
+	errs = append([]error{w.group.Wait()}, errs...)
 	if w.obs != nil {
 		errs = append(errs, w.obs.tracing.Shutdown(ctx))
 	}
@@ -297,16 +358,19 @@ func (w *worker) shutdown(timeout time.Duration) error {
 	return errors.Join(errs...)
 }
 
-func runWorker(ctx context.Context, configPath string) error {
+// runWorker runs the worker until ctx ends or a component fails, logging to
+// logOut.
+func runWorker(ctx context.Context, configPath string, logOut io.Writer) error {
 	lc, err := loadConfig(ctx, configPath)
 	if err != nil {
 		return err
 	}
 	cfg := lc.cfg
-	log, level, err := newLogger(cfg)
+	log, level, err := newLogger(cfg, logOut)
 	if err != nil {
 		return err
 	}
+	slog.SetDefault(log) // libraries' own logs (see routeLibraryLogs) are redacted too
 	if gcPercent > 0 {
 		log.Info("garbage collector target set", "gcPercent", gcPercent, "override", "GOGC")
 	}
@@ -319,25 +383,19 @@ func runWorker(ctx context.Context, configPath string) error {
 	default:
 		log.Info("configuration loaded", "source", lc.source.String(), "version", lc.loaded.Meta.Version)
 	}
-	w, err := startWorker(ctx, cfg, log)
+	w, err := startWorker(ctx, lc, log, level)
 	if err != nil {
+		log.Error("the worker did not start", "err", err)
 		return err
-	}
-	w.level = level
-	if lc.source != nil {
-		w.reload = newReloader(w, lc)
-		go w.reload.watch(ctx)
 	}
 	attrs := []any{"http", w.URL(), "store", w.storeDesc, "ingest", "POST " + w.URL() + "/v1/events", "health", w.URL() + "/healthz"}
 	if w.keyFile != "" {
 		attrs = append(attrs, "apiKeyFile", w.keyFile)
 	}
 	log.Info("audit worker started", attrs...)
-	<-ctx.Done()
-	log.Info("shutting down", "timeout", cfg.ShutdownTimeout().String())
-	current := w.currentConfig()
-	if err := w.shutdown(current.ShutdownTimeout()); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	if err := w.run(ctx); err != nil {
+		log.Error("stopped with an error", "err", err)
+		return err
 	}
 	st := w.proc.Stats()
 	log.Info("stopped", "stored", st.Stored, "duplicates", st.Duplicates,
