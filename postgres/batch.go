@@ -131,7 +131,7 @@ func (s *Store) StoreBatch(ctx context.Context, b audit.Batch) ([]audit.StoreRes
 		if _, refused := recordRefusal(err); refused && !isolate && errors.Is(err, errRecords) {
 			// Not a failure of the store: one record is refused. The other
 			// records must not share its fate.
-			s.log.DebugContext(ctx, "store batch: a record is refused, isolating it", "error", err)
+			s.log.DebugContext(ctx, "store batch: a record is refused, isolating it")
 			isolate = true
 			attempt--
 			continue
@@ -207,8 +207,10 @@ func (s *Store) storeIsolatingTx(ctx context.Context, tx pgx.Tx, b audit.Batch, 
 		return err
 	}
 	if len(refused) > 0 {
+		// The reason stays in the dead letter: a database's detail can quote
+		// the event's values, which logs do not carry.
 		s.log.WarnContext(ctx, "store batch: records refused by the database, dead-lettered",
-			"refused", len(refused), "records", len(b.Records), "first", refused[0].IdempotencyKey, "reason", refused[0].Message)
+			"refused", len(refused), "records", len(b.Records), "first", refused[0].IdempotencyKey)
 	}
 	dls := b.WithDeadLetters(refused)
 	if len(dls) == 0 {

@@ -112,8 +112,10 @@ func (s *Store) StoreBatch(ctx context.Context, b audit.Batch) ([]audit.StoreRes
 	}
 
 	if len(refused) > 0 {
+		// The reason stays in the dead letter: a database's detail can quote
+		// the event's values, which logs do not carry.
 		s.log.WarnContext(ctx, "store batch: records refused by the database, dead-lettered",
-			"refused", len(refused), "records", len(b.Records), "first", refused[0].IdempotencyKey, "reason", refused[0].Message)
+			"refused", len(refused), "records", len(b.Records), "first", refused[0].IdempotencyKey)
 	}
 	if dls := b.WithDeadLetters(refused); len(dls) > 0 {
 		up := tx.StmtContext(ctx, s.upsertDeadLetter)
