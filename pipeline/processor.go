@@ -129,7 +129,7 @@ func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, err
 	}
 	report.Stages.Verify = stage.end(nil)
 
-	// Sized for the whole batch: a Record is 440 bytes, and growing the
+	// Sized for the whole batch: a Record is 464 bytes, and growing the
 	// slice by doubling copied each one once more, on average.
 	batch := audit.Batch{Records: make([]audit.Record, 0, len(inputs))}
 	recordAt := make([]int, 0, len(inputs)) // batch.Records[i] came from inputs[recordAt[i]]

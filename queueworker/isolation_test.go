@@ -212,3 +212,28 @@ func TestPoisonJobsFailAloneAndTheQueueDrains(t *testing.T) {
 		t.Errorf("%d events stored, want 300", n)
 	}
 }
+
+// A store outage is waited out however many times the batch is offered: its
+// errors are transient, so the batch is never split and no job fails.
+func TestStoreOutageOutlastsTheAttemptBound(t *testing.T) {
+	f := newFixture(t)
+	f.store.down.Store(true)
+	proc := pipeline.NewProcessor(f.store, pipeline.Config{Rules: audit.DefaultRules(), HMACKey: []byte(hmacKey)}) // no breaker: every offer reaches the store
+	h := NewHandler(Config{Processor: proc, Queue: "audit-events", DeadLetters: f.dlq})
+	var payloads [][]byte
+	for range 20 {
+		payloads = append(payloads, f.gen.Valid())
+	}
+	ids := f.addKeepingAll(t, payloads...)
+	stop := f.runWith(t, h, 10)
+	defer stop()
+	eventually(t, "the batches offered 4 times the attempt bound", func() bool { return f.store.calls.Load() >= 40 })
+	if c := f.counts(t, f.main); c[bullmq.StateFailed] != 0 || c[bullmq.StateCompleted] != 0 {
+		t.Fatalf("jobs finished during the outage: %v", c)
+	}
+	f.store.down.Store(false)
+	f.waitFinished(t, 20, 0)
+	if atm := f.rdb.HGet(context.Background(), f.main.Keys().Job(ids[0]), "atm").Val(); atm != "1" {
+		t.Errorf("atm = %s, want 1: the outage burned no attempt", atm)
+	}
+}
