@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Record is an accepted event as it is stored: the event exactly as sent, plus
@@ -24,6 +26,10 @@ type Record struct {
 	ReceivedAt      time.Time
 	// RecordHash is the SHA-256 (hex) of the stored content, see ComputeRecordHash.
 	RecordHash string
+	// Payload is the event exactly as received. It is not stored with the
+	// record (the columns and Details hold its content); a store that refuses
+	// the record keeps it in the record's dead letter, so that nothing is lost.
+	Payload []byte
 }
 
 // NewRecord builds the record for a verified event and computes its record hash.
@@ -75,6 +81,12 @@ var recordHashBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); 
 const (
 	ReasonValidation         = "validation_failed"
 	ReasonIntegrityViolation = "integrity_violation"
+	// ReasonStoreRefused: the database refused the record itself (a
+	// constraint, a value it does not take); the message is the database's.
+	ReasonStoreRefused = "store_refused"
+	// ReasonProcessingFailed: the worker kept failing on the event with an
+	// error that is not transient (or a panic) and gave up on it.
+	ReasonProcessingFailed = "processing_failed"
 )
 
 // DeadLetter is an event that was refused, kept with the reason so that nothing
@@ -82,11 +94,24 @@ const (
 type DeadLetter struct {
 	IdempotencyKey string
 	Source         string
-	Reason         string       // ReasonValidation or ReasonIntegrityViolation
+	Reason         string       // one of the Reason constants
 	Message        string       // human-readable summary
 	Errors         []FieldError // the rules broken, for validation failures
 	Payload        []byte       // the event exactly as received
 	ReceivedAt     time.Time
+}
+
+// RefusedDeadLetter is the dead letter of a record the store refused. reason
+// is the database's message, made valid UTF-8 without NUL (which a text column
+// refuses): a dead letter must never be refused itself.
+func (r *Record) RefusedDeadLetter(reason string) DeadLetter {
+	if !utf8.ValidString(reason) || strings.ContainsRune(reason, 0) {
+		reason = strings.ReplaceAll(strings.ToValidUTF8(reason, "\uFFFD"), "\x00", "\uFFFD")
+	}
+	return DeadLetter{
+		IdempotencyKey: r.IdempotencyKey, Source: r.Source, Reason: ReasonStoreRefused,
+		Message: reason, Payload: r.Payload, ReceivedAt: r.ReceivedAt,
+	}
 }
 
 // Batch is what a store writes in one transaction. Idempotency keys are distinct
@@ -98,8 +123,33 @@ type Batch struct {
 
 // StoreResult is the outcome for one record of a batch.
 type StoreResult struct {
-	Seq       int64 // sequence number of the stored row; 0 for a duplicate
+	Seq       int64 // sequence number of the stored row; 0 for a duplicate or a refused record
 	Duplicate bool  // the key was stored before, nothing was written
+	// Refused, when not empty, is the database's reason for refusing this
+	// record: it is not stored, and the store wrote its dead letter
+	// (ReasonStoreRefused, with the record's Payload) in the same transaction.
+	Refused string
+}
+
+// WithDeadLetters returns the batch's dead letters followed by those of more
+// whose key the batch does not hold yet: a key is written once per batch.
+func (b Batch) WithDeadLetters(more []DeadLetter) []DeadLetter {
+	if len(more) == 0 {
+		return b.DeadLetters
+	}
+	out := make([]DeadLetter, 0, len(b.DeadLetters)+len(more))
+	out = append(out, b.DeadLetters...)
+	seen := make(map[string]bool, cap(out))
+	for i := range b.DeadLetters {
+		seen[b.DeadLetters[i].IdempotencyKey] = true
+	}
+	for _, d := range more {
+		if !seen[d.IdempotencyKey] {
+			seen[d.IdempotencyKey] = true
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // StoredEvent is a record read back from a store.
@@ -122,8 +172,11 @@ type EventStore interface {
 	// StoreBatch writes the batch in one transaction: all of it or none of it.
 	// results[i] belongs to b.Records[i]. A record whose (idempotency key, event
 	// time) is already stored is reported as a duplicate; a dead letter whose key
-	// is already stored only has its count raised. Errors are transient
-	// (CodeUnavailable) unless the batch itself is malformed.
+	// is already stored only has its count raised. A record the database itself
+	// refuses (a constraint or data error that belongs to that record) does not
+	// fail the batch: it is reported Refused and dead-lettered with
+	// ReasonStoreRefused, and the rest of the batch is stored. Errors are
+	// transient (CodeUnavailable) unless the batch itself is malformed.
 	StoreBatch(ctx context.Context, b Batch) ([]StoreResult, error)
 	// GetEvent returns the newest record with this idempotency key (CodeNotFound if none).
 	GetEvent(ctx context.Context, idempotencyKey string) (StoredEvent, error)

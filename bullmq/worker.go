@@ -3,8 +3,10 @@ package bullmq
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,12 +15,41 @@ import (
 )
 
 // Handler processes a batch of jobs. It returns one Result per job, or an error
-// when the batch could not be processed at all for a passing reason (its store
-// was down, say): the Worker then keeps the jobs locked, waits, and offers the
-// same batch again, so an outage burns no attempt and loses no job.
+// when the batch could not be processed at all: the Worker then keeps the jobs
+// locked, waits, and offers the same batch again. An error the handler calls
+// transient (its store was down, say; see TransientChecker) is retried for as
+// long as it takes, so an outage burns no attempt and loses no job; any other
+// error, or a panic, is retried MaxHandleAttempts times before the jobs are
+// handled one by one and those that still fail are failed.
 type Handler interface {
 	Handle(ctx context.Context, jobs []*Job) ([]Result, error)
 }
+
+// TransientChecker may be implemented by a Handler whose errors can be
+// passing, such as its store being down. A batch failing with a transient
+// error is kept (its locks renewed) and offered again for as long as it takes,
+// without counting an attempt. Any other error, and a panic, counts towards
+// WorkerOptions.MaxHandleAttempts. Without it every error counts.
+type TransientChecker interface {
+	IsTransient(err error) bool
+}
+
+// DeadLetterer may be implemented by a Handler to keep the jobs the Worker
+// fails because Handle kept failing on them (see MaxHandleAttempts), as it
+// keeps the jobs it refuses itself. reasons[i] is why jobs[i] failed. The
+// jobs fail once it succeeds, or after MaxHandleAttempts tries.
+type DeadLetterer interface {
+	DeadLetter(ctx context.Context, jobs []*Job, reasons []string) error
+}
+
+// PanicError is a panic in Handle, recovered by the Worker and treated as an
+// error that is not transient.
+type PanicError struct {
+	Value any
+	Stack []byte // the handler goroutine's stack when it panicked
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("handler panicked: %v", e.Value) }
 
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(ctx context.Context, jobs []*Job) ([]Result, error)
@@ -47,6 +78,14 @@ type WorkerOptions struct {
 	// RetryBackoff bounds the wait between two offers of a batch whose Handle
 	// failed: it doubles from RetryBackoffMin up to RetryBackoffMax (defaults 100 ms, 5 s).
 	RetryBackoffMin, RetryBackoffMax time.Duration
+	// MaxHandleAttempts bounds how often a batch is handed to the Handler
+	// while Handle fails with an error that is not transient (see
+	// TransientChecker) or panics. Then each of its jobs is handled alone,
+	// once, and a job that still fails is failed for good with the error as
+	// its reason (and dead-lettered, see DeadLetterer): one job cannot hold up
+	// the others, and nothing is retried forever. Default 5: with the default
+	// backoff, 0.75 to 1.5 s of waiting before a batch is split.
+	MaxHandleAttempts int
 	// DrainDelay is how long an idle worker blocks on the marker before looking
 	// again (default 5 s, as BullMQ).
 	DrainDelay time.Duration
@@ -156,6 +195,9 @@ func NewWorker(c *Consumer, h Handler, opts WorkerOptions) *Worker {
 	if opts.RetryBackoffMax <= 0 {
 		opts.RetryBackoffMax = 5 * time.Second
 	}
+	if opts.MaxHandleAttempts <= 0 {
+		opts.MaxHandleAttempts = 5
+	}
 	if opts.DrainDelay <= 0 {
 		opts.DrainDelay = 5 * time.Second
 	}
@@ -238,32 +280,150 @@ func (w *Worker) process(stop, work context.Context, jobs []*Job) {
 		return
 	}
 	ctx, bt := w.traceBatch(work, jobs)
-	var results []Result
-	for attempt := 1; ; attempt++ {
-		var err error
-		results, err = w.h.Handle(ctx, jobs)
-		if err == nil && len(results) != len(jobs) {
-			err = errors.New("handler returned a result count that does not match the batch")
+	results, state, err := w.handleRetrying(stop, ctx, jobs, bt, w.opts.MaxHandleAttempts)
+	switch state {
+	case handleStopped:
+		w.giveBack(work, jobs)
+		bt.givenBack(err)
+		return
+	case handleFailing:
+		w.log.Warn("batch keeps failing, handling each job alone", "queue", w.c.q.Name(), "jobs", len(jobs),
+			"attempts", w.opts.MaxHandleAttempts, "err", err)
+		var n int
+		results, n = w.handleEachAlone(stop, ctx, jobs, bt, err)
+		if n < len(jobs) { // shutdown came first
+			w.giveBack(work, jobs[n:])
+			jobs = jobs[:n]
 		}
-		if err == nil {
-			break
-		}
-		w.log.Warn("batch not processed, keeping its jobs and retrying", "jobs", len(jobs), "attempt", attempt, "err", err)
-		if stop.Err() != nil || !sleep(stop, w.backoff(attempt)) {
-			w.giveBack(work, jobs)
-			bt.givenBack(err)
-			return
-		}
-		if w.opts.Gate != nil && w.opts.Gate(stop) != nil {
-			w.giveBack(work, jobs)
-			bt.givenBack(err)
-			return
-		}
-		bt.retried(jobs, attempt, err)
 	}
 	bt.acknowledge(ctx, jobs, func() { w.acknowledge(work, jobs, results) })
 	bt.end()
 	w.log.Debug("batch done", "queue", w.c.q.Name(), "jobs", len(jobs), "took", time.Since(start).Round(time.Microsecond).String())
+}
+
+// handleState is how handleRetrying ended.
+type handleState int
+
+const (
+	handleDone    handleState = iota // the handler returned results
+	handleFailing                    // it failed maxFailures times with errors that are not transient
+	handleStopped                    // shutdown began, or the gate closed: the jobs go back unprocessed
+)
+
+// handleRetrying hands jobs to the handler until it returns results, waiting
+// between offers. Transient errors are retried for as long as it takes; after
+// maxFailures other errors or panics it gives up (handleFailing, with the last
+// error).
+func (w *Worker) handleRetrying(stop, ctx context.Context, jobs []*Job, bt batchTrace, maxFailures int) ([]Result, handleState, error) {
+	failures := 0
+	for attempt := 1; ; attempt++ {
+		results, err := w.handle(ctx, jobs)
+		if err == nil {
+			return results, handleDone, nil
+		}
+		if stop.Err() != nil {
+			return nil, handleStopped, err
+		}
+		transient := w.isTransient(err)
+		if !transient {
+			if failures++; failures >= maxFailures {
+				return nil, handleFailing, err
+			}
+		}
+		w.log.Warn("batch not processed, keeping its jobs and retrying", "jobs", len(jobs), "attempt", attempt,
+			"transient", transient, "err", err)
+		if !sleep(stop, w.backoff(attempt)) {
+			return nil, handleStopped, err
+		}
+		if w.opts.Gate != nil && w.opts.Gate(stop) != nil {
+			return nil, handleStopped, err
+		}
+		bt.retried(jobs, attempt, err)
+	}
+}
+
+// handle calls the handler, turning a panic into a *PanicError (logged with
+// its stack) and a wrong number of results into an error.
+func (w *Worker) handle(ctx context.Context, jobs []*Job) (results []Result, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			pe := &PanicError{Value: v, Stack: debug.Stack()}
+			w.log.Error("handler panicked", "queue", w.c.q.Name(), "jobs", len(jobs), "first", jobs[0].ID,
+				"panic", fmt.Sprint(v), "stack", string(pe.Stack))
+			results, err = nil, pe
+		}
+	}()
+	results, err = w.h.Handle(ctx, jobs)
+	if err == nil && len(results) != len(jobs) {
+		err = fmt.Errorf("handler returned %d results for %d jobs", len(results), len(jobs))
+	}
+	return results, err
+}
+
+// isTransient reports whether the handler says err is passing; a panic never is.
+func (w *Worker) isTransient(err error) bool {
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		return false
+	}
+	tc, ok := w.h.(TransientChecker)
+	return ok && tc.IsTransient(err)
+}
+
+// handleEachAlone handles the jobs of a batch that kept failing one by one,
+// so that the good ones complete: each alone gets one more chance at a
+// failure that is not transient (transient ones are retried as for any
+// batch). The jobs that still fail get a final failure with their error as
+// the reason, dead-lettered through the handler. It returns the results of
+// the first n jobs; when shutdown begins, the jobs from n on are left
+// unhandled.
+func (w *Worker) handleEachAlone(stop, ctx context.Context, jobs []*Job, bt batchTrace, batchErr error) (results []Result, n int) {
+	results = make([]Result, len(jobs))
+	var failed []*Job
+	var reasons []string
+	fail := func(i int, err error) {
+		results[i] = Result{Failure: err.Error()}
+		failed, reasons = append(failed, jobs[i]), append(reasons, err.Error())
+		w.log.Error("job failed for good: the handler keeps failing on it", "queue", w.c.q.Name(), "job", jobs[i].ID, "err", err)
+	}
+	if len(jobs) == 1 { // it was alone already
+		fail(0, batchErr)
+		n = 1
+	}
+	for ; n < len(jobs) && stop.Err() == nil; n++ {
+		res, state, err := w.handleRetrying(stop, ctx, jobs[n:n+1], bt, 1)
+		if state == handleStopped {
+			break
+		}
+		if state == handleFailing {
+			fail(n, err)
+			continue
+		}
+		results[n] = res[0]
+	}
+	w.deadLetter(ctx, failed, reasons)
+	return results[:n], n
+}
+
+// deadLetter hands the jobs the worker fails to the handler's DeadLetter, if
+// it has one, trying MaxHandleAttempts times: a job failed without its entry
+// still keeps its data and reason in the failed set.
+func (w *Worker) deadLetter(ctx context.Context, jobs []*Job, reasons []string) {
+	dl, ok := w.h.(DeadLetterer)
+	if !ok || len(jobs) == 0 {
+		return
+	}
+	for attempt := 1; ; attempt++ {
+		err := dl.DeadLetter(ctx, jobs, reasons)
+		if err == nil {
+			return
+		}
+		if attempt == w.opts.MaxHandleAttempts || !sleep(ctx, w.backoff(attempt)) {
+			w.log.Error("jobs fail without a dead-letter entry", "queue", w.c.q.Name(), "jobs", len(jobs), "err", err)
+			return
+		}
+		w.log.Warn("dead-lettering failed jobs failed, retrying", "jobs", len(jobs), "attempt", attempt, "err", err)
+	}
 }
 
 // refuseUnprocessable fails, without retry, jobs this worker cannot honour, and

@@ -48,7 +48,7 @@ type Outcome struct {
 	Status   Status             `json:"status"`
 	Seq      int64              `json:"seq,omitempty"`
 	Key      string             `json:"idempotencyKey"`
-	Reason   string             `json:"reason,omitempty"` // audit.ReasonValidation or audit.ReasonIntegrityViolation
+	Reason   string             `json:"reason,omitempty"` // audit.ReasonValidation, ReasonIntegrityViolation or ReasonStoreRefused
 	Message  string             `json:"message,omitempty"`
 	Errors   []audit.FieldError `json:"errors,omitempty"`
 	Warnings []string           `json:"warnings,omitempty"`
@@ -91,9 +91,12 @@ func (p *Processor) Reconfigure(cfg Config) {
 	p.cfg.Store(&cfg)
 }
 
-// Process handles inputs as one batch. The outcomes are in input order. A non-nil
+// Process handles inputs as one batch. The outcomes are in input order. An
+// event the store refuses (audit.StoreResult.Refused) is rejected on its own
+// with audit.ReasonStoreRefused; the others are stored all the same. A non-nil
 // error means nothing of the batch was written (the store failed); it is
-// transient (audit.IsTransient) unless the context ended.
+// transient (audit.IsTransient) unless the context ended or the store found
+// the batch itself malformed.
 //
 // The batch runs in three stages, each timed and traced: validate (parse and
 // check every event), verify (hash and signature) and store (one transaction).
@@ -126,11 +129,12 @@ func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, err
 	}
 	report.Stages.Verify = stage.end(nil)
 
-	// Sized for the whole batch: a Record is 440 bytes, and growing the
+	// Sized for the whole batch: a Record is 464 bytes, and growing the
 	// slice by doubling would copy each one once more, on average.
 	batch := audit.Batch{Records: make([]audit.Record, 0, len(inputs))}
 	recordAt := make([]int, 0, len(inputs)) // batch.Records[i] came from inputs[recordAt[i]]
 	firstWithKey := make(map[string]int, len(inputs))
+	var repeats []int // inputs whose key an earlier input of the batch has
 	deadKeys := make(map[string]bool)
 	for i, in := range inputs {
 		key := outcomes[i].Key
@@ -150,10 +154,13 @@ func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, err
 		}
 		if _, seen := firstWithKey[key]; seen {
 			outcomes[i].Status = StatusDuplicate // same key twice in one batch: store it once
+			repeats = append(repeats, i)
 			continue
 		}
 		firstWithKey[key] = i
-		batch.Records = append(batch.Records, audit.NewRecord(events[i], key, in.Source, integrity[i], received))
+		rec := audit.NewRecord(events[i], key, in.Source, integrity[i], received)
+		rec.Payload = in.Payload // for the dead letter, if the store refuses it
+		batch.Records = append(batch.Records, rec)
 		recordAt = append(recordAt, i)
 	}
 
@@ -178,10 +185,19 @@ func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, err
 		}
 		for j, res := range results {
 			o := &outcomes[recordAt[j]]
-			if res.Duplicate {
+			switch {
+			case res.Refused != "":
+				o.Status, o.Reason, o.Message = StatusRejected, audit.ReasonStoreRefused, res.Refused
+			case res.Duplicate:
 				o.Status = StatusDuplicate
-			} else {
+			default:
 				o.Status, o.Seq = StatusStored, res.Seq
+			}
+		}
+		// A repeat of a refused event is refused as well: nothing was stored.
+		for _, i := range repeats {
+			if first := &outcomes[firstWithKey[outcomes[i].Key]]; first.Status == StatusRejected {
+				outcomes[i].Status, outcomes[i].Reason, outcomes[i].Message = first.Status, first.Reason, first.Message
 			}
 		}
 	}
@@ -240,16 +256,17 @@ type Stats struct {
 	Duplicates          int64 `json:"duplicates"`
 	RejectedValidation  int64 `json:"rejectedValidation"`
 	IntegrityViolations int64 `json:"integrityViolations"`
+	StoreRefused        int64 `json:"storeRefused"`  // events the store refused (ReasonStoreRefused)
 	StoreFailures       int64 `json:"storeFailures"` // failed StoreBatch calls (batches, not events)
 	Batches             int64 `json:"batches"`
 }
 
 type counters struct {
-	stored, duplicates, rejectedValidation, integrityViolations, storeFailures, batches atomic.Int64
+	stored, duplicates, rejectedValidation, integrityViolations, storeRefused, storeFailures, batches atomic.Int64
 }
 
 func (c *counters) count(outcomes []Outcome) {
-	var stored, duplicates, integrity, invalid int64
+	var stored, duplicates, integrity, refused, invalid int64
 	for _, o := range outcomes {
 		switch {
 		case o.Status == StatusStored:
@@ -258,6 +275,8 @@ func (c *counters) count(outcomes []Outcome) {
 			duplicates++
 		case o.Reason == audit.ReasonIntegrityViolation:
 			integrity++
+		case o.Reason == audit.ReasonStoreRefused:
+			refused++
 		default:
 			invalid++
 		}
@@ -266,6 +285,7 @@ func (c *counters) count(outcomes []Outcome) {
 	c.stored.Add(stored)
 	c.duplicates.Add(duplicates)
 	c.integrityViolations.Add(integrity)
+	c.storeRefused.Add(refused)
 	c.rejectedValidation.Add(invalid)
 }
 
@@ -275,6 +295,6 @@ func (p *Processor) Stats() Stats {
 	return Stats{
 		Stored: c.stored.Load(), Duplicates: c.duplicates.Load(),
 		RejectedValidation: c.rejectedValidation.Load(), IntegrityViolations: c.integrityViolations.Load(),
-		StoreFailures: c.storeFailures.Load(), Batches: c.batches.Load(),
+		StoreRefused: c.storeRefused.Load(), StoreFailures: c.storeFailures.Load(), Batches: c.batches.Load(),
 	}
 }

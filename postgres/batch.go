@@ -87,7 +87,9 @@ SET failure_count = audit_dead_letter.failure_count + 1, last_failed_at = now()`
 // and one INSERT that skips (idempotency key, event time) pairs already stored, and all dead
 // letters with one upsert that raises the count of known keys. A transaction
 // that loses a deadlock against a concurrent batch with overlapping keys is run
-// again (twice at most) before the error is reported as transient.
+// again (twice at most) before the error is reported as transient. A batch
+// holding a record the database refuses is run again isolating that record
+// (see storeIsolatingTx); batches without one never take that path.
 func (s *Store) StoreBatch(ctx context.Context, b audit.Batch) ([]audit.StoreResult, error) {
 	results := make([]audit.StoreResult, len(b.Records))
 	if len(b.Records) == 0 && len(b.DeadLetters) == 0 {
@@ -107,9 +109,13 @@ func (s *Store) StoreBatch(ctx context.Context, b audit.Batch) ([]audit.StoreRes
 		}
 	}
 	direct := s.insert == insertCopy && len(b.Records) > 0 && s.directAllowed(time.Now())
+	isolate := false
 	for attempt := 0; ; attempt++ {
 		clear(results)
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if isolate {
+				return s.storeIsolatingTx(ctx, tx, b, pos, results)
+			}
 			return s.storeTx(ctx, tx, b, args, dlArgs, pos, results, direct)
 		})
 		if err == nil {
@@ -122,12 +128,24 @@ func (s *Store) StoreBatch(ctx context.Context, b audit.Batch) ([]audit.StoreRes
 			attempt--
 			continue
 		}
+		if _, refused := recordRefusal(err); refused && !isolate && errors.Is(err, errRecords) {
+			// Not a failure of the store: one record is refused. The other
+			// records must not share its fate.
+			s.log.DebugContext(ctx, "store batch: a record is refused, isolating it")
+			isolate = true
+			attempt--
+			continue
+		}
 		if attempt == 2 || !isRetryable(err) || ctx.Err() != nil {
 			return nil, wrapErr("store batch", err)
 		}
 		s.log.DebugContext(ctx, "store batch: retrying after a conflict", "error", err, "attempt", attempt+1)
 	}
 }
+
+// errRecords marks an error met while writing the records (rather than the
+// dead letters): only there can a refused record be isolated.
+var errRecords = errors.New("write records")
 
 func (s *Store) storeTx(ctx context.Context, tx pgx.Tx, b audit.Batch, args, dlArgs []any, pos map[string]int, results []audit.StoreResult, direct bool) error {
 	var rows pgx.Rows
@@ -141,26 +159,14 @@ func (s *Store) storeTx(ctx context.Context, tx pgx.Tx, b audit.Batch, args, dlA
 	default:
 		rows, err = s.copyInsert(ctx, tx, b.Records)
 	}
-	if err != nil {
-		return err
+	if err == nil && rows != nil {
+		err = collectInserted(rows, pos, results, 0, len(results))
 	}
-	if rows != nil {
-		for i := range results {
-			results[i].Duplicate = true
-		}
-		var id int64
-		var key string
-		_, err := pgx.ForEachRow(rows, []any{&id, &key}, func() error {
-			i, ok := pos[key]
-			if !ok {
-				return fmt.Errorf("insert returned unknown key %q", key)
-			}
-			results[i] = audit.StoreResult{Seq: id}
-			return nil
-		})
-		if err != nil {
+	if err != nil {
+		if errors.Is(err, errStoredAlready) {
 			return err
 		}
+		return fmt.Errorf("%w: %w", errRecords, err)
 	}
 	if len(dlArgs) > 0 {
 		if _, err := tx.Exec(ctx, insertDeadLettersSQL, dlArgs...); err != nil {
@@ -168,6 +174,90 @@ func (s *Store) storeTx(ctx context.Context, tx pgx.Tx, b audit.Batch, args, dlA
 		}
 	}
 	return nil
+}
+
+// collectInserted reads the RETURNING rows of an insert of the batch's records
+// first to first+n-1: those it returns are stored, the others were stored
+// before (duplicates).
+func collectInserted(rows pgx.Rows, pos map[string]int, results []audit.StoreResult, first, n int) error {
+	for i := first; i < first+n; i++ {
+		results[i] = audit.StoreResult{Duplicate: true}
+	}
+	var id int64
+	var key string
+	_, err := pgx.ForEachRow(rows, []any{&id, &key}, func() error {
+		i, ok := pos[key]
+		if !ok {
+			return fmt.Errorf("insert returned unknown key %q", key)
+		}
+		results[i] = audit.StoreResult{Seq: id}
+		return nil
+	})
+	return err
+}
+
+// storeIsolatingTx is StoreBatch's way for a batch holding a record the
+// database refuses. The records go in by halves, each in a savepoint: a half
+// that is refused is rolled back and split again, down to the single records
+// refused, so that one refused record among n costs about 2·log2(n) small
+// inserts. Refused records are dead-lettered with the batch's dead letters.
+func (s *Store) storeIsolatingTx(ctx context.Context, tx pgx.Tx, b audit.Batch, pos map[string]int, results []audit.StoreResult) error {
+	var refused []audit.DeadLetter
+	if err := insertIsolating(ctx, tx, b.Records, 0, pos, results, &refused); err != nil {
+		return err
+	}
+	if len(refused) > 0 {
+		// The reason stays in the dead letter: a database's detail can quote
+		// the event's values, which logs do not carry.
+		s.log.WarnContext(ctx, "store batch: records refused by the database, dead-lettered",
+			"refused", len(refused), "records", len(b.Records), "first", refused[0].IdempotencyKey)
+	}
+	dls := b.WithDeadLetters(refused)
+	if len(dls) == 0 {
+		return nil
+	}
+	dlArgs, err := deadLetterArgs(dls)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, insertDeadLettersSQL, dlArgs...)
+	return err
+}
+
+// insertIsolating inserts recs, the batch's records from first on, in a
+// savepoint. When the database refuses one of them, the savepoint is rolled
+// back and each half is inserted on its own; a single record refused is marked
+// in results and appended to refused.
+func insertIsolating(ctx context.Context, tx pgx.Tx, recs []audit.Record, first int, pos map[string]int, results []audit.StoreResult, refused *[]audit.DeadLetter) error {
+	sp, err := tx.Begin(ctx) // SAVEPOINT
+	if err != nil {
+		return err
+	}
+	rows, err := sp.Query(ctx, insertUnnestSQL, recordArgs(recs)...)
+	if err == nil {
+		err = collectInserted(rows, pos, results, first, len(recs))
+	}
+	if err == nil {
+		return sp.Commit(ctx) // RELEASE SAVEPOINT
+	}
+	reason, isRefusal := recordRefusal(err)
+	if rbErr := sp.Rollback(ctx); rbErr != nil { // ROLLBACK TO SAVEPOINT
+		return errors.Join(err, rbErr)
+	}
+	if !isRefusal {
+		return err
+	}
+	if len(recs) == 1 {
+		dl := recs[0].RefusedDeadLetter(reason)
+		results[first] = audit.StoreResult{Refused: dl.Message}
+		*refused = append(*refused, dl)
+		return nil
+	}
+	half := len(recs) / 2
+	if err := insertIsolating(ctx, tx, recs[:half], first, pos, results, refused); err != nil {
+		return err
+	}
+	return insertIsolating(ctx, tx, recs[half:], first+half, pos, results, refused)
 }
 
 // positions checks what the database cannot and maps each record's key to its

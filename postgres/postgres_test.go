@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -271,9 +272,10 @@ func TestErrorCodes(t *testing.T) {
 	recs := eventgen.New(13).Records(3, "test")
 	bad := recs[2]
 	bad.Details = []byte(`{"not json`)
-	_, err := s.StoreBatch(ctx, audit.Batch{Records: []audit.Record{recs[0], recs[1], bad}})
-	if audit.ErrorCode(err) != audit.CodeInvalid {
-		t.Fatalf("invalid details: err = %v, want CodeInvalid", err)
+	// A value the database refuses fails its record alone, not the batch.
+	res, err := s.StoreBatch(ctx, audit.Batch{Records: []audit.Record{recs[0], recs[1], bad}})
+	if err != nil || res[0].Seq == 0 || res[1].Seq == 0 || !strings.Contains(res[2].Refused, "(SQLSTATE 22P02)") {
+		t.Fatalf("invalid details: %+v, %v; want the record refused with SQLSTATE 22P02, the others stored", res, err)
 	}
 	dup := []audit.Record{recs[0], recs[0]}
 	if _, err := s.StoreBatch(ctx, audit.Batch{Records: dup}); audit.ErrorCode(err) != audit.CodeInvalid {
@@ -292,8 +294,8 @@ func TestErrorCodes(t *testing.T) {
 		t.Fatalf("dead letter with NUL and invalid UTF-8 in its text: %v", err)
 	}
 	got, err := s.ListDeadLetters(ctx, 0, 10)
-	if err != nil || len(got) != 1 || string(got[0].Payload) != "\x00\x01\x02" {
-		t.Fatalf("ListDeadLetters = %+v, %v", got, err)
+	if err != nil || len(got) != 2 || got[0].Reason != audit.ReasonStoreRefused || string(got[1].Payload) != "\x00\x01\x02" {
+		t.Fatalf("ListDeadLetters = %+v, %v; want the refused record's, then the one with NUL", got, err)
 	}
 }
 

@@ -112,15 +112,41 @@ func (s *Store) Close() error {
 func wrapErr(op string, err error) error {
 	code := audit.CodeUnavailable
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code[:2] {
-		case "21", // cardinality violation
-			"22", // data exception: bad JSON, out-of-range value, invalid text
-			"23": // integrity constraint violation
-			code = audit.CodeInvalid
-		}
+	if errors.As(err, &pgErr) && isDataError(pgErr.Code) {
+		code = audit.CodeInvalid
 	}
 	return audit.Wrap(code, op, err)
+}
+
+// recordRefusal reports whether err is the database refusing a record itself
+// (a cardinality, data or integrity constraint error: a value it does not
+// take, a check or a trigger that raises), and gives the database's reason.
+// Such an error belongs to one record; the store isolates it instead of
+// failing the batch. Duplicates never get here: the inserts skip them.
+func recordRefusal(err error) (string, bool) {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || !isDataError(pgErr.Code) {
+		return "", false
+	}
+	reason := pgErr.Message
+	if pgErr.Detail != "" {
+		reason += ": " + pgErr.Detail
+	}
+	return reason + " (SQLSTATE " + pgErr.Code + ")", true
+}
+
+// isDataError reports whether an SQLSTATE says the data is wrong, not the server.
+func isDataError(code string) bool {
+	if len(code) < 2 {
+		return false
+	}
+	switch code[:2] {
+	case "21", // cardinality violation
+		"22", // data exception: bad JSON, out-of-range value, invalid text
+		"23": // integrity constraint violation
+		return true
+	}
+	return false
 }
 
 // isRetryable reports whether a failed transaction may simply be run again:

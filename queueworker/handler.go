@@ -44,6 +44,13 @@ type Handler struct {
 	lastAlert time.Time
 }
 
+// The worker asks the handler which errors are transient and where the jobs
+// it gives up on go.
+var (
+	_ bullmq.TransientChecker = (*Handler)(nil)
+	_ bullmq.DeadLetterer     = (*Handler)(nil)
+)
+
 // NewHandler returns a handler for cfg.
 func NewHandler(cfg Config) *Handler {
 	if cfg.AlertInterval <= 0 {
@@ -78,8 +85,9 @@ func IdempotencyKey(queue string, j *bullmq.Job) string {
 }
 
 // Handle stores the events of a batch of jobs. A store failure returns an error,
-// so the worker keeps the jobs and offers them again; refused events are written
-// to the dead-letter queue first and their jobs fail without retry.
+// so the worker keeps the jobs and offers them again; refused events (invalid,
+// tampered, or refused by the store) are written to the dead-letter queue
+// first and their jobs fail without retry.
 func (h *Handler) Handle(ctx context.Context, jobs []*bullmq.Job) ([]bullmq.Result, error) {
 	inputs := make([]pipeline.Input, len(jobs))
 	for i, j := range jobs {
@@ -118,6 +126,30 @@ func (h *Handler) Handle(ctx context.Context, jobs []*bullmq.Job) ([]bullmq.Resu
 		h.alertIfDeep(ctx)
 	}
 	return results, nil
+}
+
+// IsTransient makes a Handle error that is a dependency's outage (the store
+// down, the breaker open, the dead-letter queue unreachable) keep its jobs for
+// as long as it lasts; any other error is retried a bounded number of times
+// (bullmq.WorkerOptions.MaxHandleAttempts).
+func (h *Handler) IsTransient(err error) bool { return audit.IsTransient(err) }
+
+// DeadLetter adds dead-letter entries (reason audit.ReasonProcessingFailed)
+// for jobs the worker gives up on because handling them kept failing.
+func (h *Handler) DeadLetter(ctx context.Context, jobs []*bullmq.Job, reasons []string) error {
+	dead := make([]bullmq.NewJob, len(jobs))
+	for i, j := range jobs {
+		dead[i] = h.deadLetterJob(j, pipeline.Outcome{
+			Status: pipeline.StatusRejected, Key: IdempotencyKey(h.cfg.Queue, j),
+			Reason: audit.ReasonProcessingFailed, Message: reasons[i],
+		})
+	}
+	if _, err := h.cfg.DeadLetters.AddBulk(ctx, dead); err != nil {
+		return audit.Errorf(audit.CodeUnavailable, "write %d dead letters: %w", len(dead), err)
+	}
+	h.deadAdded.Add(int64(len(dead)))
+	h.alertIfDeep(ctx)
+	return nil
 }
 
 // DeadLetterPayload is a dead-letter entry: the original's payload (docs/compatibility.md)

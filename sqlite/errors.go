@@ -29,6 +29,28 @@ func classify(op string, err error) error {
 	return audit.Wrap(code(err), op, err)
 }
 
+// recordRefusal reports whether err is SQLite refusing one record (a
+// constraint, a trigger's RAISE(ABORT), a type or size it does not take),
+// which backs out that statement only, and gives SQLite's reason.
+func recordRefusal(err error) (string, bool) {
+	var se *sqlite.Error
+	if err == nil || !errors.As(err, &se) || !isDataError(se.Code()) {
+		return "", false
+	}
+	return se.Error(), true
+}
+
+// isDataError reports whether a result code says the data is wrong, not the
+// database or its file.
+func isDataError(code int) bool {
+	switch code & 0xff { // primary code; extended codes carry detail in the high bits
+	case sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_TOOBIG,
+		sqlite3.SQLITE_RANGE:
+		return true
+	}
+	return false
+}
+
 func code(err error) audit.Code {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, sql.ErrConnDone) {
@@ -38,16 +60,13 @@ func code(err error) audit.Code {
 	if !errors.As(err, &se) {
 		return audit.CodeUnavailable
 	}
-	switch se.Code() & 0xff { // primary code; extended codes carry detail in the high bits
-	case sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_TOOBIG,
-		sqlite3.SQLITE_RANGE:
+	if isDataError(se.Code()) {
 		return audit.CodeInvalid
-	default:
-		// SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN,
-		// SQLITE_NOMEM, SQLITE_READONLY, SQLITE_INTERRUPT, SQLITE_PROTOCOL, ...
-		// SQLITE_ERROR (e.g. "no such table") is here too: it means the schema or
-		// the deployment is wrong, not the events, which must wait for the fix
-		// rather than be dead-lettered.
-		return audit.CodeUnavailable
 	}
+	// SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN,
+	// SQLITE_NOMEM, SQLITE_READONLY, SQLITE_INTERRUPT, SQLITE_PROTOCOL, ...
+	// SQLITE_ERROR (e.g. "no such table") is here too: it means the schema or
+	// the deployment is wrong, not the events, which must wait for the fix
+	// rather than be dead-lettered.
+	return audit.CodeUnavailable
 }

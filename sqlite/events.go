@@ -48,7 +48,9 @@ const eventColumns = `id, timestamp, timestamp_raw, ttl, principal_id, organizat
 const deadLetterColumns = `id, idempotency_key, source, reason, message, errors, payload,
 	payload IS NULL, received_at, first_failed_at, failure_count`
 
-// StoreBatch writes the batch in one transaction on the writer connection.
+// StoreBatch writes the batch in one transaction on the writer connection. A
+// record SQLite refuses (a constraint, a trigger that aborts, a value too big)
+// is reported Refused and dead-lettered; the other records are stored.
 func (s *Store) StoreBatch(ctx context.Context, b audit.Batch) ([]audit.StoreResult, error) {
 	if err := checkBatch(b); err != nil {
 		return nil, fmt.Errorf("store batch: %w", err)
@@ -74,6 +76,7 @@ func (s *Store) StoreBatch(ctx context.Context, b audit.Batch) ([]audit.StoreRes
 	now := time.Now().UnixMicro()
 	ins := tx.StmtContext(ctx, s.insertEvent)
 	args := make([]any, 27)
+	var refused []audit.DeadLetter
 	for i := range b.Records {
 		// The statements run without ctx: the driver starts a watcher goroutine
 		// per call for a cancellable context, which costs more than the insert.
@@ -84,6 +87,14 @@ func (s *Store) StoreBatch(ctx context.Context, b audit.Batch) ([]audit.StoreRes
 		}
 		eventArgs(args, &b.Records[i], now)
 		res, err := ins.ExecContext(context.Background(), args...)
+		if reason, ok := recordRefusal(err); ok {
+			// SQLite backs out only the failed statement: the transaction
+			// goes on with the other records.
+			dl := b.Records[i].RefusedDeadLetter(reason)
+			results[i] = audit.StoreResult{Refused: dl.Message}
+			refused = append(refused, dl)
+			continue
+		}
 		if err != nil {
 			return nil, classify(fmt.Sprintf("store batch: record %d (key %q)", i, b.Records[i].IdempotencyKey), err)
 		}
@@ -100,13 +111,19 @@ func (s *Store) StoreBatch(ctx context.Context, b audit.Batch) ([]audit.StoreRes
 		}
 	}
 
-	if len(b.DeadLetters) > 0 {
+	if len(refused) > 0 {
+		// The reason stays in the dead letter: a database's detail can quote
+		// the event's values, which logs do not carry.
+		s.log.WarnContext(ctx, "store batch: records refused by the database, dead-lettered",
+			"refused", len(refused), "records", len(b.Records), "first", refused[0].IdempotencyKey)
+	}
+	if dls := b.WithDeadLetters(refused); len(dls) > 0 {
 		up := tx.StmtContext(ctx, s.upsertDeadLetter)
-		for i := range b.DeadLetters {
+		for i := range dls {
 			if err := ctx.Err(); err != nil {
 				return nil, classify("store batch", err)
 			}
-			d := &b.DeadLetters[i]
+			d := &dls[i]
 			errs, err := encodeFieldErrors(d.Errors)
 			if err != nil {
 				return nil, audit.Errorf(audit.CodeInvalid, "store batch: dead letter %d (key %q): encode errors: %w", i, d.IdempotencyKey, err)

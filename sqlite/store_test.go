@@ -419,19 +419,20 @@ func TestEmptyBatch(t *testing.T) {
 	}
 }
 
-// A failing row rolls back the whole batch, and a failure that retrying cannot
-// fix is CodeInvalid.
+// A failing dead letter (after the records are written) rolls back the whole
+// batch, and a failure that retrying cannot fix is CodeInvalid. (A refused
+// record is not such a failure: it is dead-lettered alone, see the refusal
+// conformance suite.)
 func TestBatchIsAtomic(t *testing.T) {
 	s, path := openTest(t)
 	ctx := context.Background()
 	db := rawDB(t, path)
-	if _, err := db.Exec(`CREATE TRIGGER refuse BEFORE INSERT ON audit_log
+	if _, err := db.Exec(`CREATE TRIGGER refuse BEFORE INSERT ON audit_dead_letter
 		WHEN NEW.idempotency_key = 'boom' BEGIN SELECT RAISE(ABORT, 'refused by test'); END`); err != nil {
 		t.Fatal(err)
 	}
 	records := eventgen.New(2).Records(4, "test")
-	records[2].IdempotencyKey = "boom"
-	dl := audit.DeadLetter{IdempotencyKey: "dl", Source: "test", Reason: audit.ReasonValidation, Message: "m"}
+	dl := audit.DeadLetter{IdempotencyKey: "boom", Source: "test", Reason: audit.ReasonValidation, Message: "m"}
 	_, err := s.StoreBatch(ctx, audit.Batch{Records: records, DeadLetters: []audit.DeadLetter{dl}})
 	if err == nil {
 		t.Fatal("StoreBatch succeeded")

@@ -22,5 +22,12 @@
 //     letters), which is how the suite checks atomicity deterministically;
 //   - concurrent StoreBatch calls with overlapping keys store each key once; a
 //     store may report a transient (CodeUnavailable) error for a batch that lost
-//     a conflict, which the caller retries, as the pipeline does.
+//     a conflict, which the caller retries, as the pipeline does;
+//   - a record the database refuses (RunRefusals: a trigger raises for it, as a
+//     constraint or a data error would) fails alone: StoreBatch succeeds, the
+//     record's result is Refused with the database's reason, its dead letter
+//     (ReasonStoreRefused, the record's Payload) is written in the same
+//     transaction, and every other record of the batch is stored or reported
+//     a duplicate as usual. Installing the trigger is the one step specific to
+//     a database (PostgresRefusalSQL, SQLiteRefusalSQL).
 package storetest
