@@ -4,13 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/internal/alertsql"
 )
 
 var (
@@ -18,37 +16,36 @@ var (
 	_ audit.DeliveryRecorder = (*Store)(nil)
 )
 
-const alertColumns = `id, organization_id, type, severity, title, description, source, status,
-	dedup_key, first_seen, last_seen, occurrences, metadata, correlation_id, tags,
-	acknowledged_by, acknowledged_at, resolved_by, resolved_at, status_note, updated_at`
+// alertSQL writes parameters as ?, lists one argument each, instants as
+// Unix microseconds and tags as a JSON array.
+var alertSQL = alertsql.Dialect{
+	Param: func(int) string { return "?" },
+	Time:  func(t time.Time) any { return t.UnixMicro() },
+	Tags:  func(tags []string) any { return tagsJSON(tags) },
+}
+
+var (
+	insertAlertSQL = alertSQL.Insert()
+	updateAlertSQL = alertSQL.Update()
+)
 
 // rowScanner is *sql.Row or *sql.Rows.
 type rowScanner interface{ Scan(dest ...any) error }
 
 func scanAlert(row rowScanner) (audit.Alert, error) {
-	var a audit.Alert
-	var typ, sev, status, tags string
-	var meta sql.NullString
-	var first, last, updated, ackAt, resAt sql.NullInt64
-	err := row.Scan(&a.ID, &a.OrganizationID, &typ, &sev, &a.Title, &a.Description, &a.Source, &status,
-		&a.DedupKey, &first, &last, &a.Occurrences, &meta, &a.CorrelationID, &tags,
-		&a.AcknowledgedBy, &ackAt, &a.ResolvedBy, &resAt, &a.StatusNote, &updated)
-	if err != nil {
-		return a, err
+	var r alertsql.Row
+	var first, last, ackAt, resAt, updated sql.NullInt64
+	var tags string
+	if err := row.Scan(r.Dest(&first, &last, &ackAt, &resAt, &updated, &tags)...); err != nil {
+		return audit.Alert{}, err
 	}
-	a.Type, a.Severity, a.Status = audit.AlertType(typ), audit.Severity(sev), audit.AlertStatus(status)
+	a := &r.Alert
 	a.FirstSeen, a.LastSeen, a.UpdatedAt = fromMicros(first), fromMicros(last), fromMicros(updated)
 	a.AcknowledgedAt, a.ResolvedAt = timePtr(ackAt), timePtr(resAt)
-	if meta.Valid && meta.String != "" {
-		a.Metadata = json.RawMessage(meta.String)
-	}
 	if err := json.Unmarshal([]byte(tags), &a.Tags); err != nil {
-		return a, fmt.Errorf("alert %s: tags: %w", a.ID, err)
+		return audit.Alert{}, fmt.Errorf("alert %s: tags: %w", a.ID, err)
 	}
-	if a.Tags == nil {
-		a.Tags = []string{}
-	}
-	return a, nil
+	return r.Finish(), nil
 }
 
 func timePtr(v sql.NullInt64) *time.Time {
@@ -57,20 +54,6 @@ func timePtr(v sql.NullInt64) *time.Time {
 	}
 	t := fromMicros(v)
 	return &t
-}
-
-func microsPtr(t *time.Time) any {
-	if t == nil {
-		return nil
-	}
-	return t.UnixMicro()
-}
-
-func nullable(m []byte) any {
-	if len(m) == 0 {
-		return nil
-	}
-	return string(m)
 }
 
 func tagsJSON(tags []string) string {
@@ -100,65 +83,44 @@ func (s *Store) RaiseAlerts(ctx context.Context, cs []audit.AlertCondition) ([]a
 	if err != nil {
 		return nil, err
 	}
-	out := make([]audit.AlertRaise, len(conds))
+	var out []audit.AlertRaise
 	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		query, args := alertSQL.Open(audit.AlertDedupKeys(conds))
+		open, err := queryAlerts(ctx, tx, query, args)
+		if err != nil {
+			return err
+		}
+		b := audit.NewAlertBatch(open)
 		now := time.Now().UTC().Truncate(time.Microsecond)
+		out = make([]audit.AlertRaise, len(conds))
 		for i, c := range conds {
-			var err error
-			if out[i], err = raiseInTx(ctx, tx, c, now); err != nil {
+			if out[i], err = b.Raise(c, now); err != nil {
 				return err
 			}
 		}
-		return nil
+		return writeAlerts(ctx, tx, b)
 	})
 	if err != nil {
-		what := "raise alert " + conds[0].DedupKey
-		if len(conds) > 1 {
-			what = "raise " + strconv.Itoa(len(conds)) + " alerts"
-		}
-		return nil, alertErr(what, err)
+		return nil, alertErr(alertsql.RaiseOp(conds), err)
 	}
 	return out, nil
 }
 
-// raiseInTx is the read-decide-write of one condition: a repeat within the
-// window updates the one open alert; otherwise the open ones are resolved as
-// superseded and a new alert opens.
-func raiseInTx(ctx context.Context, tx *sql.Tx, c audit.AlertCondition, now time.Time) (audit.AlertRaise, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT `+alertColumns+` FROM alerts
-		WHERE dedup_key = ? AND status IN ('active', 'acknowledged')`, c.DedupKey)
-	if err != nil {
-		return audit.AlertRaise{}, err
-	}
-	open, err := collectAlerts(rows)
-	if err != nil {
-		return audit.AlertRaise{}, err
-	}
-	if len(open) == 1 && open[0].Covers(c) {
-		a := open[0]
-		a.Absorb(c, now)
-		_, err := tx.ExecContext(ctx, `UPDATE alerts SET severity = ?, description = ?, last_seen = ?,
-			occurrences = ?, metadata = ?, correlation_id = ?, tags = ?, updated_at = ? WHERE id = ?`,
-			string(a.Severity), a.Description, a.LastSeen.UnixMicro(), a.Occurrences, nullable(a.Metadata),
-			a.CorrelationID, tagsJSON(a.Tags), a.UpdatedAt.UnixMicro(), a.ID)
-		return audit.AlertRaise{Alert: a}, err
-	}
-	for _, old := range open {
-		if err := old.Transition(audit.AlertResolved, audit.SystemActor, audit.SupersededNote, now); err != nil {
-			return audit.AlertRaise{}, err
-		}
-		if err := updateStatus(ctx, tx, old); err != nil {
-			return audit.AlertRaise{}, err
+// writeAlerts writes a batch's rows: first the alerts that were in the table,
+// then the new ones in their final state.
+func writeAlerts(ctx context.Context, tx *sql.Tx, b *audit.AlertBatch) error {
+	updated, created := b.Changes()
+	for _, a := range updated {
+		if _, err := tx.ExecContext(ctx, updateAlertSQL, alertSQL.UpdateArgs(a)...); err != nil {
+			return err
 		}
 	}
-	a := audit.NewAlertFrom(audit.NewAlertID(now), c, now)
-	_, err = tx.ExecContext(ctx, `INSERT INTO alerts (id, organization_id, type, severity, title, description,
-		source, status, dedup_key, first_seen, last_seen, occurrences, metadata, correlation_id, tags, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		a.ID, a.OrganizationID, string(a.Type), string(a.Severity), a.Title, a.Description,
-		a.Source, string(a.Status), a.DedupKey, a.FirstSeen.UnixMicro(), a.LastSeen.UnixMicro(), a.Occurrences,
-		nullable(a.Metadata), a.CorrelationID, tagsJSON(a.Tags), a.UpdatedAt.UnixMicro())
-	return audit.AlertRaise{Alert: a, Created: true}, err
+	for _, a := range created {
+		if _, err := tx.ExecContext(ctx, insertAlertSQL, alertSQL.Values(a)...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Store) inWriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
@@ -173,15 +135,17 @@ func (s *Store) inWriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error 
 	return tx.Commit()
 }
 
-func updateStatus(ctx context.Context, tx *sql.Tx, a audit.Alert) error {
-	_, err := tx.ExecContext(ctx, `UPDATE alerts SET status = ?, acknowledged_by = ?, acknowledged_at = ?,
-		resolved_by = ?, resolved_at = ?, status_note = ?, updated_at = ? WHERE id = ?`,
-		string(a.Status), a.AcknowledgedBy, microsPtr(a.AcknowledgedAt), a.ResolvedBy, microsPtr(a.ResolvedAt),
-		a.StatusNote, a.UpdatedAt.UnixMicro(), a.ID)
-	return err
+// querier is *sql.DB or *sql.Tx.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-func collectAlerts(rows *sql.Rows) ([]audit.Alert, error) {
+// queryAlerts runs an alertsql query and scans its rows.
+func queryAlerts(ctx context.Context, db querier, query string, args []any) ([]audit.Alert, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
 	defer rows.Close()
 	var out []audit.Alert
 	for rows.Next() {
@@ -196,7 +160,8 @@ func collectAlerts(rows *sql.Rows) ([]audit.Alert, error) {
 
 // GetAlert returns the alert with this id, CodeNotFound when there is none.
 func (s *Store) GetAlert(ctx context.Context, id string) (audit.Alert, error) {
-	a, err := scanAlert(s.reader.QueryRowContext(ctx, `SELECT `+alertColumns+` FROM alerts WHERE id = ?`, id))
+	query, args := alertSQL.Get(id)
+	a, err := scanAlert(s.reader.QueryRowContext(ctx, query, args...))
 	if err != nil {
 		return audit.Alert{}, alertErr("get alert "+id, err)
 	}
@@ -208,7 +173,8 @@ func (s *Store) GetAlert(ctx context.Context, id string) (audit.Alert, error) {
 func (s *Store) TransitionAlert(ctx context.Context, id string, to audit.AlertStatus, by, note string) (audit.Alert, error) {
 	var out audit.Alert
 	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
-		a, err := scanAlert(tx.QueryRowContext(ctx, `SELECT `+alertColumns+` FROM alerts WHERE id = ?`, id))
+		query, args := alertSQL.Get(id)
+		a, err := scanAlert(tx.QueryRowContext(ctx, query, args...))
 		if err != nil {
 			return err
 		}
@@ -216,7 +182,8 @@ func (s *Store) TransitionAlert(ctx context.Context, id string, to audit.AlertSt
 			return err
 		}
 		out = a
-		return updateStatus(ctx, tx, a)
+		_, err = tx.ExecContext(ctx, updateAlertSQL, alertSQL.UpdateArgs(&a)...)
+		return err
 	})
 	if err != nil {
 		return audit.Alert{}, alertErr("transition alert "+id, err)
@@ -231,27 +198,12 @@ func (s *Store) ListAlerts(ctx context.Context, f audit.AlertFilter) ([]audit.Al
 	if err != nil {
 		return nil, "", err
 	}
-	conds, args := alertWhere(f)
-	if f.After != "" {
-		at, id, _ := audit.DecodeAlertCursor(f.After) // checked by Normalize
-		conds = append(conds, "(first_seen, id) < (?, ?)")
-		args = append(args, at.UnixMicro(), id)
-	}
-	args = append(args, f.Limit+1)
-	rows, err := s.reader.QueryContext(ctx, `SELECT `+alertColumns+` FROM alerts`+whereClause(conds)+
-		` ORDER BY first_seen DESC, id DESC LIMIT ?`, args...)
+	query, args := alertSQL.List(f)
+	alerts, err := queryAlerts(ctx, s.reader, query, args)
 	if err != nil {
 		return nil, "", alertErr("list alerts", err)
 	}
-	alerts, err := collectAlerts(rows)
-	if err != nil {
-		return nil, "", alertErr("list alerts", err)
-	}
-	next := ""
-	if len(alerts) > f.Limit {
-		alerts = alerts[:f.Limit]
-		next = audit.AlertCursor(alerts[len(alerts)-1])
-	}
+	alerts, next := audit.AlertPage(alerts, f.Limit)
 	return alerts, next, nil
 }
 
@@ -261,9 +213,8 @@ func (s *Store) AlertStatistics(ctx context.Context, f audit.AlertFilter) (audit
 	if err != nil {
 		return audit.AlertStatistics{}, err
 	}
-	conds, args := alertWhere(f)
-	rows, err := s.reader.QueryContext(ctx, `SELECT status, severity, type, count(*) FROM alerts`+
-		whereClause(conds)+` GROUP BY status, severity, type`, args...)
+	query, args := alertSQL.Statistics(f)
+	rows, err := s.reader.QueryContext(ctx, query, args...)
 	if err != nil {
 		return audit.AlertStatistics{}, alertErr("alert statistics", err)
 	}
@@ -281,48 +232,6 @@ func (s *Store) AlertStatistics(ctx context.Context, f audit.AlertFilter) (audit
 		return audit.AlertStatistics{}, alertErr("alert statistics", err)
 	}
 	return st, nil
-}
-
-// alertWhere turns a filter into conditions with ? placeholders and their
-// arguments: values never enter the SQL text.
-func alertWhere(f audit.AlertFilter) (conds []string, args []any) {
-	in := func(col string, vals []string) {
-		if len(vals) == 0 {
-			return
-		}
-		conds = append(conds, col+" IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(vals)), ", ")+")")
-		for _, v := range vals {
-			args = append(args, v)
-		}
-	}
-	in("status", stringsOf(f.Status))
-	in("severity", stringsOf(f.Severity))
-	in("type", stringsOf(f.Type))
-	if f.OrganizationID != "" {
-		conds, args = append(conds, "organization_id = ?"), append(args, f.OrganizationID)
-	}
-	if !f.Since.IsZero() {
-		conds, args = append(conds, "first_seen >= ?"), append(args, f.Since.UnixMicro())
-	}
-	if !f.Until.IsZero() {
-		conds, args = append(conds, "first_seen < ?"), append(args, f.Until.UnixMicro())
-	}
-	return conds, args
-}
-
-func whereClause(conds []string) string {
-	if len(conds) == 0 {
-		return ""
-	}
-	return " WHERE " + strings.Join(conds, " AND ")
-}
-
-func stringsOf[T ~string](vs []T) []string {
-	out := make([]string, len(vs))
-	for i, v := range vs {
-		out[i] = string(v)
-	}
-	return out
 }
 
 // RecordDelivery keeps the outcome of one notification attempt.
@@ -366,14 +275,5 @@ func (s *Store) ListAlertDeliveries(ctx context.Context, alertID string) ([]audi
 	return out, nil
 }
 
-// alertErr keeps domain errors (a refused transition) as they are and maps the
-// rest: no row is CodeNotFound, anything else goes through classify.
-func alertErr(op string, err error) error {
-	if audit.ErrorCode(err) != "" {
-		return err
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return audit.Errorf(audit.CodeNotFound, "%s: no such alert", op)
-	}
-	return classify(op, err)
-}
+// alertErr maps a failure of an alert operation: see alertsql.Err.
+func alertErr(op string, err error) error { return alertsql.Err(op, err, sql.ErrNoRows, classify) }
