@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/internal/alertsql"
@@ -40,9 +41,14 @@ func scanAlert(row pgx.CollectableRow) (audit.Alert, error) {
 	return r.Finish(), err
 }
 
+// alerts runs the alert operations on the pool (see alertsql.Alerts).
+func (s *Store) alerts() alertsql.Alerts {
+	return alertsql.Alerts{DB: alertDB{s.pool}, Dialect: alertSQL}
+}
+
 // RaiseAlert records an observation of a condition (RaiseAlerts with one).
 func (s *Store) RaiseAlert(ctx context.Context, c audit.AlertCondition) (audit.AlertRaise, error) {
-	return audit.RaiseOne(ctx, s, c)
+	return s.alerts().RaiseAlert(ctx, c)
 }
 
 // RaiseAlerts records observations of conditions, in order, in one
@@ -54,48 +60,77 @@ func (s *Store) RaiseAlert(ctx context.Context, c audit.AlertCondition) (audit.A
 // index alerts_open_dedup_key backs them up. A condition sees what the earlier
 // ones of its key did.
 func (s *Store) RaiseAlerts(ctx context.Context, cs []audit.AlertCondition) ([]audit.AlertRaise, error) {
-	if len(cs) == 0 {
-		return nil, nil
-	}
-	conds, err := audit.NormalizeAll(cs, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	// Every raiser takes its locks in key order, so two raisers sharing keys
-	// cannot each hold one the other waits for. unnest keeps the array order.
-	keys := audit.AlertDedupKeys(conds)
-	var out []audit.AlertRaise
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT count(pg_advisory_xact_lock($1, hashtext(k))) FROM unnest($2::text[]) AS k",
-			alertLockClass, keys); err != nil {
-			return err
-		}
-		sql, args := alertSQL.Open(keys)
-		rows, _ := tx.Query(ctx, sql+" FOR UPDATE", args...)
-		open, err := pgx.CollectRows(rows, scanAlert)
-		if err != nil {
-			return err
-		}
-		b := audit.NewAlertBatch(open)
-		now := time.Now().UTC().Truncate(time.Microsecond)
-		out = make([]audit.AlertRaise, len(conds))
-		for i, c := range conds {
-			if out[i], err = b.Raise(c, now); err != nil {
-				return err
-			}
-		}
-		return writeAlerts(ctx, tx, b)
-	})
-	if err != nil {
-		return nil, alertErr(alertsql.RaiseOp(conds), err)
-	}
-	return out, nil
+	return s.alerts().RaiseAlerts(ctx, cs)
 }
 
-// writeAlerts sends a batch's rows in one round trip: first the alerts that
-// were in the table, then the new ones in their final state, all in one INSERT.
-func writeAlerts(ctx context.Context, tx pgx.Tx, b *audit.AlertBatch) error {
-	updated, created := b.Changes()
+// GetAlert returns the alert with this id, CodeNotFound when there is none.
+func (s *Store) GetAlert(ctx context.Context, id string) (audit.Alert, error) {
+	return s.alerts().GetAlert(ctx, id)
+}
+
+// TransitionAlert moves an alert along its lifecycle under a row lock, so two
+// operators acting at once cannot both succeed with conflicting moves.
+func (s *Store) TransitionAlert(ctx context.Context, id string, to audit.AlertStatus, by, note string) (audit.Alert, error) {
+	return s.alerts().TransitionAlert(ctx, id, to, by, note)
+}
+
+// ListAlerts returns one page of alerts, newest first, and the cursor of the
+// next page ("" on the last one).
+func (s *Store) ListAlerts(ctx context.Context, f audit.AlertFilter) ([]audit.Alert, string, error) {
+	return s.alerts().ListAlerts(ctx, f)
+}
+
+// AlertStatistics counts the alerts that match f (Limit and After ignored).
+func (s *Store) AlertStatistics(ctx context.Context, f audit.AlertFilter) (audit.AlertStatistics, error) {
+	return s.alerts().AlertStatistics(ctx, f)
+}
+
+// alertDB runs alertsql's statements on the pool.
+type alertDB struct{ pool *pgxpool.Pool }
+
+func (d alertDB) InTx(ctx context.Context, fn func(alertsql.Tx) error) error {
+	return pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error { return fn(alertTx{tx}) })
+}
+
+func (d alertDB) Query(ctx context.Context, query string, args []any) ([]audit.Alert, error) {
+	rows, _ := d.pool.Query(ctx, query, args...)
+	return pgx.CollectRows(rows, scanAlert)
+}
+
+func (d alertDB) Count(ctx context.Context, query string, args []any, add func(status, severity, typ string, n int64)) error {
+	rows, _ := d.pool.Query(ctx, query, args...)
+	var status, severity, typ string
+	var n int64
+	_, err := pgx.ForEachRow(rows, []any{&status, &severity, &typ, &n}, func() error {
+		add(status, severity, typ, n)
+		return nil
+	})
+	return err
+}
+
+func (alertDB) Wrap(op string, err error) error { return wrapErr(op, err) }
+
+// alertTx runs alertsql's statements in a transaction.
+type alertTx struct{ tx pgx.Tx }
+
+// Lock takes the keys' advisory locks in the order given (unnest keeps the
+// array's order): alertsql passes them sorted, so two raisers sharing keys
+// cannot each hold one the other waits for.
+func (t alertTx) Lock(ctx context.Context, keys []string) error {
+	_, err := t.tx.Exec(ctx, "SELECT count(pg_advisory_xact_lock($1, hashtext(k))) FROM unnest($2::text[]) AS k",
+		alertLockClass, keys)
+	return err
+}
+
+// Query reads rows FOR UPDATE: a transition holds its alert's row.
+func (t alertTx) Query(ctx context.Context, query string, args []any) ([]audit.Alert, error) {
+	rows, _ := t.tx.Query(ctx, query+" FOR UPDATE", args...)
+	return pgx.CollectRows(rows, scanAlert)
+}
+
+// Write sends the rows in one round trip: first the alerts that were in the
+// table, then the new ones in their final state, all in one INSERT.
+func (t alertTx) Write(ctx context.Context, updated, created []*audit.Alert) error {
 	var batch pgx.Batch
 	for _, a := range updated {
 		batch.Queue(updateAlertSQL, alertSQL.UpdateArgs(a)...)
@@ -106,7 +141,7 @@ func writeAlerts(ctx context.Context, tx pgx.Tx, b *audit.AlertBatch) error {
 	if batch.Len() == 0 {
 		return nil
 	}
-	return tx.SendBatch(ctx, &batch).Close()
+	return t.tx.SendBatch(ctx, &batch).Close()
 }
 
 // insertAlertsSQL inserts one row per element of its 21 column arrays. Tags
@@ -153,79 +188,6 @@ func insertAlertsArgs(alerts []*audit.Alert) []any {
 		metas, corrs, tags, ackBys, ackAts, resBys, resAts, notes, updated}
 }
 
-// GetAlert returns the alert with this id, CodeNotFound when there is none.
-func (s *Store) GetAlert(ctx context.Context, id string) (audit.Alert, error) {
-	sql, args := alertSQL.Get(id)
-	rows, _ := s.pool.Query(ctx, sql, args...)
-	a, err := pgx.CollectExactlyOneRow(rows, scanAlert)
-	if err != nil {
-		return audit.Alert{}, alertErr("get alert "+id, err)
-	}
-	return a, nil
-}
-
-// TransitionAlert moves an alert along its lifecycle under a row lock, so two
-// operators acting at once cannot both succeed with conflicting moves.
-func (s *Store) TransitionAlert(ctx context.Context, id string, to audit.AlertStatus, by, note string) (audit.Alert, error) {
-	var out audit.Alert
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		sql, args := alertSQL.Get(id)
-		rows, _ := tx.Query(ctx, sql+" FOR UPDATE", args...)
-		a, err := pgx.CollectExactlyOneRow(rows, scanAlert)
-		if err != nil {
-			return err
-		}
-		if err := a.Transition(to, by, note, time.Now()); err != nil {
-			return err
-		}
-		out = a
-		_, err = tx.Exec(ctx, updateAlertSQL, alertSQL.UpdateArgs(&a)...)
-		return err
-	})
-	if err != nil {
-		return audit.Alert{}, alertErr("transition alert "+id, err)
-	}
-	return out, nil
-}
-
-// ListAlerts returns one page of alerts, newest first, and the cursor of the
-// next page ("" on the last one).
-func (s *Store) ListAlerts(ctx context.Context, f audit.AlertFilter) ([]audit.Alert, string, error) {
-	f, err := f.Normalize()
-	if err != nil {
-		return nil, "", err
-	}
-	sql, args := alertSQL.List(f)
-	rows, _ := s.pool.Query(ctx, sql, args...)
-	alerts, err := pgx.CollectRows(rows, scanAlert)
-	if err != nil {
-		return nil, "", alertErr("list alerts", err)
-	}
-	alerts, next := audit.AlertPage(alerts, f.Limit)
-	return alerts, next, nil
-}
-
-// AlertStatistics counts the alerts that match f (Limit and After ignored).
-func (s *Store) AlertStatistics(ctx context.Context, f audit.AlertFilter) (audit.AlertStatistics, error) {
-	f, err := f.Normalize()
-	if err != nil {
-		return audit.AlertStatistics{}, err
-	}
-	sql, args := alertSQL.Statistics(f)
-	rows, _ := s.pool.Query(ctx, sql, args...)
-	st := audit.NewAlertStatistics()
-	var status, sev, typ string
-	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&status, &sev, &typ, &n}, func() error {
-		st.Add(audit.AlertStatus(status), audit.Severity(sev), audit.AlertType(typ), n)
-		return nil
-	})
-	if err != nil {
-		return audit.AlertStatistics{}, alertErr("alert statistics", err)
-	}
-	return st, nil
-}
-
 // RecordDelivery keeps the outcome of one notification attempt.
 func (s *Store) RecordDelivery(ctx context.Context, d audit.AlertDelivery) error {
 	var httpStatus *int
@@ -258,6 +220,3 @@ func (s *Store) ListAlertDeliveries(ctx context.Context, alertID string) ([]audi
 	}
 	return out, nil
 }
-
-// alertErr maps a failure of an alert operation: see alertsql.Err.
-func alertErr(op string, err error) error { return alertsql.Err(op, err, pgx.ErrNoRows, wrapErr) }

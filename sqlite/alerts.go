@@ -29,10 +29,7 @@ var (
 	updateAlertSQL = alertSQL.Update()
 )
 
-// rowScanner is *sql.Row or *sql.Rows.
-type rowScanner interface{ Scan(dest ...any) error }
-
-func scanAlert(row rowScanner) (audit.Alert, error) {
+func scanAlert(row *sql.Rows) (audit.Alert, error) {
 	var r alertsql.Row
 	var first, last, ackAt, resAt, updated sql.NullInt64
 	var tags string
@@ -64,9 +61,14 @@ func tagsJSON(tags []string) string {
 	return string(b)
 }
 
+// alerts runs the alert operations on the store's connections (see alertsql.Alerts).
+func (s *Store) alerts() alertsql.Alerts {
+	return alertsql.Alerts{DB: alertDB{s}, Dialect: alertSQL}
+}
+
 // RaiseAlert records an observation of a condition (RaiseAlerts with one).
 func (s *Store) RaiseAlert(ctx context.Context, c audit.AlertCondition) (audit.AlertRaise, error) {
-	return audit.RaiseOne(ctx, s, c)
+	return s.alerts().RaiseAlert(ctx, c)
 }
 
 // RaiseAlerts records observations of conditions, in order, in one write
@@ -76,63 +78,93 @@ func (s *Store) RaiseAlert(ctx context.Context, c audit.AlertCondition) (audit.A
 // on the connection and raisers in other processes on SQLite's write lock:
 // each read-decide-write sees the latest state, the earlier conditions' too.
 func (s *Store) RaiseAlerts(ctx context.Context, cs []audit.AlertCondition) ([]audit.AlertRaise, error) {
-	if len(cs) == 0 {
-		return nil, nil
-	}
-	conds, err := audit.NormalizeAll(cs, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	var out []audit.AlertRaise
-	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
-		query, args := alertSQL.Open(audit.AlertDedupKeys(conds))
-		open, err := queryAlerts(ctx, tx, query, args)
-		if err != nil {
-			return err
-		}
-		b := audit.NewAlertBatch(open)
-		now := time.Now().UTC().Truncate(time.Microsecond)
-		out = make([]audit.AlertRaise, len(conds))
-		for i, c := range conds {
-			if out[i], err = b.Raise(c, now); err != nil {
-				return err
-			}
-		}
-		return writeAlerts(ctx, tx, b)
-	})
-	if err != nil {
-		return nil, alertErr(alertsql.RaiseOp(conds), err)
-	}
-	return out, nil
+	return s.alerts().RaiseAlerts(ctx, cs)
 }
 
-// writeAlerts writes a batch's rows: first the alerts that were in the table,
-// then the new ones in their final state.
-func writeAlerts(ctx context.Context, tx *sql.Tx, b *audit.AlertBatch) error {
-	updated, created := b.Changes()
-	for _, a := range updated {
-		if _, err := tx.ExecContext(ctx, updateAlertSQL, alertSQL.UpdateArgs(a)...); err != nil {
-			return err
-		}
-	}
-	for _, a := range created {
-		if _, err := tx.ExecContext(ctx, insertAlertSQL, alertSQL.Values(a)...); err != nil {
-			return err
-		}
-	}
-	return nil
+// GetAlert returns the alert with this id, CodeNotFound when there is none.
+func (s *Store) GetAlert(ctx context.Context, id string) (audit.Alert, error) {
+	return s.alerts().GetAlert(ctx, id)
 }
 
-func (s *Store) inWriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.writer.BeginTx(ctx, nil)
+// TransitionAlert moves an alert along its lifecycle inside a write
+// transaction, so the status it checks is the status it changes.
+func (s *Store) TransitionAlert(ctx context.Context, id string, to audit.AlertStatus, by, note string) (audit.Alert, error) {
+	return s.alerts().TransitionAlert(ctx, id, to, by, note)
+}
+
+// ListAlerts returns one page of alerts, newest first, and the cursor of the
+// next page ("" on the last one).
+func (s *Store) ListAlerts(ctx context.Context, f audit.AlertFilter) ([]audit.Alert, string, error) {
+	return s.alerts().ListAlerts(ctx, f)
+}
+
+// AlertStatistics counts the alerts that match f (Limit and After ignored).
+func (s *Store) AlertStatistics(ctx context.Context, f audit.AlertFilter) (audit.AlertStatistics, error) {
+	return s.alerts().AlertStatistics(ctx, f)
+}
+
+// alertDB runs alertsql's statements: transactions on the writer, queries on
+// the readers.
+type alertDB struct{ s *Store }
+
+func (d alertDB) InTx(ctx context.Context, fn func(alertsql.Tx) error) error {
+	tx, err := d.s.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback() // no-op after Commit
-	if err := fn(tx); err != nil {
+	if err := fn(alertTx{tx}); err != nil {
 		return err
 	}
 	return tx.Commit()
+}
+
+func (d alertDB) Query(ctx context.Context, query string, args []any) ([]audit.Alert, error) {
+	return queryAlerts(ctx, d.s.reader, query, args)
+}
+
+func (d alertDB) Count(ctx context.Context, query string, args []any, add func(status, severity, typ string, n int64)) error {
+	rows, err := d.s.reader.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var status, severity, typ string
+		var n int64
+		if err := rows.Scan(&status, &severity, &typ, &n); err != nil {
+			return err
+		}
+		add(status, severity, typ, n)
+	}
+	return rows.Err()
+}
+
+func (alertDB) Wrap(op string, err error) error { return classify(op, err) }
+
+// alertTx runs alertsql's statements in a write transaction.
+type alertTx struct{ tx *sql.Tx }
+
+// Lock has nothing to do: the transaction began IMMEDIATE, so it holds
+// SQLite's one write lock, for every key at once.
+func (alertTx) Lock(context.Context, []string) error { return nil }
+
+func (t alertTx) Query(ctx context.Context, query string, args []any) ([]audit.Alert, error) {
+	return queryAlerts(ctx, t.tx, query, args)
+}
+
+func (t alertTx) Write(ctx context.Context, updated, created []*audit.Alert) error {
+	for _, a := range updated {
+		if _, err := t.tx.ExecContext(ctx, updateAlertSQL, alertSQL.UpdateArgs(a)...); err != nil {
+			return err
+		}
+	}
+	for _, a := range created {
+		if _, err := t.tx.ExecContext(ctx, insertAlertSQL, alertSQL.Values(a)...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // querier is *sql.DB or *sql.Tx.
@@ -140,7 +172,7 @@ type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// queryAlerts runs an alertsql query and scans its rows.
+// queryAlerts runs a query and scans its alerts.
 func queryAlerts(ctx context.Context, db querier, query string, args []any) ([]audit.Alert, error) {
 	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -156,82 +188,6 @@ func queryAlerts(ctx context.Context, db querier, query string, args []any) ([]a
 		out = append(out, a)
 	}
 	return out, rows.Err()
-}
-
-// GetAlert returns the alert with this id, CodeNotFound when there is none.
-func (s *Store) GetAlert(ctx context.Context, id string) (audit.Alert, error) {
-	query, args := alertSQL.Get(id)
-	a, err := scanAlert(s.reader.QueryRowContext(ctx, query, args...))
-	if err != nil {
-		return audit.Alert{}, alertErr("get alert "+id, err)
-	}
-	return a, nil
-}
-
-// TransitionAlert moves an alert along its lifecycle inside a write
-// transaction, so the status it checks is the status it changes.
-func (s *Store) TransitionAlert(ctx context.Context, id string, to audit.AlertStatus, by, note string) (audit.Alert, error) {
-	var out audit.Alert
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
-		query, args := alertSQL.Get(id)
-		a, err := scanAlert(tx.QueryRowContext(ctx, query, args...))
-		if err != nil {
-			return err
-		}
-		if err := a.Transition(to, by, note, time.Now()); err != nil {
-			return err
-		}
-		out = a
-		_, err = tx.ExecContext(ctx, updateAlertSQL, alertSQL.UpdateArgs(&a)...)
-		return err
-	})
-	if err != nil {
-		return audit.Alert{}, alertErr("transition alert "+id, err)
-	}
-	return out, nil
-}
-
-// ListAlerts returns one page of alerts, newest first, and the cursor of the
-// next page ("" on the last one).
-func (s *Store) ListAlerts(ctx context.Context, f audit.AlertFilter) ([]audit.Alert, string, error) {
-	f, err := f.Normalize()
-	if err != nil {
-		return nil, "", err
-	}
-	query, args := alertSQL.List(f)
-	alerts, err := queryAlerts(ctx, s.reader, query, args)
-	if err != nil {
-		return nil, "", alertErr("list alerts", err)
-	}
-	alerts, next := audit.AlertPage(alerts, f.Limit)
-	return alerts, next, nil
-}
-
-// AlertStatistics counts the alerts that match f (Limit and After ignored).
-func (s *Store) AlertStatistics(ctx context.Context, f audit.AlertFilter) (audit.AlertStatistics, error) {
-	f, err := f.Normalize()
-	if err != nil {
-		return audit.AlertStatistics{}, err
-	}
-	query, args := alertSQL.Statistics(f)
-	rows, err := s.reader.QueryContext(ctx, query, args...)
-	if err != nil {
-		return audit.AlertStatistics{}, alertErr("alert statistics", err)
-	}
-	defer rows.Close()
-	st := audit.NewAlertStatistics()
-	for rows.Next() {
-		var status, sev, typ string
-		var n int64
-		if err := rows.Scan(&status, &sev, &typ, &n); err != nil {
-			return audit.AlertStatistics{}, alertErr("alert statistics", err)
-		}
-		st.Add(audit.AlertStatus(status), audit.Severity(sev), audit.AlertType(typ), n)
-	}
-	if err := rows.Err(); err != nil {
-		return audit.AlertStatistics{}, alertErr("alert statistics", err)
-	}
-	return st, nil
 }
 
 // RecordDelivery keeps the outcome of one notification attempt.
@@ -274,6 +230,3 @@ func (s *Store) ListAlertDeliveries(ctx context.Context, alertID string) ([]audi
 	}
 	return out, nil
 }
-
-// alertErr maps a failure of an alert operation: see alertsql.Err.
-func alertErr(op string, err error) error { return alertsql.Err(op, err, sql.ErrNoRows, classify) }

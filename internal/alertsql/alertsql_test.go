@@ -1,8 +1,6 @@
 package alertsql
 
 import (
-	"errors"
-	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -39,18 +37,18 @@ func TestFilterQueries(t *testing.T) {
 		wantWhere string
 		wantArgs  []any
 	}{
-		{"list, numbered arrays", func() (string, []any) { return numbered.List(f) },
+		{"list, numbered arrays", func() (string, []any) { return numbered.list(f) },
 			" WHERE status = ANY($1) AND type = ANY($2) AND organization_id = $3 AND first_seen >= $4 AND (first_seen, id) < ($5, $6) ORDER BY first_seen DESC, id DESC LIMIT $7",
 			[]any{[]string{"active", "acknowledged"}, []string{"SYSTEM"}, "org-1", since, since, "alt_1", 11}},
-		{"list, positional", func() (string, []any) { return positional.List(f) },
+		{"list, positional", func() (string, []any) { return positional.list(f) },
 			" WHERE status IN (?, ?) AND type IN (?) AND organization_id = ? AND first_seen >= ? AND (first_seen, id) < (?, ?) ORDER BY first_seen DESC, id DESC LIMIT ?",
 			[]any{"active", "acknowledged", "SYSTEM", "org-1", since.UnixMicro(), since.UnixMicro(), "alt_1", 11}},
-		{"statistics ignore the cursor and the limit", func() (string, []any) { return positional.Statistics(f) },
+		{"statistics ignore the cursor and the limit", func() (string, []any) { return positional.statistics(f) },
 			" WHERE status IN (?, ?) AND type IN (?) AND organization_id = ? AND first_seen >= ? GROUP BY status, severity, type",
 			[]any{"active", "acknowledged", "SYSTEM", "org-1", since.UnixMicro()}},
-		{"no filter", func() (string, []any) { return numbered.Statistics(audit.AlertFilter{}) },
+		{"no filter", func() (string, []any) { return numbered.statistics(audit.AlertFilter{}) },
 			" GROUP BY status, severity, type", nil},
-		{"open alerts of keys", func() (string, []any) { return positional.Open([]string{"k1", "k2"}) },
+		{"open alerts of keys", func() (string, []any) { return positional.open([]string{"k1", "k2"}) },
 			" WHERE dedup_key IN (?, ?) AND status IN ('active', 'acknowledged')", []any{"k1", "k2"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -120,34 +118,12 @@ func TestRowFinish(t *testing.T) {
 	}
 }
 
-func TestErr(t *testing.T) {
-	noRows := errors.New("no rows")
-	wrap := func(op string, err error) error { return audit.Wrap(audit.CodeUnavailable, op, err) }
-	refused := audit.Errorf(audit.CodeConflict, "alert is resolved")
-	for _, c := range []struct {
-		name string
-		err  error
-		want audit.Code
-	}{
-		{"domain error kept", refused, audit.CodeConflict},
-		{"no row", fmt.Errorf("scan: %w", noRows), audit.CodeNotFound},
-		{"driver error wrapped", errors.New("connection reset"), audit.CodeUnavailable},
-	} {
-		if got := Err("get alert x", c.err, noRows, wrap); audit.ErrorCode(got) != c.want || !strings.Contains(got.Error(), "alert") {
-			t.Errorf("%s: %v, want code %s", c.name, got, c.want)
-		}
-	}
-	if got := Err("op", refused, noRows, wrap); got != refused {
-		t.Errorf("a domain error was rewrapped: %v", got)
-	}
-}
-
-func TestRaiseOp(t *testing.T) {
+func TestRaiseOpNamesTheCall(t *testing.T) {
 	one := []audit.AlertCondition{{DedupKey: "k"}}
-	if got := RaiseOp(one); got != "raise alert k" {
-		t.Errorf("RaiseOp(one) = %q", got)
+	if got := raiseOp(one); got != "raise alert k" {
+		t.Errorf("raiseOp(one) = %q", got)
 	}
-	if got := RaiseOp(append(one, one...)); got != "raise 2 alerts" {
-		t.Errorf("RaiseOp(two) = %q", got)
+	if got := raiseOp(append(one, one...)); got != "raise 2 alerts" {
+		t.Errorf("raiseOp(two) = %q", got)
 	}
 }
