@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/smartlogs/audit-worker/internal/testenv"
 )
 
 type delivery struct {
@@ -62,17 +64,6 @@ func noDelivery(t *testing.T, got <-chan delivery, wait time.Duration, what stri
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // syncBuffer is a log destination the watcher goroutine and the test share.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -111,7 +102,7 @@ func TestWatcherFileEventsRewriteRenameTouch(t *testing.T) {
 	}
 	log, _ := testLogger()
 	w, got := startWatcher(t, src, WatcherOptions{Interval: time.Hour, Debounce: 20 * time.Millisecond, Start: start, Logger: log})
-	waitFor(t, 5*time.Second, "first check", func() bool { return !w.Status().LastCheck.IsZero() })
+	testenv.Eventually(t, 5*time.Second, "first check", func() bool { return !w.Status().LastCheck.IsZero() })
 	if st := w.Status(); st.Mode != "fsnotify+poll" || st.Version != start.Meta.Version {
 		t.Fatalf("status after start: %+v", st)
 	}
@@ -141,7 +132,7 @@ func TestWatcherFileEventsRewriteRenameTouch(t *testing.T) {
 	if err := os.Chtimes(path, later, later); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "check after touch", func() bool { return w.Status().LastCheck.After(before) })
+	testenv.Eventually(t, 5*time.Second, "check after touch", func() bool { return w.Status().LastCheck.After(before) })
 	noDelivery(t, got, 100*time.Millisecond, "touch")
 	if st := w.Status(); st.Version != d.meta.Version {
 		t.Errorf("touch changed the version: %+v", st)
@@ -179,7 +170,7 @@ func TestWatcherRefusesInvalidDocument(t *testing.T) {
 		}})
 
 	writeFile(t, path, `{"worker":{"port":70000},"logging":{"level":"loud"}}`)
-	waitFor(t, 5*time.Second, "refusal", func() bool { return w.Rejected() == 1 })
+	testenv.Eventually(t, 5*time.Second, "refusal", func() bool { return w.Rejected() == 1 })
 	noDelivery(t, got, 300*time.Millisecond, "invalid document") // several polls: still counted once
 	if n := w.Rejected(); n != 1 {
 		t.Errorf("Rejected() = %d after several polls of the same invalid document, want 1", n)
@@ -202,7 +193,7 @@ func TestWatcherRefusesInvalidDocument(t *testing.T) {
 
 	// Back to the running document: not a delivery, but the error clears.
 	writeFile(t, path, `{"logging":{"level":"info"}}`)
-	waitFor(t, 5*time.Second, "error cleared", func() bool { return w.Status().LastError == "" })
+	testenv.Eventually(t, 5*time.Second, "error cleared", func() bool { return w.Status().LastError == "" })
 	noDelivery(t, got, 100*time.Millisecond, "revert to the running version")
 
 	writeFile(t, path, `{"logging":{"level":"error"}}`)
@@ -224,7 +215,7 @@ func TestWatcherFallsBackToPolling(t *testing.T) {
 	src := NewFileSource(path, SourceOptions{})
 	log, logs := testLogger()
 	w, got := startWatcher(t, src, WatcherOptions{Interval: 50 * time.Millisecond, Logger: log})
-	waitFor(t, 5*time.Second, "first check", func() bool { return w.Status().LastError != "" })
+	testenv.Eventually(t, 5*time.Second, "first check", func() bool { return w.Status().LastError != "" })
 	if st := w.Status(); st.Mode != "poll" || !strings.Contains(st.LastError, "not found") {
 		t.Errorf("status: %+v", st)
 	}
@@ -261,7 +252,7 @@ func TestWatcherCustomParse(t *testing.T) {
 		t.Errorf("level %q", d.cfg.Logging.Level)
 	}
 	writeFile(t, path, "garbage")
-	waitFor(t, 5*time.Second, "refusal", func() bool { return w.Rejected() == 1 })
+	testenv.Eventually(t, 5*time.Second, "refusal", func() bool { return w.Rejected() == 1 })
 }
 
 // Run stops everything it started when its context ends, and refuses to run twice at once.
@@ -274,7 +265,7 @@ func TestWatcherRunLeavesNoGoroutines(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	waitFor(t, 5*time.Second, "first check", func() bool { return w.Status().Version != "" })
+	testenv.Eventually(t, 5*time.Second, "first check", func() bool { return w.Status().Version != "" })
 	if err := w.Run(ctx); err == nil {
 		t.Error("a second concurrent Run was allowed")
 	}
@@ -282,7 +273,7 @@ func TestWatcherRunLeavesNoGoroutines(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= before })
+	testenv.Eventually(t, 5*time.Second, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 // An empty file (the middle of a truncate-and-write) is neither refused nor counted.
@@ -298,7 +289,7 @@ func TestWatcherWaitsOutEmptyDocument(t *testing.T) {
 	log, _ := testLogger()
 	w, got := startWatcher(t, src, WatcherOptions{Interval: 50 * time.Millisecond, Debounce: 10 * time.Millisecond, Start: start, Logger: log})
 	writeFile(t, path, "")
-	waitFor(t, 5*time.Second, "empty document noticed", func() bool { return w.Status().LastError == "document is empty" })
+	testenv.Eventually(t, 5*time.Second, "empty document noticed", func() bool { return w.Status().LastError == "document is empty" })
 	noDelivery(t, got, 150*time.Millisecond, "empty document")
 	if w.Rejected() != 0 {
 		t.Errorf("Rejected() = %d for an empty document, want 0", w.Rejected())

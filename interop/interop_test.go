@@ -310,6 +310,21 @@ func fetchN(t *testing.T, c *bullmq.Consumer, n int, timeout time.Duration) []*b
 	return got
 }
 
+// awaitStalled runs c's stalled check until it recovers something, and
+// returns what it recovered.
+func awaitStalled(t *testing.T, c *bullmq.Consumer) []string {
+	t.Helper()
+	var recovered []string
+	testenv.Eventually(t, 5*time.Second, "the stalled check to recover a job", func() bool {
+		var err error
+		if recovered, err = c.CheckStalled(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return len(recovered) > 0
+	})
+	return recovered
+}
+
 func jobIDs(jobs []*bullmq.Job) []string {
 	out := make([]string, len(jobs))
 	for i, j := range jobs {
@@ -856,15 +871,7 @@ func testStalledRecovery(t *testing.T) {
 	if ids, err := alive.CheckStalled(ctx); err != nil || len(ids) != 0 {
 		t.Fatalf("first stalled check = %v, %v; want nothing (the lock is held)", ids, err)
 	}
-	var recovered []string
-	deadline := time.Now().Add(5 * time.Second)
-	for len(recovered) == 0 && time.Now().Before(deadline) {
-		time.Sleep(lock / 2)
-		var err error
-		if recovered, err = alive.CheckStalled(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	recovered := awaitStalled(t, alive)
 	if !slices.Equal(recovered, []string{id}) {
 		t.Fatalf("stalled check recovered %v, want [%s]", recovered, id)
 	}
@@ -908,28 +915,19 @@ func testKilledNodeWorker(t *testing.T) {
 	lockKey := q.Keys().Job(id) + ":lock"
 
 	w := h.nodeStart("node-worker.mjs", "", "--hang", "--lock-duration", "400", "--stalled-interval", "200", "--timeout", "20000")
-	deadline := time.Now().Add(10 * time.Second)
-	for h.rdb.Exists(ctx, lockKey).Val() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the Node worker did not take job %s; stderr: %s", id, w.stderr.String())
+	testenv.EventuallyNil(t, 10*time.Second, func() error {
+		if h.rdb.Exists(ctx, lockKey).Val() == 0 {
+			return fmt.Errorf("the Node worker did not take job %s; stderr: %s", id, w.stderr.String())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := w.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	_ = w.cmd.Wait()
 
 	c := h.consumer(q, bullmq.ConsumerOptions{WorkerName: "go-interop", StalledInterval: 100 * time.Millisecond})
-	var recovered []string
-	deadline = time.Now().Add(5 * time.Second)
-	for len(recovered) == 0 && time.Now().Before(deadline) {
-		var err error
-		if recovered, err = c.CheckStalled(ctx); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	recovered := awaitStalled(t, c)
 	if !slices.Equal(recovered, []string{id}) {
 		t.Fatalf("stalled check recovered %v, want [%s]", recovered, id)
 	}
@@ -1034,13 +1032,10 @@ func testGetWorkers(t *testing.T) {
 	}()
 	want := h.prefix + ":" + base64.StdEncoding.EncodeToString([]byte(h.queue)) + ":w:go-interop-w1"
 	var insp *inspected
-	for try := 0; try < 10; try++ {
+	testenv.Until(5*time.Second, func() bool { // judged below
 		insp = h.inspect("", nil, true)
-		if len(insp.Workers) > 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return len(insp.Workers) > 0
+	})
 	if len(insp.Workers) != 1 || insp.Workers[0].Rawname != want || insp.Workers[0].Name != h.queue {
 		t.Errorf("getWorkers() = %+v, want one worker named %s", insp.Workers, want)
 	}
@@ -1051,13 +1046,10 @@ func testGetWorkers(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Errorf("close: %v", err)
 	}
-	for try := 0; try < 10; try++ {
+	testenv.Until(5*time.Second, func() bool { // judged below
 		insp = h.inspect("", nil, true)
-		if len(insp.Workers) == 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return len(insp.Workers) == 0
+	})
 	if len(insp.Workers) != 0 {
 		t.Errorf("getWorkers() after Close = %+v, want none", insp.Workers)
 	}
@@ -1343,15 +1335,12 @@ func testMixedWorkers(t *testing.T) {
 	const n = 200
 	w := h.nodeStart("node-worker.mjs", "", "--expect", strconv.Itoa(n), "--timeout", "20000", "--concurrency", "2")
 	// Wait until the Node worker blocks on the queue (it is then listed).
-	for try := 0; ; try++ {
-		if insp := h.inspect("", nil, true); len(insp.Workers) > 0 {
-			break
+	testenv.EventuallyNil(t, 15*time.Second, func() error {
+		if insp := h.inspect("", nil, true); len(insp.Workers) == 0 {
+			return fmt.Errorf("the Node worker did not start; stderr: %s", w.stderr.String())
 		}
-		if try == 30 {
-			t.Fatalf("the Node worker did not start; stderr: %s", w.stderr.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	c := h.consumer(h.goQueue(h.queue), bullmq.ConsumerOptions{WorkerName: "go-interop"})
 	goCtx, stop := context.WithCancel(ctx)
 	goDone := make(chan struct{})
