@@ -82,6 +82,21 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// infoConfigFile writes a configuration with the info log level to
+// worker.json in dir and loads it as a worker starts (caching it in cache,
+// when set).
+func infoConfigFile(t *testing.T, dir, cache string) (path string, src *FileSource, start Loaded) {
+	t.Helper()
+	path = filepath.Join(dir, "worker.json")
+	writeFile(t, path, `{"logging":{"level":"info"}}`)
+	src = NewFileSource(path, SourceOptions{})
+	start, err := LoadInitial(context.Background(), src, cache, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, src, start
+}
+
 func testLogger() (*slog.Logger, *syncBuffer) {
 	buf := new(syncBuffer)
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
@@ -93,13 +108,7 @@ func testLogger() (*slog.Logger, *syncBuffer) {
 func TestWatcherFileEventsRewriteRenameTouch(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	path := filepath.Join(dir, "worker.json")
-	writeFile(t, path, `{"logging":{"level":"info"}}`)
-	src := NewFileSource(path, SourceOptions{})
-	start, err := LoadInitial(context.Background(), src, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, src, start := infoConfigFile(t, dir, "")
 	log, _ := testLogger()
 	w, got := startWatcher(t, src, WatcherOptions{Interval: time.Hour, Debounce: 20 * time.Millisecond, Start: start, Logger: log})
 	testenv.Eventually(t, 5*time.Second, "first check", func() bool { return !w.Status().LastCheck.IsZero() })
@@ -152,14 +161,8 @@ func TestWatcherFileEventsRewriteRenameTouch(t *testing.T) {
 func TestWatcherRefusesInvalidDocument(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	path := filepath.Join(dir, "worker.json")
-	writeFile(t, path, `{"logging":{"level":"info"}}`)
-	src := NewFileSource(path, SourceOptions{})
 	cache := CachePath(filepath.Join(dir, "data"))
-	start, err := LoadInitial(context.Background(), src, cache, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, src, start := infoConfigFile(t, dir, cache)
 	log, logs := testLogger()
 	var refusals atomic.Int64
 	w, got := startWatcher(t, src, WatcherOptions{Interval: 50 * time.Millisecond, Debounce: 10 * time.Millisecond, Start: start, Logger: log, CachePath: cache,
@@ -279,13 +282,7 @@ func TestWatcherRunLeavesNoGoroutines(t *testing.T) {
 // An empty file (the middle of a truncate-and-write) is neither refused nor counted.
 func TestWatcherWaitsOutEmptyDocument(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "worker.json")
-	writeFile(t, path, `{"logging":{"level":"info"}}`)
-	src := NewFileSource(path, SourceOptions{})
-	start, err := LoadInitial(context.Background(), src, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, src, start := infoConfigFile(t, t.TempDir(), "")
 	log, _ := testLogger()
 	w, got := startWatcher(t, src, WatcherOptions{Interval: 50 * time.Millisecond, Debounce: 10 * time.Millisecond, Start: start, Logger: log})
 	writeFile(t, path, "")
