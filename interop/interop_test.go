@@ -157,6 +157,15 @@ func (h *harness) nodeStart(script, queue string, args ...string) *bg {
 	return p
 }
 
+// fail stops the script and fails the test with what it wrote to stderr
+// (which is only safe to read once the script has ended).
+func (p *bg) fail(t *testing.T, what string) {
+	t.Helper()
+	p.cancel()
+	_ = p.cmd.Wait()
+	t.Fatalf("%s; stderr of %s: %s", what, p.script, p.stderr.String())
+}
+
 // wait waits for the script to end and decodes its output.
 func (p *bg) wait(out any) {
 	p.h.t.Helper()
@@ -926,12 +935,9 @@ func testKilledNodeWorker(t *testing.T) {
 	lockKey := q.Keys().Job(id) + ":lock"
 
 	w := h.nodeStart("node-worker.mjs", "", "--hang", "--lock-duration", "400", "--stalled-interval", "200", "--timeout", "20000")
-	testenv.EventuallyNil(t, 10*time.Second, func() error {
-		if h.rdb.Exists(ctx, lockKey).Val() == 0 {
-			return fmt.Errorf("the Node worker did not take job %s; stderr: %s", id, w.stderr.String())
-		}
-		return nil
-	})
+	if !testenv.Until(10*time.Second, func() bool { return h.rdb.Exists(ctx, lockKey).Val() == 1 }) {
+		w.fail(t, "the Node worker did not take job "+id)
+	}
 	if err := w.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -1328,12 +1334,9 @@ func testMixedWorkers(t *testing.T) {
 	const n = 200
 	w := h.nodeStart("node-worker.mjs", "", "--expect", strconv.Itoa(n), "--timeout", "20000", "--concurrency", "2")
 	// Wait until the Node worker blocks on the queue (it is then listed).
-	testenv.EventuallyNil(t, 15*time.Second, func() error {
-		if insp := h.inspect("", nil, true); len(insp.Workers) == 0 {
-			return fmt.Errorf("the Node worker did not start; stderr: %s", w.stderr.String())
-		}
-		return nil
-	})
+	if !testenv.Until(15*time.Second, func() bool { return len(h.inspect("", nil, true).Workers) > 0 }) {
+		w.fail(t, "the Node worker did not start")
+	}
 	c := h.consumer(h.goQueue(h.queue), bullmq.ConsumerOptions{WorkerName: "go-interop"})
 	goCtx, stop := context.WithCancel(ctx)
 	goDone := make(chan struct{})
