@@ -323,6 +323,94 @@ func NewAlertFrom(id string, c AlertCondition, now time.Time) Alert {
 	}
 }
 
+// AlertBatch decides in memory what a batch of conditions does to the open
+// alerts of their keys, exactly as RaiseAlert one condition after the other
+// would. A store reads the open alerts of the batch's keys (AlertDedupKeys)
+// while it holds the keys, applies each condition with Raise, and writes the
+// Changes in the same transaction.
+type AlertBatch struct {
+	open    map[string][]*Alert // per dedup key, its open alerts
+	touched []*Alert            // in order of first change
+	isNew   map[*Alert]bool     // every touched alert: true when not stored yet
+}
+
+// NewAlertBatch starts a batch over the open alerts the store holds for its keys.
+func NewAlertBatch(open []Alert) *AlertBatch {
+	b := &AlertBatch{open: make(map[string][]*Alert), isNew: make(map[*Alert]bool)}
+	for i := range open {
+		a := &open[i]
+		b.open[a.DedupKey] = append(b.open[a.DedupKey], a)
+	}
+	return b
+}
+
+// Raise applies a normalised condition: a repeat within the window updates
+// the one open alert of its key; otherwise the open ones are resolved as
+// superseded and a new alert opens. Later conditions of the batch see what
+// the earlier ones did.
+func (b *AlertBatch) Raise(c AlertCondition, now time.Time) (AlertRaise, error) {
+	open := b.open[c.DedupKey]
+	if len(open) == 1 && open[0].Covers(c) {
+		a := open[0]
+		a.Absorb(c, now)
+		b.touch(a, false)
+		return AlertRaise{Alert: a.snapshot()}, nil
+	}
+	for _, old := range open {
+		if err := old.Transition(AlertResolved, SystemActor, SupersededNote, now); err != nil {
+			return AlertRaise{}, err
+		}
+		b.touch(old, false)
+	}
+	a := NewAlertFrom(NewAlertID(now), c, now)
+	b.open[c.DedupKey] = []*Alert{&a}
+	b.touch(&a, true)
+	return AlertRaise{Alert: a.snapshot(), Created: true}, nil
+}
+
+func (b *AlertBatch) touch(a *Alert, isNew bool) {
+	if _, seen := b.isNew[a]; seen {
+		return
+	}
+	b.isNew[a] = isNew
+	b.touched = append(b.touched, a)
+}
+
+// Changes returns the alerts to write, in order of first change: updated were
+// stored before the batch, created are new (in their final state, which may
+// already be resolved). Writing updated before created keeps at most one open
+// alert per key at every step, as the stores' unique index on open keys requires.
+func (b *AlertBatch) Changes() (updated, created []*Alert) {
+	for _, a := range b.touched {
+		if b.isNew[a] {
+			created = append(created, a)
+		} else {
+			updated = append(updated, a)
+		}
+	}
+	return updated, created
+}
+
+// snapshot copies a as a raise reports it: later conditions of the same key
+// may still change a (Absorb appends to its tags).
+func (a *Alert) snapshot() Alert {
+	c := *a
+	c.Tags = slices.Clone(a.Tags)
+	return c
+}
+
+// AlertDedupKeys returns the distinct dedup keys of cs in sorted order, the
+// order in which a store locks them, so that two raisers sharing keys cannot
+// each hold one the other waits for.
+func AlertDedupKeys(cs []AlertCondition) []string {
+	keys := make([]string, len(cs))
+	for i, c := range cs {
+		keys[i] = c.DedupKey
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
 // Transition applies a lifecycle move to a, recording who and why, or says why
 // it is not allowed: acknowledge only from active; resolve and dismiss from
 // active or acknowledged. by is required (CodeInvalid); an illegal move is
@@ -411,6 +499,17 @@ func DecodeAlertCursor(cursor string) (firstSeen time.Time, id string, err error
 		}
 	}
 	return time.Time{}, "", Errorf(CodeInvalid, "alert filter: malformed cursor")
+}
+
+// AlertPage cuts the alerts a store read for a page of limit alerts (it reads
+// one more, to know whether another page follows) into the page and the
+// cursor of the next one, "" on the last page.
+func AlertPage(alerts []Alert, limit int) ([]Alert, string) {
+	if len(alerts) <= limit {
+		return alerts, ""
+	}
+	alerts = alerts[:limit]
+	return alerts, AlertCursor(alerts[len(alerts)-1])
 }
 
 // DeliveryStatus is the outcome of one notification attempt.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/smartlogs/audit-worker/internal/testenv"
 )
 
 func TestAddFetchComplete(t *testing.T) {
@@ -758,12 +760,18 @@ func TestWaitWakesOnAdd(t *testing.T) {
 		woke, err := c.Wait(ctx, 10*time.Second)
 		done <- result{woke, err, time.Since(start)}
 	}()
-	time.Sleep(200 * time.Millisecond)
-	// The blocking connection is named so Node's Queue.getWorkers() sees it.
-	list := e.rdb.ClientList(ctx).Val()
-	if !strings.Contains(list, "name="+e.prefix+":d2FrZQ==:w:go-1") {
-		t.Errorf("CLIENT LIST has no worker connection named %s:d2FrZQ==:w:go-1:\n%s", e.prefix, list)
-	}
+	// The blocking connection is named so Node's Queue.getWorkers() sees it;
+	// the job is added once it blocks, so that the add is what wakes it.
+	name := "name=" + e.prefix + ":d2FrZQ==:w:go-1 "
+	testenv.EventuallyNil(t, 10*time.Second, func() error {
+		list := e.rdb.ClientList(ctx).Val()
+		for line := range strings.Lines(list) {
+			if strings.Contains(line, name) && strings.Contains(line, " flags=b ") {
+				return nil
+			}
+		}
+		return fmt.Errorf("CLIENT LIST has no blocked worker connection named %s:d2FrZQ==:w:go-1:\n%s", e.prefix, list)
+	})
 	mustAdd(t, q, "a", `{}`, JobOptions{})
 	r := <-done
 	if r.err != nil || !r.woke || r.took > 5*time.Second {

@@ -2,12 +2,14 @@ package bullmq_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/bullmq"
 )
 
@@ -28,6 +30,55 @@ func ExampleQueue_Add() {
 		return
 	}
 	slog.Info("added", "id", id)
+}
+
+// A Go service produces audit events for the worker as the Node producers
+// do: each event carries the producer hash of its critical fields and, with
+// the shared key, an HMAC-SHA256 signature of that hash; the jobs use the
+// producers' options. A custom job id makes a retried AddBulk add each event
+// once. (It needs a Redis at 127.0.0.1:6379, hence no checked output: the
+// worker's tests cover what it does.)
+func ExampleQueue_AddBulk() {
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	defer rdb.Close()
+	q := bullmq.NewQueue(rdb, "audit-events", bullmq.QueueOptions{})
+	key := []byte("the-producers-hmac-key-of-at-least-32-chars") // security.encryptionKey
+
+	type event struct {
+		Timestamp   string `json:"timestamp"`
+		Action      string `json:"action"`
+		Status      string `json:"status"`
+		PrincipalID string `json:"principalId"`
+		Hash        string `json:"hash,omitempty"`
+		HashAlgo    string `json:"hashAlgorithm,omitempty"`
+		Signature   string `json:"signature,omitempty"`
+	}
+	var jobs []bullmq.NewJob
+	for _, principal := range []string{"user-1", "user-2"} {
+		ev := event{Timestamp: time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"), Action: "userLogin",
+			Status: "success", PrincipalID: principal}
+		unsigned, _ := json.Marshal(ev) // a struct of strings always marshals
+		hash, err := audit.HashPayload(unsigned)
+		if err != nil {
+			slog.Error("hash", "err", err)
+			return
+		}
+		ev.Hash, ev.HashAlgo, ev.Signature = hash, "SHA-256", audit.Sign(hash, key)
+		data, _ := json.Marshal(ev)
+		jobs = append(jobs, bullmq.NewJob{Name: q.Name(), Data: data, Opts: bullmq.JobOptions{
+			Attempts:         1,
+			RemoveOnComplete: bullmq.KeepLast(100),
+			RemoveOnFail:     bullmq.KeepAll(),
+			JobID:            "event-" + hash, // the same event added again is not added twice
+		}})
+	}
+	ids, err := q.AddBulk(ctx, jobs)
+	if err != nil {
+		slog.Error("add bulk", "err", err)
+		return
+	}
+	slog.Info("added", "ids", ids)
 }
 
 // A consumer loop: wait for work, fetch a batch, handle it, then complete, retry

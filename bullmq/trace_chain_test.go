@@ -70,13 +70,7 @@ func TestTraceChainFromJobToStore(t *testing.T) {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { _ = w.Run(runCtx); close(done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !hasSpan(rec.Ended(), "bullmq.batch") {
-		if time.Now().After(deadline) {
-			t.Fatal("no bullmq.batch span within 10 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, "a bullmq.batch span", func() bool { return hasSpan(rec.Ended(), "bullmq.batch") })
 	cancel()
 	<-done
 

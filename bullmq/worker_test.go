@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/smartlogs/audit-worker/internal/testenv"
 )
 
 // runWorker runs w until the returned stop function is called.
@@ -30,15 +32,10 @@ func runWorker(t *testing.T, w *Worker) (stop func()) {
 	}
 }
 
+// eventually waits for cond with this package's timeout (testenv.Eventually).
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, what, cond)
 }
 
 func addJobs(t *testing.T, q *Queue, n int, opts JobOptions) []string {

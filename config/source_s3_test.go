@@ -65,7 +65,7 @@ func TestS3LoadWatchAndRefuse(t *testing.T) {
 	const interval = 200 * time.Millisecond
 	log, logs := testLogger()
 	w, got := startWatcher(t, src, WatcherOptions{Interval: interval, Start: start, CachePath: cache, Logger: log})
-	waitFor(t, 5*time.Second, "first check", func() bool { return !w.Status().LastCheck.IsZero() })
+	testenv.Eventually(t, 5*time.Second, "first check", func() bool { return !w.Status().LastCheck.IsZero() })
 	noDelivery(t, got, 2*interval, "unchanged object")
 
 	changed := time.Now()
@@ -80,7 +80,7 @@ func TestS3LoadWatchAndRefuse(t *testing.T) {
 	}
 
 	putObject(t, client, bucket, "worker.json", `{"reliableProcessor":{"concurrency":500}}`)
-	waitFor(t, 10*time.Second, "refusal", func() bool { return w.Rejected() == 1 })
+	testenv.Eventually(t, 10*time.Second, "refusal", func() bool { return w.Rejected() == 1 })
 	noDelivery(t, got, 3*interval, "invalid object")
 	st := w.Status()
 	if st.Version != etag2 || st.Rejected != 1 || !strings.Contains(st.LastError, "reliableProcessor.concurrency") {
@@ -132,7 +132,7 @@ func TestS3DownStartsFromCacheAndRecovers(t *testing.T) {
 	log, _ := testLogger()
 	w, got := startWatcher(t, src, WatcherOptions{Interval: 100 * time.Millisecond, Start: start, CachePath: cache, Logger: log})
 	firstCheck := time.Now()
-	waitFor(t, 10*time.Second, "a failed poll while down", func() bool { return w.Status().LastCheck.After(firstCheck) })
+	testenv.Eventually(t, 10*time.Second, "a failed poll while down", func() bool { return w.Status().LastCheck.After(firstCheck) })
 	if st := w.Status(); !st.Degraded || st.Version != etag1 || !strings.Contains(st.LastError, "unreachable") {
 		t.Errorf("status while S3 is down: %+v", st)
 	}
@@ -141,7 +141,7 @@ func TestS3DownStartsFromCacheAndRecovers(t *testing.T) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "recovery", func() bool { st := w.Status(); return !st.Degraded && st.LastError == "" })
+	testenv.Eventually(t, 10*time.Second, "recovery", func() bool { st := w.Status(); return !st.Degraded && st.LastError == "" })
 	noDelivery(t, got, 200*time.Millisecond, "S3 back with the cached version")
 
 	etag2 := putObject(t, client, bucket, "worker.json", `{"logging":{"level":"error"}}`)

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/smartlogs/audit-worker/internal/testenv"
 )
 
 type delivery struct {
@@ -63,17 +65,6 @@ func noDelivery(t *testing.T, got <-chan delivery, wait time.Duration, what stri
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // syncBuffer is a log destination the watcher goroutine and the test share.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -92,6 +83,21 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// infoConfigFile writes a configuration with the info log level to
+// worker.json in dir and loads it as a worker starts (caching it in cache,
+// when set).
+func infoConfigFile(t *testing.T, dir, cache string) (path string, src *FileSource, start Loaded) {
+	t.Helper()
+	path = filepath.Join(dir, "worker.json")
+	writeFile(t, path, `{"logging":{"level":"info"}}`)
+	src = NewFileSource(path, SourceOptions{})
+	start, err := LoadInitial(context.Background(), src, cache, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, src, start
+}
+
 func testLogger() (*slog.Logger, *syncBuffer) {
 	buf := new(syncBuffer)
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
@@ -103,16 +109,10 @@ func testLogger() (*slog.Logger, *syncBuffer) {
 func TestWatcherFileEventsRewriteRenameTouch(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	path := filepath.Join(dir, "worker.json")
-	writeFile(t, path, `{"logging":{"level":"info"}}`)
-	src := NewFileSource(path, SourceOptions{})
-	start, err := LoadInitial(context.Background(), src, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, src, start := infoConfigFile(t, dir, "")
 	log, _ := testLogger()
 	w, got := startWatcher(t, src, WatcherOptions{Interval: time.Hour, Debounce: 20 * time.Millisecond, Start: start, Logger: log})
-	waitFor(t, 5*time.Second, "first check", func() bool { return !w.Status().LastCheck.IsZero() })
+	testenv.Eventually(t, 5*time.Second, "first check", func() bool { return !w.Status().LastCheck.IsZero() })
 	if st := w.Status(); st.Mode != "fsnotify+poll" || st.Version != start.Meta.Version {
 		t.Fatalf("status after start: %+v", st)
 	}
@@ -142,7 +142,7 @@ func TestWatcherFileEventsRewriteRenameTouch(t *testing.T) {
 	if err := os.Chtimes(path, later, later); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "check after touch", func() bool { return w.Status().LastCheck.After(before) })
+	testenv.Eventually(t, 5*time.Second, "check after touch", func() bool { return w.Status().LastCheck.After(before) })
 	noDelivery(t, got, 100*time.Millisecond, "touch")
 	if st := w.Status(); st.Version != d.meta.Version {
 		t.Errorf("touch changed the version: %+v", st)
@@ -162,14 +162,8 @@ func TestWatcherFileEventsRewriteRenameTouch(t *testing.T) {
 func TestWatcherRefusesInvalidDocument(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	path := filepath.Join(dir, "worker.json")
-	writeFile(t, path, `{"logging":{"level":"info"}}`)
-	src := NewFileSource(path, SourceOptions{})
 	cache := CachePath(filepath.Join(dir, "data"))
-	start, err := LoadInitial(context.Background(), src, cache, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, src, start := infoConfigFile(t, dir, cache)
 	log, logs := testLogger()
 	var refusals atomic.Int64
 	w, got := startWatcher(t, src, WatcherOptions{Interval: 50 * time.Millisecond, Debounce: 10 * time.Millisecond, Start: start, Logger: log, CachePath: cache,
@@ -180,7 +174,7 @@ func TestWatcherRefusesInvalidDocument(t *testing.T) {
 		}})
 
 	writeFile(t, path, `{"worker":{"port":70000},"logging":{"level":"loud"}}`)
-	waitFor(t, 5*time.Second, "refusal", func() bool { return w.Rejected() == 1 })
+	testenv.Eventually(t, 5*time.Second, "refusal", func() bool { return w.Rejected() == 1 })
 	noDelivery(t, got, 300*time.Millisecond, "invalid document") // several polls: still counted once
 	if n := w.Rejected(); n != 1 {
 		t.Errorf("Rejected() = %d after several polls of the same invalid document, want 1", n)
@@ -203,7 +197,7 @@ func TestWatcherRefusesInvalidDocument(t *testing.T) {
 
 	// Back to the running document: not a delivery, but the error clears.
 	writeFile(t, path, `{"logging":{"level":"info"}}`)
-	waitFor(t, 5*time.Second, "error cleared", func() bool { return w.Status().LastError == "" })
+	testenv.Eventually(t, 5*time.Second, "error cleared", func() bool { return w.Status().LastError == "" })
 	noDelivery(t, got, 100*time.Millisecond, "revert to the running version")
 
 	writeFile(t, path, `{"logging":{"level":"error"}}`)
@@ -225,7 +219,7 @@ func TestWatcherFallsBackToPolling(t *testing.T) {
 	src := NewFileSource(path, SourceOptions{})
 	log, logs := testLogger()
 	w, got := startWatcher(t, src, WatcherOptions{Interval: 50 * time.Millisecond, Logger: log})
-	waitFor(t, 5*time.Second, "first check", func() bool { return w.Status().LastError != "" })
+	testenv.Eventually(t, 5*time.Second, "first check", func() bool { return w.Status().LastError != "" })
 	if st := w.Status(); st.Mode != "poll" || !strings.Contains(st.LastError, "not found") {
 		t.Errorf("status: %+v", st)
 	}
@@ -262,7 +256,7 @@ func TestWatcherCustomParse(t *testing.T) {
 		t.Errorf("level %q", d.cfg.Logging.Level)
 	}
 	writeFile(t, path, "garbage")
-	waitFor(t, 5*time.Second, "refusal", func() bool { return w.Rejected() == 1 })
+	testenv.Eventually(t, 5*time.Second, "refusal", func() bool { return w.Rejected() == 1 })
 }
 
 // Run stops everything it started when its context ends, and refuses to run twice at once.
@@ -275,7 +269,7 @@ func TestWatcherRunLeavesNoGoroutines(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	waitFor(t, 5*time.Second, "first check", func() bool { return w.Status().Version != "" })
+	testenv.Eventually(t, 5*time.Second, "first check", func() bool { return w.Status().Version != "" })
 	if err := w.Run(ctx); err == nil {
 		t.Error("a second concurrent Run was allowed")
 	}
@@ -283,23 +277,17 @@ func TestWatcherRunLeavesNoGoroutines(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= before })
+	testenv.Eventually(t, 5*time.Second, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 // An empty file (the middle of a truncate-and-write) is neither refused nor counted.
 func TestWatcherWaitsOutEmptyDocument(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "worker.json")
-	writeFile(t, path, `{"logging":{"level":"info"}}`)
-	src := NewFileSource(path, SourceOptions{})
-	start, err := LoadInitial(context.Background(), src, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, src, start := infoConfigFile(t, t.TempDir(), "")
 	log, _ := testLogger()
 	w, got := startWatcher(t, src, WatcherOptions{Interval: 50 * time.Millisecond, Debounce: 10 * time.Millisecond, Start: start, Logger: log})
 	writeFile(t, path, "")
-	waitFor(t, 5*time.Second, "empty document noticed", func() bool { return w.Status().LastError == "document is empty" })
+	testenv.Eventually(t, 5*time.Second, "empty document noticed", func() bool { return w.Status().LastError == "document is empty" })
 	noDelivery(t, got, 150*time.Millisecond, "empty document")
 	if w.Rejected() != 0 {
 		t.Errorf("Rejected() = %d for an empty document, want 0", w.Rejected())

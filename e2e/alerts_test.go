@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/smartlogs/audit-worker/bullmq"
+	"github.com/smartlogs/audit-worker/internal/testenv"
 )
 
 // Two worker processes share one queue and one database. Five failed logins of
@@ -66,14 +67,10 @@ func TestTwoWorkersRaiseOneFailedAuthAlert(t *testing.T) {
 	thaw(t, a)
 
 	var alerts []map[string]any
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.Until(10*time.Second, func() bool { // judged below, with the alerts listed
 		alerts = e.listAlerts(cfg, "--type", "SECURITY")
-		if len(alerts) > 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return len(alerts) > 0
+	})
 	var failedAuth []map[string]any
 	for _, al := range alerts {
 		if al["title"] == "Suspicious pattern: FAILED_AUTH" {
@@ -107,13 +104,8 @@ func freeze(t *testing.T, p *proc) {
 	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !allThreadsStopped(t, p.pid()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("pid %d not stopped 10 s after SIGSTOP", p.pid())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, fmt.Sprintf("every thread of pid %d to stop after SIGSTOP", p.pid()),
+		func() bool { return allThreadsStopped(t, p.pid()) })
 }
 
 // allThreadsStopped reports whether every thread of pid is in state T

@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/smartlogs/audit-worker/internal/testenv"
 )
 
 // TestCrashRecoveryExactlyOnce enqueues AUDIT_E2E_EVENTS events with Node
@@ -39,23 +42,19 @@ func TestCrashRecoveryExactlyOnce(t *testing.T) {
 		}
 		// Kill once the threshold is passed and this run has stored something
 		// itself, so that every kill hits a worker that is processing.
-		deadline := time.Now().Add(2*time.Minute + time.Duration(n)*time.Millisecond)
 		var rows int64
-		for {
+		testenv.EventuallyNil(t, 2*time.Minute+time.Duration(n)*time.Millisecond, func() error {
 			if rows, err = e.rowCount(ctx); err != nil {
 				t.Fatal(err)
 			}
 			if rows >= threshold && rows > atStart {
-				break
+				return nil
 			}
 			if w.exited() {
 				t.Fatalf("worker exited by itself: %v", w.err)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("kill %d: only %d/%d rows after waiting", i+1, rows, n)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return fmt.Errorf("kill %d: only %d/%d rows", i+1, rows, n)
+		})
 		w.kill(t)
 		counts, err := e.queueCounts(ctx, queueName)
 		if err != nil {

@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/smartlogs/audit-worker/internal/testenv"
 )
 
 // TestDoubleStall: the jobs of a worker that dies twice while holding them (a
@@ -39,16 +42,14 @@ func TestDoubleStall(t *testing.T) {
 	// (locked) and have stalled `stalls` times before.
 	waitActive := func(stalls string, timeout time.Duration) {
 		t.Helper()
-		deadline := time.Now().Add(timeout)
-		for time.Now().Before(deadline) {
+		testenv.EventuallyNil(t, timeout, func() error {
 			active, _ := e.rdb.LLen(ctx, e.prefix+":"+queueName+":active").Result()
 			locks, _ := e.rdb.Exists(ctx, e.prefix+":"+queueName+":1:lock").Result()
 			if active == n && locks == 1 && stallCounts()[0] == stalls {
-				return
+				return nil
 			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		t.Fatalf("jobs not held by the worker after %s (stalled counts %v)", timeout, stallCounts())
+			return fmt.Errorf("jobs not held by the worker: %d active, lock of job 1 held: %v, stalled counts %v", active, locks == 1, stallCounts())
+		})
 	}
 
 	w := e.startWorker(cfg, logPath)
@@ -68,17 +69,13 @@ func TestDoubleStall(t *testing.T) {
 
 	proxy.Restore()
 	w = e.startWorker(cfg, logPath)
-	deadline := time.Now().Add(3 * time.Minute)
 	var counts map[string]int64
 	var rows int64
-	for time.Now().Before(deadline) {
+	testenv.Until(3*time.Minute, func() bool { // judged below, after the outcome is logged
 		counts, _ = e.queueCounts(ctx, queueName)
 		rows, _ = e.rowCount(ctx)
-		if counts != nil && pending(counts) == 0 {
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return counts != nil && pending(counts) == 0
+	})
 	dead, _ := e.queueCounts(ctx, deadQueueName)
 	var deadRows int64
 	_ = e.pool.QueryRow(ctx, `SELECT count(*) FROM audit_dead_letter`).Scan(&deadRows)

@@ -286,19 +286,21 @@ func (e *env) startWorker(cfgPath, logPath string) *proc {
 	}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
 	e.t.Cleanup(func() { p.stop(e.t, 15*time.Second) })
-	deadline := time.Now().Add(workerStartMax)
-	for time.Now().Before(deadline) {
+	ready := testenv.Until(workerStartMax, func() bool {
 		if logContains(logPath, offset, readyLogMsg) {
-			return p
+			return true
 		}
 		select {
 		case <-p.done:
 			e.t.Fatalf("worker exited during start-up: %v\n%s", p.err, tail(logPath, 40))
-		case <-time.After(20 * time.Millisecond):
+		default:
 		}
+		return false
+	})
+	if !ready {
+		e.t.Fatalf("worker not consuming after %s\n%s", workerStartMax, tail(logPath, 40))
 	}
-	e.t.Fatalf("worker not consuming after %s\n%s", workerStartMax, tail(logPath, 40))
-	return nil
+	return p
 }
 
 // command runs the worker binary with its configuration cache in the test's
@@ -567,21 +569,24 @@ func (e *env) waitDrained(want int64, timeout time.Duration, logPath string) {
 	lastLog := start
 	var rows int64
 	var counts map[string]int64
-	for time.Since(start) < timeout {
+	drained := testenv.Until(timeout, func() bool {
 		var err error
 		rows, err = e.rowCount(ctx)
 		if err == nil {
 			counts, err = e.queueCounts(ctx, queueName)
 		}
 		if err == nil && rows == want && pending(counts) == 0 {
-			e.t.Logf("drained: %d rows, queue %v, after %s", rows, counts, time.Since(start).Round(time.Millisecond))
-			return
+			return true
 		}
 		if time.Since(lastLog) >= 10*time.Second {
 			e.t.Logf("waiting: %d/%d rows, queue %v (err %v), %s elapsed", rows, want, counts, err, time.Since(start).Round(time.Second))
 			lastLog = time.Now()
 		}
-		time.Sleep(250 * time.Millisecond)
+		return false
+	})
+	if drained {
+		e.t.Logf("drained: %d rows, queue %v, after %s", rows, counts, time.Since(start).Round(time.Millisecond))
+		return
 	}
 	e.logBusySessions()
 	e.t.Fatalf("not drained after %s: %d/%d rows, queue %v", timeout, rows, want, counts)

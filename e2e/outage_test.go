@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/smartlogs/audit-worker/internal/testenv"
 )
 
 // stopPostgresMode: AUDIT_E2E_STOP_POSTGRES=1 makes TestStoreOutage stop the
@@ -217,17 +219,12 @@ func ensurePostgresRunning(t testing.TB) {
 // waitPostgres waits until the test's database answers again.
 func waitPostgres(t testing.TB, e *env) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
+	testenv.EventuallyNil(t, time.Minute, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := e.rowCount(ctx)
-		cancel()
-		if err == nil {
-			return
+		defer cancel()
+		if _, err := e.rowCount(ctx); err != nil {
+			return fmt.Errorf("PostgreSQL not answering after its start: %w", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("PostgreSQL not answering a minute after start: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }

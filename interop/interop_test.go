@@ -157,6 +157,15 @@ func (h *harness) nodeStart(script, queue string, args ...string) *bg {
 	return p
 }
 
+// fail stops the script and fails the test with what it wrote to stderr
+// (which is only safe to read once the script has ended).
+func (p *bg) fail(t *testing.T, what string) {
+	t.Helper()
+	p.cancel()
+	_ = p.cmd.Wait()
+	t.Fatalf("%s; stderr of %s: %s", what, p.script, p.stderr.String())
+}
+
 // wait waits for the script to end and decodes its output.
 func (p *bg) wait(out any) {
 	p.h.t.Helper()
@@ -178,6 +187,15 @@ func decodeOutput(t *testing.T, script string, err error, stdout, stderr []byte,
 }
 
 // Script outputs.
+
+// produceOne adds one audit event job with Node's Queue.add and opts, and
+// returns its id.
+func (h *harness) produceOne(t *testing.T, opts map[string]any) string {
+	t.Helper()
+	var p produced
+	h.node(&p, "produce.mjs", "", "--jobs", jsonArg(t, []spec{{Name: h.queue, Data: auditEvent(1), Opts: opts}}))
+	return p.IDs[0]
+}
 
 type produced struct {
 	IDs  []string `json:"ids"`
@@ -308,6 +326,21 @@ func fetchN(t *testing.T, c *bullmq.Consumer, n int, timeout time.Duration) []*b
 		}
 	}
 	return got
+}
+
+// awaitStalled runs c's stalled check until it recovers something, and
+// returns what it recovered.
+func awaitStalled(t *testing.T, c *bullmq.Consumer) []string {
+	t.Helper()
+	var recovered []string
+	testenv.Eventually(t, 5*time.Second, "the stalled check to recover a job", func() bool {
+		var err error
+		if recovered, err = c.CheckStalled(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return len(recovered) > 0
+	})
+	return recovered
 }
 
 func jobIDs(jobs []*bullmq.Job) []string {
@@ -704,9 +737,7 @@ func testRetryBackoff(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	opts := map[string]any{"attempts": 3, "backoff": map[string]any{"type": "exponential", "delay": 200}, "removeOnComplete": 100, "removeOnFail": false}
-	var p produced
-	h.node(&p, "produce.mjs", "", "--jobs", jsonArg(t, []spec{{Name: h.queue, Data: auditEvent(1), Opts: opts}}))
-	id := p.IDs[0]
+	id := h.produceOne(t, opts)
 	// The same job failed three times by a Node worker, as the reference.
 	ref := h.queue + "-ref"
 	h.node(&produced{}, "produce.mjs", ref, "--jobs", jsonArg(t, []spec{{Name: h.queue, Data: map[string]any{"failTimes": 3}, Opts: opts}}))
@@ -809,9 +840,7 @@ func testRetryBackoff(t *testing.T) {
 func testFinalFailure(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	var p produced
-	h.node(&p, "produce.mjs", "", "--jobs", jsonArg(t, []spec{{Name: h.queue, Data: auditEvent(1), Opts: prodOpts(true)}}))
-	id := p.IDs[0]
+	id := h.produceOne(t, prodOpts(true))
 	c := h.consumer(h.goQueue(h.queue), bullmq.ConsumerOptions{WorkerName: "go-interop"})
 	jobs := fetchN(t, c, 1, 5*time.Second)
 	if delay, retry := bullmq.BackoffDelay(jobs[0]); retry {
@@ -844,9 +873,7 @@ func testFinalFailure(t *testing.T) {
 func testStalledRecovery(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	var p produced
-	h.node(&p, "produce.mjs", "", "--jobs", jsonArg(t, []spec{{Name: h.queue, Data: auditEvent(1), Opts: prodOpts(false)}}))
-	id := p.IDs[0]
+	id := h.produceOne(t, prodOpts(false))
 	q := h.goQueue(h.queue)
 	const lock = 300 * time.Millisecond
 	dead := h.consumer(q, bullmq.ConsumerOptions{WorkerName: "go-dead", LockDuration: lock, StalledInterval: 100 * time.Millisecond})
@@ -856,29 +883,31 @@ func testStalledRecovery(t *testing.T) {
 	if ids, err := alive.CheckStalled(ctx); err != nil || len(ids) != 0 {
 		t.Fatalf("first stalled check = %v, %v; want nothing (the lock is held)", ids, err)
 	}
-	var recovered []string
-	deadline := time.Now().Add(5 * time.Second)
-	for len(recovered) == 0 && time.Now().Before(deadline) {
-		time.Sleep(lock / 2)
-		var err error
-		if recovered, err = alive.CheckStalled(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if !slices.Equal(recovered, []string{id}) {
-		t.Fatalf("stalled check recovered %v, want [%s]", recovered, id)
-	}
-	jobs := fetchN(t, alive, 1, 5*time.Second)
-	j := jobs[0]
-	if j.ID != id || j.StalledCounter != 1 || j.DeferredFailure != "" || j.AttemptsStarted != 2 || j.AttemptsMade != 0 {
-		t.Fatalf("refetched job %s stc %d defa %q ats %d atm %d", j.ID, j.StalledCounter, j.DeferredFailure, j.AttemptsStarted, j.AttemptsMade)
-	}
-	mustOK(t, "complete")(alive.Complete(ctx, jobs, [][]byte{returnValue(id)}))
+	h.recoverAndComplete(t, alive, "go-alive", id)
 	// The dead worker's late result is refused.
 	errs, err := dead.Complete(ctx, []*bullmq.Job{lost}, [][]byte{[]byte(`"late"`)})
 	if err != nil || len(errs) != 1 || !errors.Is(errs[0], bullmq.ErrLockMissing) {
 		t.Errorf("late completion by the dead worker = %v, %v; want ErrLockMissing", errs, err)
 	}
+	if insp := h.inspect("", []string{id}, false); insp.Jobs[id] == nil || insp.Jobs[id].State != "completed" {
+		t.Errorf("after the late completion: getJob = %+v, want it completed as before", insp.Jobs[id])
+	}
+}
+
+// recoverAndComplete runs c's stalled check until it recovers job id, which
+// a consumer or worker held and lost, then fetches and completes it with c
+// (working as worker), and checks what Node sees: one stalled and one
+// completed event, the job completed by worker after two starts.
+func (h *harness) recoverAndComplete(t *testing.T, c *bullmq.Consumer, worker, id string) {
+	t.Helper()
+	if recovered := awaitStalled(t, c); !slices.Equal(recovered, []string{id}) {
+		t.Fatalf("stalled check recovered %v, want [%s]", recovered, id)
+	}
+	jobs := fetchN(t, c, 1, 5*time.Second)
+	if j := jobs[0]; j.ID != id || j.StalledCounter != 1 || j.DeferredFailure != "" || j.AttemptsStarted != 2 || j.AttemptsMade != 0 {
+		t.Fatalf("refetched job %s stc %d defa %q ats %d atm %d", j.ID, j.StalledCounter, j.DeferredFailure, j.AttemptsStarted, j.AttemptsMade)
+	}
+	mustOK(t, "complete")(c.Complete(context.Background(), jobs, [][]byte{returnValue(id)}))
 
 	var ev observed
 	h.node(&ev, "observe.mjs", "", "--ids", id, "--from-start", "--events", "stalled,completed,failed", "--timeout", "5000")
@@ -888,7 +917,7 @@ func testStalledRecovery(t *testing.T) {
 	insp := h.inspect("", []string{id}, false)
 	nj := insp.Jobs[id]
 	if nj == nil || nj.State != "completed" || nj.StalledCounter != 1 || nj.AttemptsMade != 1 || nj.AttemptsStarted != 2 ||
-		nj.ProcessedBy == nil || *nj.ProcessedBy != "go-alive" || !jsonEqual(t, nj.Returnvalue, returnValue(id)) {
+		nj.ProcessedBy == nil || *nj.ProcessedBy != worker || !jsonEqual(t, nj.Returnvalue, returnValue(id)) {
 		t.Errorf("getJob = %+v", nj)
 	}
 	if insp.Counts["completed"] != 1 || insp.Counts["active"] != 0 || insp.Counts["waiting"] != 0 {
@@ -901,19 +930,13 @@ func testStalledRecovery(t *testing.T) {
 func testKilledNodeWorker(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	var p produced
-	h.node(&p, "produce.mjs", "", "--jobs", jsonArg(t, []spec{{Name: h.queue, Data: auditEvent(1), Opts: prodOpts(false)}}))
-	id := p.IDs[0]
+	id := h.produceOne(t, prodOpts(false))
 	q := h.goQueue(h.queue)
 	lockKey := q.Keys().Job(id) + ":lock"
 
 	w := h.nodeStart("node-worker.mjs", "", "--hang", "--lock-duration", "400", "--stalled-interval", "200", "--timeout", "20000")
-	deadline := time.Now().Add(10 * time.Second)
-	for h.rdb.Exists(ctx, lockKey).Val() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the Node worker did not take job %s; stderr: %s", id, w.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testenv.Until(10*time.Second, func() bool { return h.rdb.Exists(ctx, lockKey).Val() == 1 }) {
+		w.fail(t, "the Node worker did not take job "+id)
 	}
 	if err := w.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -921,33 +944,7 @@ func testKilledNodeWorker(t *testing.T) {
 	_ = w.cmd.Wait()
 
 	c := h.consumer(q, bullmq.ConsumerOptions{WorkerName: "go-interop", StalledInterval: 100 * time.Millisecond})
-	var recovered []string
-	deadline = time.Now().Add(5 * time.Second)
-	for len(recovered) == 0 && time.Now().Before(deadline) {
-		var err error
-		if recovered, err = c.CheckStalled(ctx); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if !slices.Equal(recovered, []string{id}) {
-		t.Fatalf("stalled check recovered %v, want [%s]", recovered, id)
-	}
-	jobs := fetchN(t, c, 1, 5*time.Second)
-	if j := jobs[0]; j.ID != id || j.StalledCounter != 1 || j.DeferredFailure != "" || j.AttemptsStarted != 2 {
-		t.Fatalf("refetched job %s stc %d defa %q ats %d", j.ID, j.StalledCounter, j.DeferredFailure, j.AttemptsStarted)
-	}
-	mustOK(t, "complete")(c.Complete(ctx, jobs, [][]byte{returnValue(id)}))
-	var ev observed
-	h.node(&ev, "observe.mjs", "", "--ids", id, "--from-start", "--events", "stalled,completed", "--timeout", "5000")
-	if ev.named("stalled")[id] != 1 || ev.named("completed")[id] != 1 {
-		t.Errorf("QueueEvents = %+v, want one stalled and one completed", ev.Events)
-	}
-	insp := h.inspect("", []string{id}, false)
-	if j := insp.Jobs[id]; j == nil || j.State != "completed" || j.StalledCounter != 1 || j.AttemptsMade != 1 ||
-		j.ProcessedBy == nil || *j.ProcessedBy != "go-interop" {
-		t.Errorf("getJob = %+v", j)
-	}
+	h.recoverAndComplete(t, c, "go-interop", id)
 }
 
 // Node's queue.pause() stops our consumer; resume() wakes it.
@@ -1034,13 +1031,10 @@ func testGetWorkers(t *testing.T) {
 	}()
 	want := h.prefix + ":" + base64.StdEncoding.EncodeToString([]byte(h.queue)) + ":w:go-interop-w1"
 	var insp *inspected
-	for try := 0; try < 10; try++ {
+	testenv.Until(5*time.Second, func() bool { // judged below
 		insp = h.inspect("", nil, true)
-		if len(insp.Workers) > 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return len(insp.Workers) > 0
+	})
 	if len(insp.Workers) != 1 || insp.Workers[0].Rawname != want || insp.Workers[0].Name != h.queue {
 		t.Errorf("getWorkers() = %+v, want one worker named %s", insp.Workers, want)
 	}
@@ -1051,13 +1045,10 @@ func testGetWorkers(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Errorf("close: %v", err)
 	}
-	for try := 0; try < 10; try++ {
+	testenv.Until(5*time.Second, func() bool { // judged below
 		insp = h.inspect("", nil, true)
-		if len(insp.Workers) == 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return len(insp.Workers) == 0
+	})
 	if len(insp.Workers) != 0 {
 		t.Errorf("getWorkers() after Close = %+v, want none", insp.Workers)
 	}
@@ -1343,14 +1334,8 @@ func testMixedWorkers(t *testing.T) {
 	const n = 200
 	w := h.nodeStart("node-worker.mjs", "", "--expect", strconv.Itoa(n), "--timeout", "20000", "--concurrency", "2")
 	// Wait until the Node worker blocks on the queue (it is then listed).
-	for try := 0; ; try++ {
-		if insp := h.inspect("", nil, true); len(insp.Workers) > 0 {
-			break
-		}
-		if try == 30 {
-			t.Fatalf("the Node worker did not start; stderr: %s", w.stderr.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testenv.Until(15*time.Second, func() bool { return len(h.inspect("", nil, true).Workers) > 0 }) {
+		w.fail(t, "the Node worker did not start")
 	}
 	c := h.consumer(h.goQueue(h.queue), bullmq.ConsumerOptions{WorkerName: "go-interop"})
 	goCtx, stop := context.WithCancel(ctx)

@@ -68,18 +68,13 @@ func TestTraceLinksToNodeProducer(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = w.Run(runCtx); close(done) }()
 	jobKey := h.goQueue(h.queue).Keys().Job(produced.ID)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if rv, _ := h.rdb.HGet(ctx, jobKey, "returnvalue").Result(); rv != "" {
-			if !strings.Contains(rv, `"stored"`) {
-				t.Fatalf("job %s returned %s, want the event stored", produced.ID, rv)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s not completed within 15 s", produced.ID)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var rv string
+	testenv.Eventually(t, 15*time.Second, "job "+produced.ID+" to complete", func() bool {
+		rv, _ = h.rdb.HGet(ctx, jobKey, "returnvalue").Result()
+		return rv != ""
+	})
+	if !strings.Contains(rv, `"stored"`) {
+		t.Fatalf("job %s returned %s, want the event stored", produced.ID, rv)
 	}
 	stop()
 	<-done

@@ -227,9 +227,10 @@ func metadata(t *testing.T, c audit.AlertCondition) evidence {
 	return e
 }
 
-// redisAt is a client for an address where nothing listens.
+// redisAt is a client for an address where nothing listens. A refused
+// connection is an answer: the client neither retries the command nor the dial.
 func redisAt(t *testing.T, addr string) *redis.Client {
-	rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1, DialerRetries: 1})
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -129,21 +130,40 @@ func TestSystemSignalsUnavailable(t *testing.T) {
 	}
 }
 
+// Run evaluates once per interval; a new interval applies from the
+// evaluation after the one already due.
 func TestSystemRun(t *testing.T) {
-	var sig atomic.Pointer[Signals]
-	sig.Store(&Signals{BreakerState: "OPEN"})
-	s, alerts := newSystem(t, defaultThresholds, &sig)
-	s.SetInterval(5 * time.Millisecond)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Run(ctx); close(done) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for alerts.occurrences(DedupCircuitBreaker) < 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("Run did not evaluate three times")
+	synctest.Test(t, func(t *testing.T) {
+		var sig atomic.Pointer[Signals]
+		sig.Store(&Signals{BreakerState: "OPEN"}) // every evaluation raises the breaker's alert once
+		s, alerts := newSystem(t, defaultThresholds, &sig)
+		s.SetInterval(30 * time.Second)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		start := time.Now()
+		go func() { s.Run(ctx); close(done) }()
+		for _, step := range []struct {
+			at          time.Duration
+			setInterval time.Duration // 0: unchanged
+			evaluations int64
+		}{
+			{at: 29 * time.Second, evaluations: 0},
+			{at: 30 * time.Second, evaluations: 1},
+			{at: 60 * time.Second, evaluations: 2, setInterval: 5 * time.Second},
+			{at: 89 * time.Second, evaluations: 2},
+			{at: 90 * time.Second, evaluations: 3},
+			{at: 95 * time.Second, evaluations: 4},
+		} {
+			time.Sleep(step.at - time.Since(start))
+			synctest.Wait() // an evaluation due now has finished
+			if got := alerts.occurrences(DedupCircuitBreaker); got != step.evaluations {
+				t.Fatalf("at %s: %d evaluations, want %d", step.at, got, step.evaluations)
+			}
+			if step.setInterval > 0 {
+				s.SetInterval(step.setInterval)
+			}
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	<-done
+		cancel()
+		<-done
+	})
 }

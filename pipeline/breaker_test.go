@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	audit "github.com/smartlogs/audit-worker"
@@ -62,25 +63,49 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 	}
 }
 
+// Wait returns at once while the breaker is closed, and when it is open
+// exactly when the recovery timeout has passed, or when its context ends.
 func TestBreakerWaitBlocksWhileOpen(t *testing.T) {
-	b := NewBreaker(BreakerConfig{FailureThreshold: 1, RecoveryTimeout: 50 * time.Millisecond})
-	if err := b.Wait(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	b.allow()
-	b.record(audit.Errorf(audit.CodeUnavailable, "down"))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
-	defer cancel()
-	if err := b.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Wait while open returned %v, want to block until the context ends", err)
-	}
-	start := time.Now()
-	if err := b.Wait(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if time.Since(start) > time.Second {
-		t.Error("Wait did not return after the recovery timeout")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBreaker(BreakerConfig{FailureThreshold: 1, RecoveryTimeout: time.Minute})
+		start := time.Now()
+		if err := b.Wait(t.Context()); err != nil || time.Since(start) != 0 {
+			t.Fatalf("Wait while closed = %v after %s, want nil at once", err, time.Since(start))
+		}
+		b.allow()
+		b.record(audit.Errorf(audit.CodeUnavailable, "down"))
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		if err := b.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 10*time.Second {
+			t.Fatalf("Wait while open = %v after %s, want the context's deadline after 10s", err, time.Since(start))
+		}
+		if err := b.Wait(t.Context()); err != nil || time.Since(start) != time.Minute {
+			t.Fatalf("Wait while open = %v after %s, want nil after the recovery timeout (1m)", err, time.Since(start))
+		}
+	})
+}
+
+// A reload that shortens the recovery timeout wakes a waiting Wait, which
+// then returns at the new time.
+func TestBreakerWaitFollowsReconfigure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBreaker(BreakerConfig{FailureThreshold: 1, RecoveryTimeout: time.Hour})
+		b.allow()
+		b.record(audit.Errorf(audit.CodeUnavailable, "down"))
+		start := time.Now()
+		returned := make(chan time.Duration, 1)
+		go func() {
+			if err := b.Wait(t.Context()); err != nil {
+				t.Error(err)
+			}
+			returned <- time.Since(start)
+		}()
+		time.Sleep(10 * time.Second)
+		b.Reconfigure(0, 30*time.Second)
+		if took := <-returned; took != 30*time.Second {
+			t.Errorf("Wait returned after %s, want 30s: the new recovery timeout, counted from the opening", took)
+		}
+	})
 }
 
 // While the store is down the processor refuses batches without calling it,
@@ -132,22 +157,29 @@ func TestBreakerReconfigure(t *testing.T) {
 	}
 }
 
+// SetLimits applies to the next batch: a size of one flushes at once, a new
+// wait bounds how long a lone event waits.
 func TestBatcherSetLimits(t *testing.T) {
-	store := newMemStore()
-	b := NewBatcher(newProcessor(store), BatcherConfig{MaxSize: 1000, MaxWait: time.Hour})
-	defer b.Close(context.Background())
-	b.SetLimits(1, 0) // one event makes a batch now
-	done := make(chan error, 1)
-	go func() {
-		_, err := b.Submit(context.Background(), []Input{{Payload: eventgen.New(4).Valid()}})
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBatcher(newProcessor(newMemStore()), BatcherConfig{MaxSize: 1000, MaxWait: time.Hour})
+		defer b.Close(context.Background())
+		g := eventgen.New(4)
+		for _, c := range []struct {
+			size int
+			wait time.Duration
+			want time.Duration // how long a lone event waits for its batch
+		}{
+			{size: 1, want: 0},
+			{size: 1000, wait: 20 * time.Millisecond, want: 20 * time.Millisecond},
+		} {
+			b.SetLimits(c.size, c.wait)
+			start := time.Now()
+			if _, err := b.Submit(t.Context(), []Input{{Payload: g.Valid()}}); err != nil {
+				t.Fatal(err)
+			}
+			if took := time.Since(start); took != c.want {
+				t.Errorf("limits %d, %s: the event waited %s, want %s", c.size, c.wait, took, c.want)
+			}
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("batch not flushed at the new size limit")
-	}
+	})
 }

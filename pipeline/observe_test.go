@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	audit "github.com/smartlogs/audit-worker"
@@ -65,38 +66,44 @@ func (a *afterRecorder) ObserveBatch(_ context.Context, r *BatchReport) {
 // writes, and Process returns only after it has finished; plain observers are
 // told after the store.
 func TestEarlyObserverOverlapsTheStore(t *testing.T) {
-	gate := make(chan struct{})
-	early := &earlyRecorder{gate: gate}
-	after := &afterRecorder{}
-	p := newProcessor(gatedStore{memStore: newMemStore(), gate: gate})
-	p.Instrument(Instruments{Observers: []Observer{early, after}})
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		early := &earlyRecorder{gate: gate}
+		after := &afterRecorder{}
+		p := newProcessor(gatedStore{memStore: newMemStore(), gate: gate})
+		p.Instrument(Instruments{Observers: []Observer{early, after}})
 
-	g := eventgen.New(5)
-	g.HMACKey = []byte(hmacKey)
-	invalid, _ := g.Invalid()
-	valid := g.Valid()
-	inputs := []Input{
-		{Payload: valid, IdempotencyKey: "a"},
-		{Payload: invalid, IdempotencyKey: "bad"},
-		{Payload: g.Valid(), IdempotencyKey: "b"},
-		{Payload: valid, IdempotencyKey: "a"}, // the same key again in the batch
-	}
-	out, err := p.Process(context.Background(), inputs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	early.mu.Lock()
-	defer early.mu.Unlock()
-	if !early.finished {
-		t.Error("Process returned before the early observer finished")
-	}
-	if !slices.Equal(early.keys, []string{"a", "b"}) {
-		t.Errorf("early observer saw keys %v, want [a b]: valid events, once per key", early.keys)
-	}
-	if early.lateCalls != 0 {
-		t.Errorf("an early observer was also called after the store (%d times)", early.lateCalls)
-	}
-	if len(after.reports) != 1 || len(after.reports[0].Accepted) != 3 || out[0].Status != StatusStored {
-		t.Errorf("plain observer: %d reports; outcomes %+v", len(after.reports), out)
-	}
+		g := eventgen.New(5)
+		g.HMACKey = []byte(hmacKey)
+		invalid, _ := g.Invalid()
+		valid := g.Valid()
+		inputs := []Input{
+			{Payload: valid, IdempotencyKey: "a"},
+			{Payload: invalid, IdempotencyKey: "bad"},
+			{Payload: g.Valid(), IdempotencyKey: "b"},
+			{Payload: valid, IdempotencyKey: "a"}, // the same key again in the batch
+		}
+		start := time.Now()
+		out, err := p.Process(context.Background(), inputs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took != 50*time.Millisecond {
+			t.Errorf("Process took %s, want the early observer's 50ms: the store writes meanwhile", took)
+		}
+		early.mu.Lock()
+		defer early.mu.Unlock()
+		if !early.finished {
+			t.Error("Process returned before the early observer finished")
+		}
+		if !slices.Equal(early.keys, []string{"a", "b"}) {
+			t.Errorf("early observer saw keys %v, want [a b]: valid events, once per key", early.keys)
+		}
+		if early.lateCalls != 0 {
+			t.Errorf("an early observer was also called after the store (%d times)", early.lateCalls)
+		}
+		if len(after.reports) != 1 || len(after.reports[0].Accepted) != 3 || out[0].Status != StatusStored {
+			t.Errorf("plain observer: %d reports; outcomes %+v", len(after.reports), out)
+		}
+	})
 }

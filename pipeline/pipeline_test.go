@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	audit "github.com/smartlogs/audit-worker"
@@ -148,73 +149,100 @@ func TestProcessStoreFailureIsTransientAndWritesNothing(t *testing.T) {
 	}
 }
 
+// Concurrent submissions share batches: 200 events from 20 callers fill two
+// batches of 100, which go to the store at once, without waiting for MaxWait.
 func TestBatcherGroupsConcurrentSubmissions(t *testing.T) {
-	store := newMemStore()
-	b := NewBatcher(newProcessor(store), BatcherConfig{MaxSize: 100, MaxWait: 50 * time.Millisecond})
-	const callers, perCaller = 20, 10
-	payloads := make([][]Input, callers)
-	g := eventgen.New(3)
-	for i := range payloads {
-		for j := range perCaller {
-			payloads[i] = append(payloads[i], Input{Payload: g.Valid(), IdempotencyKey: fmt.Sprintf("c%d-%d", i, j)})
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore()
+		b := NewBatcher(newProcessor(store), BatcherConfig{MaxSize: 100, MaxWait: 50 * time.Millisecond})
+		const callers, perCaller = 20, 10
+		payloads := make([][]Input, callers)
+		g := eventgen.New(3)
+		for i := range payloads {
+			for j := range perCaller {
+				payloads[i] = append(payloads[i], Input{Payload: g.Valid(), IdempotencyKey: fmt.Sprintf("c%d-%d", i, j)})
+			}
 		}
-	}
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
-	for i := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out, err := b.Submit(context.Background(), payloads[i])
-			if err != nil {
-				errs <- err
-				return
-			}
-			for j, o := range out {
-				if o.Status != StatusStored || o.Key != payloads[i][j].IdempotencyKey {
-					errs <- fmt.Errorf("caller %d input %d: %+v", i, j, o)
+		start := time.Now()
+		var wg sync.WaitGroup
+		for i := range callers {
+			wg.Go(func() {
+				out, err := b.Submit(t.Context(), payloads[i])
+				if err != nil {
+					t.Error(err)
+					return
 				}
-			}
+				for j, o := range out {
+					if o.Status != StatusStored || o.Key != payloads[i][j].IdempotencyKey {
+						t.Errorf("caller %d input %d: %+v", i, j, o)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if took := time.Since(start); took != 0 {
+			t.Errorf("the callers waited %s, want no wait: full batches go at once", took)
+		}
+		if err := b.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if len(store.records) != callers*perCaller || store.batches != 2 {
+			t.Errorf("%d records in %d batches, want %d in 2", len(store.records), store.batches, callers*perCaller)
+		}
+		if _, err := b.Submit(context.Background(), payloads[0]); !errors.Is(err, ErrClosed) {
+			t.Errorf("Submit after Close: %v, want ErrClosed", err)
+		}
+	})
+}
+
+// A batch that does not fill goes to the store when its first event has
+// waited MaxWait.
+func TestBatcherFlushesAPartialBatchAfterMaxWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore()
+		b := NewBatcher(newProcessor(store), BatcherConfig{MaxSize: 100, MaxWait: 50 * time.Millisecond})
+		defer b.Close(context.Background())
+		start := time.Now()
+		first := make(chan error, 1)
+		go func() {
+			_, err := b.Submit(t.Context(), []Input{{Payload: eventgen.New(1).Valid()}})
+			first <- err
 		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if err := b.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if len(store.records) != callers*perCaller {
-		t.Errorf("%d records stored, want %d", len(store.records), callers*perCaller)
-	}
-	if store.batches > 4 { // 200 events in batches of up to 100 (a batch may close early on MaxWait)
-		t.Errorf("%d batches for %d events, want them grouped", store.batches, callers*perCaller)
-	}
-	if _, err := b.Submit(context.Background(), payloads[0]); !errors.Is(err, ErrClosed) {
-		t.Errorf("Submit after Close: %v, want ErrClosed", err)
-	}
+		time.Sleep(20 * time.Millisecond) // a second event joins the same batch
+		if _, err := b.Submit(t.Context(), []Input{{Payload: eventgen.New(2).Valid()}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-first; err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took != 50*time.Millisecond || store.batches != 1 {
+			t.Errorf("%d batches after %s, want 1 after MaxWait (50ms) from the first event", store.batches, took)
+		}
+	})
 }
 
 func TestBatcherCloseFlushesPendingWork(t *testing.T) {
-	store := newMemStore()
-	b := NewBatcher(newProcessor(store), BatcherConfig{MaxSize: 1000, MaxWait: time.Hour})
-	done := make(chan error, 1)
-	go func() {
-		_, err := b.Submit(context.Background(), []Input{{Payload: eventgen.New(9).Valid()}})
-		done <- err
-	}()
-	// Wait until the submission is queued, then close: it must still be stored.
-	for deadline := time.Now().Add(5 * time.Second); b.Pending() == 0 && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
-	}
-	if err := b.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if len(store.records) != 1 {
-		t.Fatalf("%d records after Close, want 1", len(store.records))
-	}
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore()
+		b := NewBatcher(newProcessor(store), BatcherConfig{MaxSize: 1000, MaxWait: time.Hour})
+		done := make(chan error, 1)
+		go func() {
+			_, err := b.Submit(context.Background(), []Input{{Payload: eventgen.New(9).Valid()}})
+			done <- err
+		}()
+		synctest.Wait() // the submission is queued, its batch waiting to fill
+		if n := b.Pending(); n != 1 {
+			t.Fatalf("%d events pending, want 1", n)
+		}
+		start := time.Now()
+		if err := b.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if len(store.records) != 1 || time.Since(start) != 0 {
+			t.Fatalf("%d records after Close, %s later; want 1 at once, not after MaxWait", len(store.records), time.Since(start))
+		}
+	})
 }

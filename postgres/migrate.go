@@ -4,13 +4,11 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
-	"sort"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/smartlogs/audit-worker/internal/migrations"
 )
 
 //go:embed migrations/*.up.sql
@@ -21,40 +19,11 @@ var migrationFiles embed.FS
 // Arbitrary, but fixed forever: "audit-mi" in ASCII.
 const migrationLockKey int64 = 0x61756469742d6d69
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations returns the embedded migrations in version order. Files are named
-// NNN_name.up.sql; the number is the version recorded in audit_schema_migrations.
-func migrations() ([]migration, error) {
-	entries, err := fs.Glob(migrationFiles, "migrations/*.up.sql")
-	if err != nil {
-		return nil, err
-	}
-	var out []migration
-	for _, path := range entries {
-		base := strings.TrimSuffix(strings.TrimPrefix(path, "migrations/"), ".up.sql")
-		num, name, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration file %s: name must be NNN_name.up.sql", path)
-		}
-		data, err := migrationFiles.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{version: v, name: name, sql: string(data)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	for i := 1; i < len(out); i++ {
-		if out[i].version == out[i-1].version {
-			return nil, fmt.Errorf("two migrations with version %d", out[i].version)
-		}
-	}
-	return out, nil
+// embeddedMigrations returns the embedded migrations in version order. Files
+// are named NNN_name.up.sql; the number is the version recorded in
+// audit_schema_migrations, with the name.
+func embeddedMigrations() ([]migrations.Migration, error) {
+	return migrations.Load(migrationFiles, "migrations")
 }
 
 // MigrateURL connects to the database at url and applies the pending migrations
@@ -84,7 +53,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 }
 
 func migrate(ctx context.Context, conn *pgx.Conn) error {
-	all, err := migrations()
+	all, err := embeddedMigrations()
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -117,15 +86,15 @@ func migrate(ctx context.Context, conn *pgx.Conn) error {
 		done[int(v)] = true
 	}
 	for _, m := range all {
-		if done[m.version] {
+		if done[m.Version] {
 			continue
 		}
 		// Simple protocol: a migration file holds several statements.
-		if _, err := tx.Exec(ctx, m.sql, pgx.QueryExecModeSimpleProtocol); err != nil {
-			return wrapErr(fmt.Sprintf("migrate: apply %03d_%s", m.version, m.name), err)
+		if _, err := tx.Exec(ctx, m.SQL, pgx.QueryExecModeSimpleProtocol); err != nil {
+			return wrapErr("migrate: apply "+m.ID(), err)
 		}
-		if _, err := tx.Exec(ctx, "INSERT INTO audit_schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name); err != nil {
-			return wrapErr(fmt.Sprintf("migrate: record %03d_%s", m.version, m.name), err)
+		if _, err := tx.Exec(ctx, "INSERT INTO audit_schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
+			return wrapErr("migrate: record "+m.ID(), err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {

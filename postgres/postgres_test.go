@@ -68,7 +68,7 @@ func TestMigrateConcurrentAndIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	all, err := migrations()
+	all, err := embeddedMigrations()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,8 +76,8 @@ func TestMigrateConcurrentAndIdempotent(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT count(*), max(version) FROM audit_schema_migrations").Scan(&n, &maxV); err != nil {
 		t.Fatal(err)
 	}
-	if n != len(all) || maxV != all[len(all)-1].version {
-		t.Fatalf("%d migrations recorded (max %d), want %d (max %d)", n, maxV, len(all), all[len(all)-1].version)
+	if n != len(all) || maxV != all[len(all)-1].Version {
+		t.Fatalf("%d migrations recorded (max %d), want %d (max %d)", n, maxV, len(all), all[len(all)-1].Version)
 	}
 	// A pool-based Migrate (what Open uses) on the migrated database is a no-op too.
 	s, err := Open(ctx, Config{URL: url})

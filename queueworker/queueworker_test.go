@@ -130,15 +130,10 @@ func (f *fixture) stored(t *testing.T) []audit.StoredEvent {
 	return events
 }
 
+// eventually waits for cond with this package's timeout (testenv.Eventually).
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 15*time.Second, what, cond)
 }
 
 func TestJobsAreStoredAndRefusedOnesDeadLettered(t *testing.T) {

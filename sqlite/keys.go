@@ -16,6 +16,17 @@ var _ audit.KeyStore = (*Store)(nil)
 const apiKeyColumns = `id, name, role, organizations, created_by, created_at, expires_at,
 	revoked_at, last_used_at, secret_hash, previous_secret_hash, previous_expires_at`
 
+// rowScanner is *sql.Row or *sql.Rows.
+type rowScanner interface{ Scan(dest ...any) error }
+
+// microsPtr is an optional instant as stored: microseconds or NULL.
+func microsPtr(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
 func scanAPIKey(row rowScanner) (audit.APIKey, error) {
 	var k audit.APIKey
 	var role, orgs string

@@ -6,18 +6,17 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/internal/migrations"
 )
 
 // Config says where the database is and where to log.
@@ -179,38 +178,10 @@ func (s *Store) init(ctx context.Context, path string) error {
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// migration is one numbered schema change, migrations/NNN_name.sql.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var out []migration
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 || !strings.HasSuffix(e.Name(), ".sql") {
-			return nil, fmt.Errorf("migration %s: name must be NNN_name.sql", e.Name())
-		}
-		text, err := migrationFiles.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{version: v, name: e.Name(), sql: string(text)})
-	}
-	slices.SortFunc(out, func(a, b migration) int { return a.version - b.version })
-	for i, m := range out {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %s: expected number %03d (numbers must be 1, 2, 3, ... without gaps)", m.name, i+1)
-		}
-	}
-	return out, nil
+// loadMigrations returns the embedded migrations, migrations/NNN_name.sql, in
+// version order: the version is the database's user_version once applied.
+func loadMigrations() ([]migrations.Migration, error) {
+	return migrations.Load(migrationFiles, "migrations")
 }
 
 // migrate applies every migration newer than the database's user_version, each
@@ -221,7 +192,7 @@ func loadMigrations() ([]migration, error) {
 func migrate(ctx context.Context, conn *sql.Conn, log *slog.Logger) error {
 	ms, err := loadMigrations()
 	if err != nil {
-		return audit.Errorf(audit.CodeInvalid, "sqlite migrations: %w", err)
+		return fmt.Errorf("sqlite migrations: %w", err)
 	}
 	for _, m := range ms {
 		applied, err := applyMigration(ctx, conn, m, len(ms))
@@ -229,41 +200,56 @@ func migrate(ctx context.Context, conn *sql.Conn, log *slog.Logger) error {
 			return err
 		}
 		if applied {
-			log.Info("sqlite migration applied", "version", m.version, "name", m.name)
+			log.Info("sqlite migration applied", "version", m.Version, "name", m.File)
 		}
 	}
 	return nil
 }
 
-func applyMigration(ctx context.Context, conn *sql.Conn, m migration, latest int) (applied bool, err error) {
+func applyMigration(ctx context.Context, conn *sql.Conn, m migrations.Migration, latest int) (applied bool, err error) {
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
-		return false, classify("migration "+m.name+": begin", err)
+		return false, classify("migration "+m.File+": begin", err)
 	}
 	defer tx.Rollback() // no-op after Commit
 	var current int
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
-		return false, classify("migration "+m.name+": read user_version", err)
+		return false, classify("migration "+m.File+": read user_version", err)
 	}
 	if current > latest {
 		return false, audit.Errorf(audit.CodeConflict,
 			"sqlite schema version %d is newer than this binary knows (%d): refusing to use the database", current, latest)
 	}
-	if current >= m.version {
+	if current >= m.Version {
 		return false, nil
 	}
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-		return false, classify("migration "+m.name, err)
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return false, classify("migration "+m.File, err)
 	}
 	// user_version lives in the database header, which is written through the
 	// same transaction: it commits or rolls back together with the schema change.
-	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(m.version)); err != nil {
-		return false, classify("migration "+m.name+": set user_version", err)
+	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(m.Version)); err != nil {
+		return false, classify("migration "+m.File+": set user_version", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return false, classify("migration "+m.name+": commit", err)
+		return false, classify("migration "+m.File+": commit", err)
 	}
 	return true, nil
+}
+
+// inWriteTx runs fn in a write transaction on the writer connection (BEGIN
+// IMMEDIATE: it holds the write lock from the start) and commits when fn
+// returns nil.
+func (s *Store) inWriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() // no-op after Commit
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // Ping checks that both the writer and a reader connection answer.

@@ -14,6 +14,7 @@ import (
 
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/internal/eventgen"
+	"github.com/smartlogs/audit-worker/internal/migrations"
 )
 
 func openTest(t *testing.T) (*Store, string) {
@@ -164,7 +165,7 @@ func TestMigrationsAreNumberedWithoutGaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ms) == 0 || ms[0].version != 1 {
+	if len(ms) == 0 || ms[0].Version != 1 {
 		t.Fatalf("migrations = %+v", ms)
 	}
 }
@@ -589,7 +590,7 @@ func TestCloseThenUseIsTransient(t *testing.T) {
 	}
 }
 
-func mustMigrations(t *testing.T) []migration {
+func mustMigrations(t *testing.T) []migrations.Migration {
 	t.Helper()
 	ms, err := loadMigrations()
 	if err != nil {

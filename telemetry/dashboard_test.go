@@ -9,6 +9,7 @@ import (
 	"time"
 
 	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/internal/testenv"
 	"github.com/smartlogs/audit-worker/pipeline"
 	"github.com/smartlogs/audit-worker/telemetry"
 )
@@ -96,15 +97,7 @@ func TestDashboardSections(t *testing.T) {
 	go m.SampleQueues(ctx, time.Hour, func(context.Context) (map[string]int64, error) {
 		return map[string]int64{"wait": 12, "dead_letter": 3}, nil
 	})
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		if _, at := m.QueueDepths(); !at.IsZero() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no queue sample")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, "a queue sample", func() bool { _, at := m.QueueDepths(); return !at.IsZero() })
 
 	d := telemetry.NewDashboard(telemetry.DashboardOptions{
 		Metrics: m,

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smartlogs/audit-worker/internal/testenv"
 )
 
 func replaceFile(t *testing.T, path, content string) {
@@ -73,13 +76,7 @@ func TestConfigFileReload(t *testing.T) {
 	changed = strings.Replace(changed, `"port":3001`, `"port":3002`, 1)
 	replaceFile(t, path, changed)
 
-	deadline := time.Now().Add(10 * time.Second)
-	for level.Level() != slog.LevelDebug {
-		if time.Now().After(deadline) {
-			t.Fatal("log level not reloaded")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, "the debug log level", func() bool { return level.Level() == slog.LevelDebug })
 	code, status := getJSON(t, w.URL()+"/observability/config", "second-key-0123456789")
 	if code != http.StatusOK {
 		t.Fatalf("new API key refused after reload: %d", code)
@@ -92,17 +89,12 @@ func TestConfigFileReload(t *testing.T) {
 	}
 
 	replaceFile(t, path, `{"worker":{"port":70000}}`) // invalid: refused, the last good one stays
-	deadline = time.Now().Add(10 * time.Second)
-	for {
-		_, health := getJSON(t, w.URL()+"/healthz", "")
-		if health["status"] == "WARNING" {
-			break
+	testenv.EventuallyNil(t, 10*time.Second, func() error {
+		if _, health := getJSON(t, w.URL()+"/healthz", ""); health["status"] != "WARNING" {
+			return fmt.Errorf("invalid version not reported by /healthz: %v", health)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("invalid version not reported by /healthz: %v", health)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	if level.Level() != slog.LevelDebug {
 		t.Error("the refused version changed the running configuration")
 	}

@@ -120,18 +120,14 @@ func TestWorkerConsumesQueue(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testenv.EventuallyNil(t, 15*time.Second, func() error {
 		counts, _ := main.Counts(ctx)
 		deadCounts, _ := dead.Counts(ctx)
 		if counts[bullmq.StateCompleted] == 1 && counts[bullmq.StateFailed] == 1 && deadCounts[bullmq.StateWaiting] == 1 {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queue counts %v, dead-letter counts %v", counts, deadCounts)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("queue counts %v, dead-letter counts %v; want 1 completed, 1 failed, 1 dead letter", counts, deadCounts)
+	})
 	if st := w.proc.Stats(); st.Stored != 1 || st.RejectedValidation != 1 {
 		t.Errorf("stats = %+v", st)
 	}

@@ -95,46 +95,36 @@ func store(t *testing.T, s audit.EventStore, b audit.Batch) []audit.StoreResult 
 // paging itself is exercised.
 func listAll(t *testing.T, s audit.EventStore) []audit.StoredEvent {
 	t.Helper()
-	var out []audit.StoredEvent
-	after := int64(0)
-	for {
-		page, err := s.ListEvents(ctxFor(t), after, 137)
-		if err != nil {
-			t.Fatalf("ListEvents(%d): %v", after, err)
-		}
-		if len(page) > 137 {
-			t.Fatalf("ListEvents returned %d events, limit 137", len(page))
-		}
-		for _, e := range page {
-			if e.Seq <= after {
-				t.Fatalf("ListEvents: Seq %d after %d, want strictly increasing", e.Seq, after)
-			}
-			after = e.Seq
-		}
-		out = append(out, page...)
-		if len(page) < 137 {
-			return out
-		}
-	}
+	return pageAll(t, "ListEvents", 137, s.ListEvents, func(e audit.StoredEvent) int64 { return e.Seq })
 }
 
 func listDeadLetters(t *testing.T, s audit.EventStore) []audit.StoredDeadLetter {
 	t.Helper()
-	var out []audit.StoredDeadLetter
+	return pageAll(t, "ListDeadLetters", 2, s.ListDeadLetters, func(d audit.StoredDeadLetter) int64 { return d.ID })
+}
+
+// pageAll reads every item through list, limit at a time, and checks that no
+// page holds more than limit items and that the keys strictly increase.
+func pageAll[T any](t *testing.T, what string, limit int, list func(ctx context.Context, after int64, limit int) ([]T, error), key func(T) int64) []T {
+	t.Helper()
+	var out []T
 	after := int64(0)
 	for {
-		page, err := s.ListDeadLetters(ctxFor(t), after, 2)
+		page, err := list(ctxFor(t), after, limit)
 		if err != nil {
-			t.Fatalf("ListDeadLetters(%d): %v", after, err)
+			t.Fatalf("%s(%d): %v", what, after, err)
 		}
-		for _, d := range page {
-			if d.ID <= after {
-				t.Fatalf("ListDeadLetters: ID %d after %d, want strictly increasing", d.ID, after)
+		if len(page) > limit {
+			t.Fatalf("%s returned %d items, limit %d", what, len(page), limit)
+		}
+		for _, item := range page {
+			if key(item) <= after {
+				t.Fatalf("%s: key %d after %d, want strictly increasing", what, key(item), after)
 			}
-			after = d.ID
+			after = key(item)
 		}
 		out = append(out, page...)
-		if len(page) < 2 {
+		if len(page) < limit {
 			return out
 		}
 	}
