@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // ErrNotObject is returned by SplitObject for valid JSON that is not an object.
@@ -52,9 +53,14 @@ func SplitObject(data []byte, dst []Member) ([]Member, error) {
 	return splitObject(data, string(data), dst)
 }
 
-// SplitObjectString is SplitObject for an object held in a string.
+// SplitObjectString is SplitObject for an object held in a string, without
+// copying it: the members' Raw share s's memory and must not be modified.
 func SplitObjectString(s string, dst []Member) ([]Member, error) {
-	return splitObject([]byte(s), s, dst)
+	if s == "" {
+		return nil, ErrNotJSON
+	}
+	// The scanners only read data, so viewing the immutable string's bytes is safe.
+	return splitObject(unsafe.Slice(unsafe.StringData(s), len(s)), s, dst)
 }
 
 // splitObject is SplitObject given the same bytes both ways: data to scan,
