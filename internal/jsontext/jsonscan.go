@@ -56,9 +56,6 @@ func SplitObject(data []byte, dst []Member) ([]Member, error) {
 // SplitObjectString is SplitObject for an object held in a string, without
 // copying it: the members' Raw share s's memory and must not be modified.
 func SplitObjectString(s string, dst []Member) ([]Member, error) {
-	if s == "" {
-		return nil, ErrNotJSON
-	}
 	// The scanners only read data, so viewing the immutable string's bytes is safe.
 	return splitObject(unsafe.Slice(unsafe.StringData(s), len(s)), s, dst)
 }
