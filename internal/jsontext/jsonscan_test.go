@@ -110,6 +110,7 @@ func TestSplitObjectRefuses(t *testing.T) {
 	}{
 		{"not JSON", `{"a":}`, ErrNotJSON, ""},
 		{"not UTF-8", "{\"a\":\"\xff\"}", ErrNotUTF8, ""},
+		{"not UTF-8 in a nested key", "{\"a\":{\"\xed\xa0\x80\":1}}", ErrNotUTF8, ""},
 		{"an array", `[{"a":1}]`, ErrNotObject, ""},
 		{"a string", `"{}"`, ErrNotObject, ""},
 		{"top level", `{"a":1,"b":2,"a":3}`, nil, "a"},
