@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/smartlogs/audit-worker/internal/jsontext"
 )
 
 // AlertType is the family of an alert.
@@ -265,9 +267,9 @@ func (c AlertCondition) Normalize(now time.Time) (AlertCondition, error) {
 	case c.DedupWindow < 0:
 		return c, Errorf(CodeInvalid, "alert condition: negative dedup window %s", c.DedupWindow)
 	}
-	// Valid JSON that opens with a brace is an object; checkJSON decodes
+	// Valid JSON that opens with a brace is an object; jsontext.Check decodes
 	// nothing, which matters at night, when a batch raises an alert per principal.
-	if len(c.Metadata) > 0 && (checkJSON(c.Metadata) != nil || c.Metadata[skipSpace(c.Metadata, 0)] != '{') {
+	if len(c.Metadata) > 0 && (jsontext.Check(c.Metadata) != nil || c.Metadata[jsontext.SkipSpace(c.Metadata, 0)] != '{') {
 		return c, Errorf(CodeInvalid, "alert condition: metadata must be a JSON object")
 	}
 	if c.ObservedAt.IsZero() {

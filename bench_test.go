@@ -35,3 +35,22 @@ func BenchmarkParseVerifyRecord(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkParseEvent is decoding and validation alone, on realistic events.
+func BenchmarkParseEvent(b *testing.B) {
+	g := eventgen.New(1)
+	payloads := make([][]byte, 1000)
+	for i := range payloads {
+		payloads[i] = g.Valid()
+	}
+	rules := audit.DefaultRules()
+	now := time.Now()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, _, err := audit.ParseEvent(payloads[i%len(payloads)], rules, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}

@@ -3,6 +3,8 @@ package audit
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/smartlogs/audit-worker/internal/jsontext"
 )
 
 // Status is the outcome of the audited action.
@@ -29,7 +31,7 @@ const (
 // original text so that the producer hash can be verified again years later.
 type Event struct {
 	Timestamp          string    // as sent, e.g. "2023-10-26T10:30:00.000Z"
-	Time               time.Time // Timestamp parsed (RFC 3339), used for partitioning and queries
+	Time               time.Time // Timestamp's instant in UTC to the microsecond, as the stores keep it; for partitioning and queries
 	TTL                string
 	PrincipalID        string
 	OrganizationID     string
@@ -74,10 +76,10 @@ var columnFields = map[string]bool{
 
 // buildDetails writes the members that are not column fields as one JSON object,
 // copying their raw bytes in source order.
-func buildDetails(members []member) json.RawMessage {
+func buildDetails(members []jsontext.Member) json.RawMessage {
 	var out []byte
 	for _, m := range members {
-		if columnFields[m.key] {
+		if columnFields[m.Key] {
 			continue
 		}
 		if out == nil {
@@ -85,9 +87,9 @@ func buildDetails(members []member) json.RawMessage {
 		} else {
 			out = append(out, ',')
 		}
-		out = appendJSString(out, m.key)
+		out = jsontext.AppendJSString(out, m.Key)
 		out = append(out, ':')
-		out = append(out, m.raw...)
+		out = append(out, m.Raw...)
 	}
 	if out == nil {
 		return nil

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/smartlogs/audit-worker/internal/jsontext"
 )
 
 // The producer hash (original: CryptoService.generateHash) covers 8 fields. The
@@ -52,7 +54,7 @@ func (v jsValue) appendJSON(dst []byte) []byte {
 	case 'u':
 		return append(dst, "undefined"...)
 	case 's':
-		return appendJSString(dst, v.text)
+		return jsontext.AppendJSString(dst, v.text)
 	case 'b':
 		return append(dst, v.text...)
 	case 'd':
@@ -60,7 +62,7 @@ func (v jsValue) appendJSON(dst []byte) []byte {
 		if err != nil || math.IsInf(f, 0) { // JSON.stringify(Infinity) is "null"
 			return append(dst, "null"...)
 		}
-		return append(dst, formatJSNumber(f)...)
+		return append(dst, jsontext.FormatJSNumber(f)...)
 	}
 	return append(dst, "null"...)
 }
@@ -108,7 +110,7 @@ func (e *Event) ComputeHash() string {
 // it, rendering whatever scalar values the 8 fields hold exactly as the producer
 // would. It is the operator's tool for debugging producers.
 func HashPayload(data []byte) (string, error) {
-	members, err := decodeObject(data, nil)
+	members, err := jsontext.SplitObject(data, nil)
 	if err != nil {
 		return "", err
 	}
@@ -116,12 +118,12 @@ func HashPayload(data []byte) (string, error) {
 	for i, f := range hashedFields {
 		values[i] = jsValue{kind: 'u'}
 		for _, m := range members {
-			if m.key != f.name {
+			if m.Key != f.name {
 				continue
 			}
-			switch c := m.raw[0]; {
+			switch c := m.Raw[0]; {
 			case c == '"':
-				s, err := m.stringValue()
+				s, err := m.StringValue()
 				if err != nil {
 					return "", fmt.Errorf("%s: %w", f.name, err)
 				}
@@ -129,11 +131,11 @@ func HashPayload(data []byte) (string, error) {
 			case c == 'n':
 				values[i] = jsValue{kind: 'n'}
 			case c == 't' || c == 'f':
-				values[i] = jsValue{kind: 'b', text: string(m.raw)}
+				values[i] = jsValue{kind: 'b', text: string(m.Raw)}
 			case c == '{' || c == '[':
 				return "", fmt.Errorf("%s: objects and arrays are not supported in hashed fields", f.name)
 			default:
-				values[i] = jsValue{kind: 'd', text: string(m.raw)}
+				values[i] = jsValue{kind: 'd', text: string(m.Raw)}
 			}
 		}
 	}

@@ -38,7 +38,7 @@ func TestParseEventConcurrentlyMatchesAlone(t *testing.T) {
 			payloads = append(payloads, g.Valid())
 		}
 	}
-	payloads = append(payloads, []byte(`{"action":"a",`), []byte(`{"a":1,"a":2}`)) // decode failures
+	payloads = append(payloads, []byte(`{"action":"a",`), []byte(`{"a":1,"a":2}`), []byte(`{"s":[{"a":1,"a":2}]}`)) // decode failures
 	alone := make([]parsed, len(payloads))
 	for i, p := range payloads {
 		alone[i] = parse(p)

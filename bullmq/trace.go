@@ -2,11 +2,12 @@ package bullmq
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/smartlogs/audit-worker/internal/jsontext"
 )
 
 // TraceContext is the span context of the producer that added the job, when
@@ -17,107 +18,33 @@ func (j *Job) TraceContext() trace.SpanContext { return j.traceCtx }
 // cutTraceMeta takes the top-level "tm" member out of a job's opts JSON and
 // returns the other members and the raw value of "tm". Each traced job has its
 // own "tm", so the options are cached without it: otherwise no two traced jobs
-// would share a cache entry. Jobs without "tm" cost one substring search.
+// would share a cache entry. Jobs without "tm" cost one substring search;
+// options that are not a valid object are returned whole, for the options'
+// decoder to report.
 func cutTraceMeta(opts string) (rest, tm string) {
 	if !strings.Contains(opts, `"tm"`) {
 		return opts, ""
 	}
-	i := skipJSONSpace(opts, 0)
-	if i >= len(opts) || opts[i] != '{' {
+	var scratch [8]jsontext.Member // opts have a handful of members
+	members, err := jsontext.SplitObjectString(opts, scratch[:0])
+	if err != nil {
 		return opts, ""
 	}
-	i++
-	for {
-		start := skipJSONSpace(opts, i) // the member's first byte
-		if start >= len(opts) || opts[start] != '"' {
-			return opts, ""
+	for i, m := range members {
+		if m.Key != "tm" {
+			continue
 		}
-		keyEnd := skipJSONValue(opts, start)
-		colon := skipJSONSpace(opts, keyEnd)
-		if keyEnd < 0 || colon >= len(opts) || opts[colon] != ':' {
-			return opts, ""
-		}
-		valStart := skipJSONSpace(opts, colon+1)
-		valEnd := skipJSONValue(opts, valStart)
-		if valEnd < 0 {
-			return opts, ""
-		}
-		after := skipJSONSpace(opts, valEnd)
-		if after >= len(opts) {
-			return opts, ""
-		}
-		if opts[start:keyEnd] == `"tm"` {
-			tm = opts[valStart:valEnd]
-			switch {
-			case opts[after] == ',': // drop the member and the comma after it
-				return opts[:start] + opts[skipJSONSpace(opts, after+1):], tm
-			case opts[after] == '}':
-				// The last member: drop the comma before it, if any.
-				cut := strings.TrimRight(opts[:start], " \t\r\n")
-				cut = strings.TrimSuffix(cut, ",")
-				return cut + opts[after:], tm
-			}
-			return opts, ""
-		}
-		switch opts[after] {
-		case ',':
-			i = after + 1
-		default: // '}' (the end) or malformed: no "tm" member
-			return opts, ""
+		tm = opts[m.End-len(m.Raw) : m.End]
+		switch {
+		case i+1 < len(members): // drop it up to the next member
+			return opts[:m.Start] + opts[members[i+1].Start:], tm
+		case i > 0: // the last: drop it from the end of the one before
+			return opts[:members[i-1].End] + opts[m.End:], tm
+		default: // the only one
+			return opts[:m.Start] + opts[m.End:], tm
 		}
 	}
-}
-
-func skipJSONSpace(s string, i int) int {
-	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipJSONValue returns where the JSON value starting at s[i] ends, or -1. It
-// only finds the end (strings, nesting); the value is validated when decoded.
-func skipJSONValue(s string, i int) int {
-	if i >= len(s) {
-		return -1
-	}
-	depth := 0
-	for ; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '"':
-			i++
-			for i < len(s) && s[i] != '"' {
-				if s[i] == '\\' {
-					i++
-				}
-				i++
-			}
-			if i >= len(s) {
-				return -1
-			}
-			if depth == 0 {
-				return i + 1
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			if depth == 0 {
-				return i // the end of the enclosing object
-			}
-			depth--
-			if depth == 0 {
-				return i + 1
-			}
-		case ',', ' ', '\t', '\r', '\n':
-			if depth == 0 {
-				return i
-			}
-		}
-	}
-	if depth != 0 {
-		return -1
-	}
-	return i
+	return opts, ""
 }
 
 // decodeTraceMeta reads the producer's span context from a "tm" value: a JSON
@@ -125,7 +52,7 @@ func skipJSONValue(s string, i int) int {
 // bullmq-otel writes it; a carrier object in place of the string is accepted too.
 func decodeTraceMeta(raw string) trace.SpanContext {
 	var carrier traceCarrier
-	if !carrier.scan(raw) && !carrier.decode(raw) {
+	if !carrier.read(raw) {
 		return trace.SpanContext{}
 	}
 	// A local propagator: the global one is never configured by this program.
@@ -133,88 +60,42 @@ func decodeTraceMeta(raw string) trace.SpanContext {
 	return trace.SpanContextFromContext(ctx)
 }
 
-// traceCarrier holds the two W3C trace-context fields of a "tm" carrier; a
-// struct decodes with fewer allocations than a map.
+// traceCarrier holds the two W3C trace-context fields of a "tm" carrier.
 type traceCarrier struct {
-	Traceparent string `json:"traceparent"`
-	Tracestate  string `json:"tracestate"`
+	Traceparent string
+	Tracestate  string
 }
 
-// scan reads the usual "tm" form without encoding/json, which costs several
-// times more than the rest of reading a job: a JSON string whose only escapes
-// are \" around a flat object of plain strings. It reports false for any
-// other form, which decode then reads.
-func (c *traceCarrier) scan(raw string) bool {
-	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
-		return false
-	}
-	obj := raw[1 : len(raw)-1]
-	if strings.Count(obj, `\`) != strings.Count(obj, `\"`) {
-		return false
-	}
-	obj = strings.ReplaceAll(obj, `\"`, `"`)
-	i := skipJSONSpace(obj, 0)
-	if i >= len(obj) || obj[i] != '{' {
-		return false
-	}
-	i = skipJSONSpace(obj, i+1)
-	if i < len(obj) && obj[i] == '}' {
-		return true
-	}
-	for i < len(obj) {
-		key, next, ok := plainString(obj, i)
-		if !ok {
+// read takes the carrier's fields from raw, a JSON string holding the
+// carrier object or the object itself; it reports false if raw is neither.
+// Members that are not strings are ignored.
+func (c *traceCarrier) read(raw string) bool {
+	obj := raw
+	if strings.HasPrefix(raw, `"`) {
+		s, err := jsontext.Unquote([]byte(raw))
+		if err != nil {
 			return false
 		}
-		if i = skipJSONSpace(obj, next); i >= len(obj) || obj[i] != ':' {
-			return false
+		obj = s
+	}
+	var scratch [4]jsontext.Member
+	members, err := jsontext.SplitObjectString(obj, scratch[:0])
+	if err != nil {
+		return false
+	}
+	for i := range members {
+		m := &members[i]
+		if m.Raw[0] != '"' {
+			continue
 		}
-		value, next, ok := plainString(obj, skipJSONSpace(obj, i+1))
-		if !ok {
-			return false
-		}
-		switch key {
+		switch m.Key {
 		case "traceparent":
-			c.Traceparent = value
+			c.Traceparent, _ = m.StringValue()
 		case "tracestate":
-			c.Tracestate = value
-		}
-		switch i = skipJSONSpace(obj, next); {
-		case i < len(obj) && obj[i] == ',':
-			i = skipJSONSpace(obj, i+1)
-		case i < len(obj) && obj[i] == '}':
-			return true
-		default:
-			return false
+			c.Tracestate, _ = m.StringValue()
 		}
 	}
-	return false
-}
-
-// plainString reads a JSON string without escapes at s[i].
-func plainString(s string, i int) (value string, next int, ok bool) {
-	if i >= len(s) || s[i] != '"' {
-		return "", 0, false
-	}
-	end := strings.IndexAny(s[i+1:], `"\`)
-	if end < 0 || s[i+1+end] != '"' {
-		return "", 0, false
-	}
-	return s[i+1 : i+1+end], i + 2 + end, true
-}
-
-// decode reads any valid "tm" form with encoding/json.
-func (c *traceCarrier) decode(raw string) bool {
-	carrierJSON := []byte(raw)
-	if len(raw) > 0 && raw[0] == '"' {
-		var s string
-		if json.Unmarshal(carrierJSON, &s) != nil {
-			return false
-		}
-		carrierJSON = []byte(s)
-	}
-	*c = traceCarrier{}
-	return json.Unmarshal(carrierJSON, c) == nil
+	return true
 }
 
 func (c *traceCarrier) Get(key string) string {

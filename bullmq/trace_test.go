@@ -26,6 +26,9 @@ func TestCutTraceMeta(t *testing.T) {
 		{"only inside a string", `{"jobId":"\"tm\":1","attempts":1}`, `{"jobId":"\"tm\":1","attempts":1}`, ""},
 		{"only nested", `{"parent":{"tm":"x"},"attempts":1}`, `{"parent":{"tm":"x"},"attempts":1}`, ""},
 		{"malformed", `{"tm":`, `{"tm":`, ""},
+		{"malformed after tm", `{"tm":` + tm + `,"attempts":}`, `{"tm":` + tm + `,"attempts":}`, ""},
+		{"repeated", `{"tm":` + tm + `,"tm":` + tm + `}`, `{"tm":` + tm + `,"tm":` + tm + `}`, ""},
+		{"not a string", `{"attempts":1,"tm":{"traceparent":"x"}}`, `{"attempts":1}`, `{"traceparent":"x"}`},
 		{"not an object", `["tm"]`, `["tm"]`, ""},
 	}
 	for _, tt := range tests {
@@ -61,7 +64,8 @@ func TestDecodeTraceMeta(t *testing.T) {
 			t.Fatalf("decodeTraceMeta(%s) = %v with tracestate %q", raw, sc, sc.TraceState().String())
 		}
 	}
-	for _, raw := range []string{"", "null", `"{}"`, `"not json"`, `42`, `"{\"traceparent\":\"00-zz-yy-01\"}"`} {
+	for _, raw := range []string{"", "null", `"{}"`, `"not json"`, `42`, `"{\"traceparent\":\"00-zz-yy-01\"}"`,
+		`"{\"traceparent\":7}"`, `"{\"traceparent\":\"00-` + traceID + `-` + spanID + `-01\"`, `"\u12"`} {
 		if sc := decodeTraceMeta(raw); sc.IsValid() {
 			t.Fatalf("decodeTraceMeta(%s) = %v, want invalid", raw, sc)
 		}

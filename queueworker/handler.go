@@ -77,12 +77,23 @@ func (h *Handler) SetAlertThreshold(n int) { h.alertThreshold.Store(int64(max(n,
 // with the job's creation time; a custom id (a redriven dead letter, say) is the
 // producer's own unique name for the event and stands alone, so re-adding the
 // same custom id never stores the event twice.
+//
+// A custom id longer than maxKeyedJobID stands in the key as its SHA-256:
+// BullMQ puts no limit on ids, while the key is in a unique index whose
+// entries PostgreSQL caps at 2,704 bytes.
 func IdempotencyKey(queue string, j *bullmq.Job) string {
 	if _, err := strconv.ParseUint(j.ID, 10, 64); err == nil {
 		return "bullmq:" + queue + ":" + j.ID + ":" + strconv.FormatInt(j.Timestamp, 10)
 	}
+	if len(j.ID) > maxKeyedJobID {
+		sum := sha256.Sum256([]byte(j.ID))
+		return "bullmq:" + queue + ":sha256:" + hex.EncodeToString(sum[:])
+	}
 	return "bullmq:" + queue + ":" + j.ID
 }
+
+// maxKeyedJobID is the longest custom job id kept as it is in a key.
+const maxKeyedJobID = 256
 
 // Handle stores the events of a batch of jobs. A store failure returns an error,
 // so the worker keeps the jobs and offers them again; refused events (invalid,

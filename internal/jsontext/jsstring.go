@@ -1,4 +1,4 @@
-package audit
+package jsontext
 
 import (
 	"errors"
@@ -12,17 +12,17 @@ import (
 //
 // Go strings are byte strings; JavaScript strings are UTF-16. A lone surrogate
 // (valid in JavaScript, invalid in UTF-8) is carried here in WTF-8 form: the
-// three-byte encoding of the surrogate code point. unquoteJSON produces that form
-// and appendJSString renders it as JavaScript does (\udXXX).
+// three-byte encoding of the surrogate code point. Unquote produces that form
+// and AppendJSString renders it as JavaScript does (\udXXX).
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSString appends the JSON.stringify rendering of s to dst.
+// AppendJSString appends the JSON.stringify rendering of s to dst.
 // It escapes only what JavaScript escapes: '"', '\\', the control characters
 // U+0000–U+001F (short forms \b \t \n \f \r where they exist, else \u00xx) and
 // lone surrogates (\udxxx). Everything else, including '<', '>', '&', U+007F,
 // U+2028 and U+2029, is written raw.
-func appendJSString(dst []byte, s string) []byte {
+func AppendJSString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -96,14 +96,15 @@ func appendWTF8(dst []byte, r rune) []byte {
 	return utf8.AppendRune(dst, r)
 }
 
-var errBadString = errors.New("malformed JSON string")
+// ErrBadString is returned by Unquote for a literal that is not a JSON string.
+var ErrBadString = errors.New("malformed JSON string")
 
-// unquoteJSON decodes a JSON string literal (with its quotes) the way JSON.parse
+// Unquote decodes a JSON string literal (with its quotes) the way JSON.parse
 // does, keeping lone surrogate escapes as WTF-8 instead of replacing them.
 // The literal is expected to come from syntactically valid JSON.
-func unquoteJSON(lit []byte) (string, error) {
+func Unquote(lit []byte) (string, error) {
 	if len(lit) < 2 || lit[0] != '"' || lit[len(lit)-1] != '"' {
-		return "", errBadString
+		return "", ErrBadString
 	}
 	body := lit[1 : len(lit)-1]
 	esc := -1
@@ -126,7 +127,7 @@ func unquoteJSON(lit []byte) (string, error) {
 			continue
 		}
 		if i+1 >= len(body) {
-			return "", errBadString
+			return "", ErrBadString
 		}
 		switch body[i+1] {
 		case '"', '\\', '/':
@@ -144,7 +145,7 @@ func unquoteJSON(lit []byte) (string, error) {
 		case 'u':
 			r, ok := hex4(body, i+2)
 			if !ok {
-				return "", errBadString
+				return "", ErrBadString
 			}
 			i += 6
 			if r >= 0xD800 && r <= 0xDBFF && i+1 < len(body) && body[i] == '\\' && body[i+1] == 'u' {
@@ -157,7 +158,7 @@ func unquoteJSON(lit []byte) (string, error) {
 			out = appendWTF8(out, r)
 			continue
 		default:
-			return "", errBadString
+			return "", ErrBadString
 		}
 		i += 2
 	}
@@ -184,10 +185,10 @@ func hex4(b []byte, at int) (rune, bool) {
 	return r, true
 }
 
-// formatJSNumber renders f as JavaScript's Number.prototype.toString does
+// FormatJSNumber renders f as JavaScript's Number.prototype.toString does
 // (ECMAScript Number::toString with radix 10). Both Go and JavaScript pick the
 // shortest digit string that round-trips, so only the layout differs.
-func formatJSNumber(f float64) string {
+func FormatJSNumber(f float64) string {
 	if f == 0 {
 		return "0" // also -0
 	}

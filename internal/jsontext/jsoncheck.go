@@ -1,4 +1,4 @@
-package audit
+package jsontext
 
 import (
 	"encoding/binary"
@@ -6,29 +6,31 @@ import (
 	"unicode/utf8"
 )
 
+// Check's verdicts on a document it refuses.
 var (
-	errNotUTF8 = errors.New("payload is not valid UTF-8")
-	errNotJSON = errors.New("payload is not valid JSON")
+	ErrNotUTF8 = errors.New("payload is not valid UTF-8")
+	ErrNotJSON = errors.New("payload is not valid JSON")
 )
 
-// maxJSONNesting bounds the recursion of checkJSON; events are refused far
-// below it (validation.maxCustomFieldDepth), it only keeps hostile input from
-// growing the stack.
-const maxJSONNesting = 10000
+// maxNesting bounds the recursion of Check (and so of the scanners, which
+// only read what Check passed); events are refused far below it
+// (validation.maxCustomFieldDepth), it only keeps hostile input from growing
+// the stack.
+const maxNesting = 10000
 
-// checkJSON reports whether data is exactly one JSON value (RFC 8259), with
-// optional surrounding whitespace, in valid UTF-8. It does in one pass what
-// utf8.Valid followed by json.Valid do in two, passes that cost a fifth of
-// ParseEvent; FuzzCheckJSON holds it to their verdict.
-func checkJSON(data []byte) error {
+// Check reports whether data is exactly one JSON value (RFC 8259), with
+// optional surrounding whitespace, in valid UTF-8: nil, ErrNotUTF8 (wherever
+// the bad byte is) or ErrNotJSON. It does in one pass what utf8.Valid followed
+// by json.Valid do in two; FuzzCheck holds it to their verdict.
+func Check(data []byte) error {
 	c := jsonChecker{data: data}
 	c.space()
 	err := c.value(0)
 	if c.space(); err == nil && c.i != len(data) {
-		err = errNotJSON
+		err = ErrNotJSON
 	}
-	if err == errNotJSON && !utf8.Valid(data) {
-		err = errNotUTF8 // bad encoding is the better reason, wherever it is
+	if err == ErrNotJSON && !utf8.Valid(data) {
+		err = ErrNotUTF8 // bad encoding is the better reason, wherever it is
 	}
 	return err
 }
@@ -38,7 +40,7 @@ type jsonChecker struct {
 	i    int
 }
 
-func (c *jsonChecker) space() { c.i = skipSpace(c.data, c.i) }
+func (c *jsonChecker) space() { c.i = SkipSpace(c.data, c.i) }
 
 func (c *jsonChecker) peek() byte {
 	if c.i < len(c.data) {
@@ -67,8 +69,8 @@ func (c *jsonChecker) value(depth int) error {
 }
 
 func (c *jsonChecker) object(depth int) error {
-	if depth > maxJSONNesting {
-		return errNotJSON
+	if depth > maxNesting {
+		return ErrNotJSON
 	}
 	c.i++ // '{'
 	c.space()
@@ -78,14 +80,14 @@ func (c *jsonChecker) object(depth int) error {
 	}
 	for {
 		if c.peek() != '"' {
-			return errNotJSON
+			return ErrNotJSON
 		}
 		if err := c.string(); err != nil {
 			return err
 		}
 		c.space()
 		if c.peek() != ':' {
-			return errNotJSON
+			return ErrNotJSON
 		}
 		c.i++
 		c.space()
@@ -99,8 +101,8 @@ func (c *jsonChecker) object(depth int) error {
 }
 
 func (c *jsonChecker) array(depth int) error {
-	if depth > maxJSONNesting {
-		return errNotJSON
+	if depth > maxNesting {
+		return ErrNotJSON
 	}
 	c.i++ // '['
 	c.space()
@@ -131,12 +133,12 @@ func (c *jsonChecker) next(closing byte) (more bool, err error) {
 		c.i++
 		return false, nil
 	}
-	return false, errNotJSON
+	return false, ErrNotJSON
 }
 
 func (c *jsonChecker) literal(word string) error {
 	if len(c.data)-c.i < len(word) || string(c.data[c.i:c.i+len(word)]) != word {
-		return errNotJSON
+		return ErrNotJSON
 	}
 	c.i += len(word)
 	return nil
@@ -159,32 +161,32 @@ func (c *jsonChecker) string() error {
 			return nil
 		case b == '\\':
 			if i+1 >= len(d) {
-				return errNotJSON
+				return ErrNotJSON
 			}
 			switch d[i+1] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i += 2
 			case 'u':
 				if _, ok := hex4(d, i+2); !ok {
-					return errNotJSON
+					return ErrNotJSON
 				}
 				i += 6
 			default:
-				return errNotJSON
+				return ErrNotJSON
 			}
 		case b < 0x20:
-			return errNotJSON
+			return ErrNotJSON
 		case b < utf8.RuneSelf:
 			i++
 		default:
 			r, size := utf8.DecodeRune(d[i:])
 			if r == utf8.RuneError && size == 1 {
-				return errNotUTF8
+				return ErrNotUTF8
 			}
 			i += size
 		}
 	}
-	return errNotJSON
+	return ErrNotJSON
 }
 
 // number checks -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
@@ -200,11 +202,11 @@ func (c *jsonChecker) number() error {
 	case i < len(d) && d[i] >= '1' && d[i] <= '9':
 		i = digits(d, i)
 	default:
-		return errNotJSON
+		return ErrNotJSON
 	}
 	if i < len(d) && d[i] == '.' {
 		if i+1 >= len(d) || !isDigit(d[i+1]) {
-			return errNotJSON
+			return ErrNotJSON
 		}
 		i = digits(d, i+1)
 	}
@@ -214,7 +216,7 @@ func (c *jsonChecker) number() error {
 			i++
 		}
 		if i >= len(d) || !isDigit(d[i]) {
-			return errNotJSON
+			return ErrNotJSON
 		}
 		i = digits(d, i)
 	}
