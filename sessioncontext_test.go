@@ -8,8 +8,8 @@ import (
 
 func TestSessionContextOf(t *testing.T) {
 	cases := map[string]*audit.SessionContext{
-		``:        nil,
-		`{"a":1}`: nil,
+		``:                       nil,
+		`{"a":1}`:                nil,
 		`{"sessionContext":"x"}`: nil,
 		`{"note":"sessionContext","sessionContext":{"sessionId":"s-1","ipAddress":"10.0.0.1","userAgent":"UA \"quoted\"","geolocation":"Oslo"}}`: {
 			SessionID: "s-1", IPAddress: "10.0.0.1", UserAgent: `UA "quoted"`, Geolocation: "Oslo"},

@@ -41,7 +41,6 @@ func scanEvent(row pgx.CollectableRow) (audit.StoredEvent, error) {
 	return e, nil
 }
 
-
 // GetEvent returns the newest row (highest Seq) with this idempotency key.
 func (s *Store) GetEvent(ctx context.Context, idempotencyKey string) (audit.StoredEvent, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM audit_log

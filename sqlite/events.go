@@ -336,7 +336,6 @@ func scanEvents(rows *sql.Rows, capacity int) ([]audit.StoredEvent, error) {
 	return out, rows.Err()
 }
 
-
 // ListDeadLetters returns up to limit dead letters with ID > afterID, in ID order.
 func (s *Store) ListDeadLetters(ctx context.Context, afterID int64, limit int) ([]audit.StoredDeadLetter, error) {
 	if limit < 0 {
