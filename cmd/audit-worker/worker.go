@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -170,6 +171,7 @@ type worker struct {
 	stopQueue context.CancelFunc
 	obs       *observability
 	mon       *monitoring
+	dead      *deadLetterPruner // nil until started
 }
 
 // startWorker opens everything and starts serving; ctx bounds background loops.
@@ -200,6 +202,7 @@ func (w *worker) start(ctx context.Context, cfg config.Config) error {
 	if w.obs, err = startObservability(ctx, cfg, log); err != nil {
 		return err
 	}
+	w.dead = startDeadLetterPruner(ctx, cfg, w.store, w.obs.metrics, log)
 	w.breaker = pipeline.NewBreaker(pipeline.BreakerConfig{
 		FailureThreshold: cfg.ReliableProcessor.CircuitBreakerConfig.FailureThreshold,
 		RecoveryTimeout:  cfg.RecoveryTimeout(),
@@ -240,6 +243,10 @@ func (w *worker) start(ctx context.Context, cfg config.Config) error {
 	apiOpts := w.wireObservability(ctx, cfg)
 	apiOpts.Ingester, apiOpts.Store, apiOpts.APIKeys = w.batcher, w.store, w.keys
 	apiOpts.MaxBodyBytes, apiOpts.Logger, apiOpts.Config = cfg.HTTP.MaxBodyBytes, log, w
+	apiOpts.MaxInFlightBytes = cfg.HTTP.MaxInFlightBytes
+	if w.obs.metrics != nil {
+		apiOpts.IngestObserver = w.obs.metrics
+	}
 	w.api = httpapi.New(apiOpts)
 	w.listener, err = net.Listen("tcp", cfg.HTTP.Address)
 	if err != nil {
@@ -278,6 +285,7 @@ func (w *worker) shutdown(timeout time.Duration) error {
 	}
 	if w.server != nil {
 		errs = append(errs, w.server.Shutdown(ctx))
+		w.api.Close()
 	}
 	if w.batcher != nil {
 		errs = append(errs, w.batcher.Close(ctx))
@@ -291,6 +299,7 @@ func (w *worker) shutdown(timeout time.Duration) error {
 	if w.rdb != nil {
 		errs = append(errs, w.rdb.Close())
 	}
+	w.dead.stop()
 	if w.store != nil {
 		errs = append(errs, w.store.Close())
 	}
@@ -309,6 +318,10 @@ func runWorker(ctx context.Context, configPath string) error {
 	}
 	if gcPercent > 0 {
 		log.Info("garbage collector target set", "gcPercent", gcPercent, "override", "GOGC")
+	}
+	if limit := softMemoryLimit(os.LookupEnv, cfg.HTTP.MaxInFlightBytes); limit > 0 {
+		debug.SetMemoryLimit(limit)
+		log.Info("soft memory limit set", "bytes", limit, "override", "GOMEMLIMIT")
 	}
 	switch {
 	case lc.embedded:
