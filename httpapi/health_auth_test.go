@@ -22,7 +22,7 @@ import (
 // values the refusal names.
 type refusedConfig struct{ message string }
 
-func (refusedConfig) ConfigStatus() any                { return nil }
+func (refusedConfig) ConfigStatus() any              { return nil }
 func (c refusedConfig) ConfigHealth() (bool, string) { return false, c.message }
 
 // unreachableDatabase serves the health routes over a PostgreSQL store whose
