@@ -382,3 +382,107 @@ func (w *workerProcess) checkMetrics(t *testing.T) {
 		t.Error("no memory release counted after the burst")
 	}
 }
+
+const (
+	// sqliteMemRows is how many events TestSQLiteMemoryIsBounded stores
+	// (AUDIT_MEMORY_TEST_SQLITE_ROWS overrides it): past the point where a
+	// page cache sized by the database would have filled.
+	sqliteMemRows = 150_000
+	// sqliteMemMargin is what the store may add to the idle worker: the
+	// writer's page cache (8 MiB, about 40 MiB resident), the readers'
+	// caches and the batches in flight.
+	sqliteMemMargin = 96 << 20
+)
+
+// TestSQLiteMemoryIsBounded runs the embedded worker (SQLite) as its own
+// process, stores sqliteMemRows realistic events through HTTP, and checks
+// that its resident memory levels off instead of growing with the database.
+func TestSQLiteMemoryIsBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stores 150,000 events through a worker process; skipped with -short")
+	}
+	rows := sqliteMemRows
+	if v := os.Getenv("AUDIT_MEMORY_TEST_SQLITE_ROWS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("AUDIT_MEMORY_TEST_SQLITE_ROWS: %v", err)
+		}
+		rows = n
+	}
+	bin := workerBinaryForTest(t)
+	key := "memory-test-key-0123456789"
+	addr := freeAddress(t)
+	cfgPath := filepath.Join(t.TempDir(), "worker.json")
+	writeJSONFile(t, cfgPath, map[string]any{
+		"http":    map[string]any{"address": addr, "apiKeys": []string{key}},
+		"storage": map[string]any{"dataDir": t.TempDir()},
+		"logging": map[string]any{"level": "warn"},
+	})
+	w := startWorkerProcess(t, bin, cfgPath, "http://"+addr, key)
+
+	const perRequest = 1000
+	g := eventgen.New(91)
+	body := func() []byte {
+		var b bytes.Buffer
+		b.WriteByte('[')
+		for i := range perRequest {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.Write(g.Valid())
+		}
+		b.WriteByte(']')
+		return b.Bytes()
+	}
+	w.post(t, body(), "") // warm-up: opens the database's connections
+	idle := w.rss(t)
+	sampler := w.sampleRSS(100 * time.Millisecond)
+	start := time.Now()
+	for sent := perRequest; sent < rows; sent += perRequest {
+		if code := w.post(t, body(), ""); code != http.StatusOK {
+			t.Fatalf("after %d events: status %d", sent, code)
+		}
+		if sent%50_000 == 0 {
+			t.Logf("%d events: RSS %d MiB (%s)", sent, w.rss(t)>>20, w.memoryBreakdown(t))
+		}
+	}
+	peak := sampler.stop()
+	t.Logf("SQLite: %d events in %.1f s; RSS idle %d MiB, peak %d MiB (limit %d MiB), end %d MiB (%s)",
+		rows, time.Since(start).Seconds(), idle>>20, peak>>20, (idle+sqliteMemMargin)>>20, w.rss(t)>>20, w.memoryBreakdown(t))
+	if peak > idle+sqliteMemMargin {
+		t.Errorf("peak RSS %d MiB over idle %d MiB + %d MiB: the store's memory grows with the database",
+			peak>>20, idle>>20, sqliteMemMargin>>20)
+	}
+}
+
+// memoryBreakdown says where the worker's memory is: the Go heap in use (from
+// /metrics) and the anonymous, file-backed and shared parts of its RSS.
+func (w *workerProcess) memoryBreakdown(t *testing.T) string {
+	t.Helper()
+	resp, err := w.do(http.MethodGet, "/metrics", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var heap float64
+	for line := range strings.SplitSeq(string(text), "\n") {
+		if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
+			heap, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := []string{fmt.Sprintf("Go heap in use %d MiB", int64(heap)>>20)}
+	for line := range strings.SplitSeq(string(status), "\n") {
+		for _, field := range []string{"RssAnon:", "RssFile:", "RssShmem:"} {
+			if v, ok := strings.CutPrefix(line, field); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				parts = append(parts, fmt.Sprintf("%s %d MiB", strings.TrimSuffix(field, ":"), kb>>10))
+			}
+		}
+	}
+	return strings.Join(parts, ", ")
+}
