@@ -34,8 +34,9 @@ const (
 	// assumes the same).
 	memPeakFactor = 2
 	// memPeakMargin is the collector's working room above the live heap
-	// (kept small by the soft memory limit) and the runtime's own memory.
-	memPeakMargin = 96 << 20
+	// (the worker's soft memory limit, 2 × budget + 128 MiB, keeps it small)
+	// and what the runtime and the binary's pages add to the idle size.
+	memPeakMargin = 128 << 20
 	// memAfterMargin is how far above its idle size the worker may stay once
 	// the burst is over.
 	memAfterMargin = 48 << 20
