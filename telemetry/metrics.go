@@ -159,6 +159,9 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 func (m *Metrics) registerIngestMetrics() {
 	m.ingestRefused = m.counterVec("audit_http_ingest_refused_total",
 		"Ingest requests refused before their body was read: too_large (over the body limit or the in-flight budget, 413), busy (the in-flight budget stayed full, 503).", "reason")
+	for _, reason := range []string{"too_large", "busy"} {
+		m.ingestRefused.WithLabelValues(reason) // listed at 0 before the first refusal
+	}
 	m.ingestBudget = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "audit_http_ingest_budget_bytes", Help: "Bytes of ingest request bodies that may be held at once (http.maxInFlightBytes).",
 	})
