@@ -58,11 +58,10 @@ func defaultChecker(store Pinger, cfg ConfigReporter) *health.Checker {
 	return c
 }
 
-// Without a valid bearer key the health routes say only how the worker and
-// each component are (status and name): their messages and details name the
-// database's user, host and errors, and a refused configuration's values.
-
-// statusOnly is a component's health as anyone may see it.
+// statusOnly is a component's health as anyone may see it. Without a valid
+// bearer key the health routes say only how the worker and each component
+// are: their messages and details name the database's user, host and errors,
+// and a refused configuration's values.
 type statusOnly struct {
 	Status health.Status `json:"status"`
 }

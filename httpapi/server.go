@@ -117,8 +117,8 @@ func (s *Server) SetAPIKeys(keys []string) {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// Close waits for the server's background work (returning memory to the OS
-// after an ingest burst). Call it after the HTTP server has shut down.
+// Close stops the server's background work (returning memory to the OS after
+// an ingest burst) and waits for it. Call it after the HTTP server has shut down.
 func (s *Server) Close() { s.inFlight.close() }
 
 // requireKey lets a request through only with a valid "Authorization: Bearer <key>".

@@ -60,12 +60,11 @@ const (
 
 // DefaultCacheKiB is the writer connection's page cache. The indexes of a
 // busy audit log are written in random order, but a page the cache misses is
-// read from the OS's file cache, so a small cache costs little: storing
-// 200,000 events went as fast with 8 MiB as with 64 MiB. A cache is expensive
-// in resident memory, though: SQLite allocates each 16 KiB page with a
-// header, which modernc.org/memory serves from a 64 KiB region of its own, so
-// a full cache costs four to five times its size (64 MiB: 236 MiB more RSS
-// at 200,000 rows; 8 MiB: 37 MiB), outside the Go heap.
+// read from the OS's file cache, so a small cache costs little: 8 MiB stores
+// as fast as 64 MiB up to 300,000 rows. A full cache costs about four times
+// its size in resident memory, outside the Go heap (64 MiB: 236 MiB of RSS;
+// 8 MiB: 37 MiB), because each 16 KiB page with its header is larger than the
+// largest slot modernc.org/memory shares, so it gets a 64 KiB region of its own.
 const DefaultCacheKiB = 8 << 10
 
 // readerCacheKiB is each reader connection's page cache (SQLite's default is
