@@ -48,17 +48,8 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, string(audit.CodeInvalid), "Idempotency-Key must be at most 255 printable ASCII characters")
 		return
 	}
-	if r.ContentLength > s.opts.MaxBodyBytes {
-		s.inFlight.refused("too_large")
-		writeError(w, http.StatusRequestEntityTooLarge, string(audit.CodeInvalid),
-			fmt.Sprintf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, s.opts.MaxBodyBytes))
-		return
-	}
-	reserved := r.ContentLength
-	if reserved < 0 { // unknown until read: it may be as large as the limit
-		reserved = s.opts.MaxBodyBytes
-	}
-	if !s.admit(w, r, reserved) {
+	reserved, ok := s.admit(w, r)
+	if !ok {
 		return
 	}
 	defer s.inFlight.free(reserved)
@@ -86,12 +77,24 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	s.submit(w, r, payloads, single, key)
 }
 
-// admit reserves the request's bytes in the ingest budget, or answers 413 (it
-// can never fit) or 503 (the budget stayed full) and returns false.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, n int64) bool {
+// admit reserves the request's bytes in the ingest budget before its body is
+// read: its Content-Length, or the body limit when the length is unknown. It
+// answers 413 to a body that can never fit and 503 when the budget stays
+// full, and then returns false.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (reserved int64, ok bool) {
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		s.inFlight.refused("too_large")
+		writeError(w, http.StatusRequestEntityTooLarge, string(audit.CodeInvalid),
+			fmt.Sprintf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, s.opts.MaxBodyBytes))
+		return 0, false
+	}
+	n := r.ContentLength
+	if n < 0 {
+		n = s.opts.MaxBodyBytes
+	}
 	switch err := s.inFlight.acquire(r.Context(), n); {
 	case err == nil:
-		return true
+		return n, true
 	case errors.Is(err, errOverBudget):
 		writeError(w, http.StatusRequestEntityTooLarge, string(audit.CodeInvalid),
 			fmt.Sprintf("request body of %d bytes exceeds the ingest budget of %d bytes", n, s.inFlight.budget))
@@ -100,7 +103,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, n int64) bool {
 		writeError(w, http.StatusServiceUnavailable, string(audit.CodeUnavailable),
 			"too many request bytes in flight, retry later: nothing was stored")
 	}
-	return false // or the client went away
+	return 0, false // or the client went away
 }
 
 // submit hands the payloads to the pipeline and answers with their outcomes.
