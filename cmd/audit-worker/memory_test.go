@@ -227,12 +227,16 @@ func (w *workerProcess) do(method, path string, body []byte, header map[string]s
 	return w.client.Do(req)
 }
 
-// post sends body once with an idempotency key, so that each client's copy of
-// the same bytes is stored as distinct events, and returns the status.
+// post sends body once and returns the status. An idempotency key makes each
+// client's copy of the same bytes distinct events; without one, the events'
+// bytes are their keys.
 func (w *workerProcess) post(t *testing.T, body []byte, idempotencyKey string) int {
 	t.Helper()
-	resp, err := w.do(http.MethodPost, "/v1/events", body,
-		map[string]string{"Content-Type": "application/json", "Idempotency-Key": idempotencyKey})
+	header := map[string]string{"Content-Type": "application/json"}
+	if idempotencyKey != "" {
+		header["Idempotency-Key"] = idempotencyKey
+	}
+	resp, err := w.do(http.MethodPost, "/v1/events", body, header)
 	if err != nil {
 		t.Errorf("POST /v1/events: %v", err)
 		return 0
