@@ -64,7 +64,7 @@ type Metrics struct {
 	received                      *prometheus.CounterVec
 	receivedHTTP, receivedBullMQ  prometheus.Counter // the usual label values, bound once
 	stored, duplicates            prometheus.Counter
-	rejectedInvalid, rejectedHash prometheus.Counter
+	rejected *prometheus.CounterVec // by reason
 	batchSize                     prometheus.Histogram
 	stageValidate, stageVerify    prometheus.Observer
 	stageStore, stageAck          prometheus.Observer
@@ -120,9 +120,10 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 	m.receivedBullMQ = m.received.WithLabelValues("bullmq")
 	m.stored = m.counter("audit_events_stored_total", "Events written to the store.")
 	m.duplicates = m.counter("audit_events_duplicate_total", "Valid events found already stored under the same idempotency key.")
-	rejected := m.counterVec("audit_events_rejected_total", "Events refused for good and dead-lettered, by reason.", "reason")
-	m.rejectedInvalid = rejected.WithLabelValues(audit.ReasonValidation)
-	m.rejectedHash = rejected.WithLabelValues(audit.ReasonIntegrityViolation)
+	m.rejected = m.counterVec("audit_events_rejected_total", "Events refused for good and dead-lettered, by reason.", "reason")
+	for _, reason := range rejectReasons {
+		m.rejected.WithLabelValues(reason) // listed at 0 before the first
+	}
 	m.batchSize = m.histogram("audit_batch_size_events", "Events per batch handed to the pipeline.", batchSizeBuckets)
 	stages := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "audit_stage_duration_seconds", Help: "Time one batch spends in a stage (validate, verify, store, ack).",
@@ -335,7 +336,7 @@ func (m *Metrics) addReceived(source string, n int) {
 // last few in the recent errors, with their reason and the first field's code,
 // never their content. The window lock is held.
 func (m *Metrics) countRejected(r *pipeline.BatchReport, rejected int, at time.Time) {
-	var integrity int
+	var byReason [len(rejectReasons) + 1]int // the last counts reasons not in the list
 	skip := rejected - len(m.win.errs) // only the last ones fit in the ring
 	seen := 0
 	for i := range r.Outcomes {
@@ -343,9 +344,7 @@ func (m *Metrics) countRejected(r *pipeline.BatchReport, rejected int, at time.T
 		if o.Status != pipeline.StatusRejected {
 			continue
 		}
-		if o.Reason == audit.ReasonIntegrityViolation {
-			integrity++
-		}
+		byReason[reasonIndex(o.Reason)]++
 		if seen++; seen > skip {
 			e := RecentError{Time: at, Kind: "rejected", Reason: o.Reason}
 			if len(o.Errors) > 0 {
@@ -354,8 +353,29 @@ func (m *Metrics) countRejected(r *pipeline.BatchReport, rejected int, at time.T
 			m.win.addError(e)
 		}
 	}
-	m.rejectedHash.Add(float64(integrity))
-	m.rejectedInvalid.Add(float64(rejected - integrity))
+	for i, n := range byReason {
+		if n > 0 {
+			reason := "other"
+			if i < len(rejectReasons) {
+				reason = rejectReasons[i]
+			}
+			m.rejected.WithLabelValues(reason).Add(float64(n))
+		}
+	}
+}
+
+// rejectReasons are the reasons the rejected counter has a label for; the
+// list is fixed so that the metric's cardinality is.
+var rejectReasons = [...]string{audit.ReasonValidation, audit.ReasonIntegrityViolation,
+	audit.ReasonStoreRefused, audit.ReasonProcessingFailed, audit.ReasonForbiddenOrganization}
+
+func reasonIndex(reason string) int {
+	for i, r := range rejectReasons {
+		if r == reason {
+			return i
+		}
+	}
+	return len(rejectReasons)
 }
 
 // BreakerChanged records a circuit breaker transition; pass it as

@@ -412,6 +412,6 @@ func runWorker(ctx context.Context, configPath string, logOut io.Writer) error {
 	}
 	st := w.proc.Stats()
 	log.Info("stopped", "stored", st.Stored, "duplicates", st.Duplicates,
-		"rejectedValidation", st.RejectedValidation, "integrityViolations", st.IntegrityViolations)
+		"rejectedValidation", st.RejectedValidation, "integrityViolations", st.IntegrityViolations, "storeRefused", st.StoreRefused)
 	return nil
 }
