@@ -87,6 +87,9 @@ const (
 	// ReasonProcessingFailed: the worker kept failing on the event with an
 	// error that is not transient (or a panic) and gave up on it.
 	ReasonProcessingFailed = "processing_failed"
+	// ReasonForbiddenOrganization: the credentials the event came with may
+	// not send events of its organisation.
+	ReasonForbiddenOrganization = "forbidden_organization"
 )
 
 // DeadLetter is an event that was refused, kept with the reason so that nothing

@@ -238,6 +238,17 @@ type Storage struct {
 	BatchMaxSize    int    `json:"batchMaxSize"`    // events per batch, default 1000
 	BatchMaxWaitMs  int    `json:"batchMaxWaitMs"`  // default 5
 	PartitionsAhead int    `json:"partitionsAhead"` // PostgreSQL monthly partitions created ahead, default 3
+	// DeadLetters bounds the refused events the store keeps.
+	DeadLetters DeadLetters `json:"deadLetters"`
+}
+
+// DeadLetters is the quota and retention of the store's dead letters: a
+// maintenance pass deletes the oldest beyond MaxEntries or MaxBytes (payload
+// bytes) and those last refused more than RetentionDays ago. 0 means no limit.
+type DeadLetters struct {
+	MaxEntries    int   `json:"maxEntries"`    // default 100000
+	MaxBytes      int64 `json:"maxBytes"`      // default 256 MiB
+	RetentionDays int   `json:"retentionDays"` // default 30
 }
 
 // HTTP configures the HTTP server.
@@ -246,6 +257,9 @@ type HTTP struct {
 	Address      string   `json:"address"`
 	APIKeys      []string `json:"apiKeys"`      // bearer keys for ingest; generated into DataDir when empty
 	MaxBodyBytes int64    `json:"maxBodyBytes"` // default 8 MiB
+	// MaxInFlightBytes bounds the request bodies that ingest holds at once
+	// (default 64 MiB); beyond it a request waits briefly, then gets a 503.
+	MaxInFlightBytes int64 `json:"maxInFlightBytes"`
 }
 
 // Validation sets the event rules' limits.
@@ -332,6 +346,14 @@ func (c *Config) fillDefaults() {
 	if c.HTTP.MaxBodyBytes == 0 {
 		c.HTTP.MaxBodyBytes = 8 << 20
 	}
+	if c.HTTP.MaxInFlightBytes == 0 {
+		c.HTTP.MaxInFlightBytes = 64 << 20
+	}
+	setInt(&c.Storage.DeadLetters.MaxEntries, 100000)
+	if c.Storage.DeadLetters.MaxBytes == 0 {
+		c.Storage.DeadLetters.MaxBytes = 256 << 20
+	}
+	setInt(&c.Storage.DeadLetters.RetentionDays, 30)
 	setString(&c.Logging.Level, "info")
 
 	m := &c.Monitoring
@@ -499,6 +521,7 @@ const (
 	postgresURLExpr   = `^postgres(ql)?://`
 	redisURLExpr      = `^rediss?://`
 	keyPrefixExpr     = `^\S+$`
+	apiKeyExpr        = `^\S([\s\S]*\S)?$`
 	portExpr          = `([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])`
 	clusterNodeExpr   = `^(\[[^\[\]\s]+\]|[^\s:\[\]]+):` + portExpr + `$`
 	listenAddressExpr = `^(\[[^\[\]\s]+\]|[^\s:\[\]]*):(0|` + portExpr + `)$`
@@ -516,6 +539,7 @@ var (
 	postgresURLPattern   = regexp.MustCompile(postgresURLExpr)
 	redisURLPattern      = regexp.MustCompile(redisURLExpr)
 	keyPrefixPattern     = regexp.MustCompile(keyPrefixExpr)
+	apiKeyPattern        = regexp.MustCompile(apiKeyExpr)
 	clusterNodePattern   = regexp.MustCompile(clusterNodeExpr)
 	listenAddressPattern = regexp.MustCompile(listenAddressExpr)
 	tlsSSLModePattern    = regexp.MustCompile(tlsSSLModeExpr)
@@ -533,6 +557,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	between := func(v, lo, hi int, field string) {
+		check(v >= lo && v <= hi, field, fmt.Sprintf("must be between %d and %d (is %d)", lo, hi, v))
+	}
+	between64 := func(v, lo, hi int64, field string) {
 		check(v >= lo && v <= hi, field, fmt.Sprintf("must be between %d and %d (is %d)", lo, hi, v))
 	}
 	betweenFloat := func(v, lo, hi float64, field string) {
@@ -653,10 +680,22 @@ func (c *Config) Validate() error {
 	between(c.Storage.PartitionsAhead, 1, 36, "storage.partitionsAhead")
 	check(listenAddressPattern.MatchString(c.HTTP.Address), "http.address", "must be host:port or :port")
 	for i, k := range c.HTTP.APIKeys {
-		minChars(k, 16, fmt.Sprintf("http.apiKeys[%d]", i))
+		field := fmt.Sprintf("http.apiKeys[%d]", i)
+		minChars(k, 16, field)
+		// Clients never send the whitespace (HTTP trims header values), so
+		// such a key could never match.
+		check(k == "" || (apiKeyPattern.MatchString(k) && strings.TrimSpace(k) == k), field,
+			"must not begin or end with whitespace")
 	}
 	check(c.HTTP.MaxBodyBytes >= 1024 && c.HTTP.MaxBodyBytes <= 1<<30, "http.maxBodyBytes",
 		fmt.Sprintf("must be between 1024 and 1073741824 (is %d)", c.HTTP.MaxBodyBytes))
+	between64(c.HTTP.MaxInFlightBytes, 1<<20, 1<<36, "http.maxInFlightBytes")
+	check(c.HTTP.MaxInFlightBytes >= c.HTTP.MaxBodyBytes, "http.maxInFlightBytes",
+		fmt.Sprintf("must be at least http.maxBodyBytes (%d), or no request of that size could be taken", c.HTTP.MaxBodyBytes))
+	dl := c.Storage.DeadLetters
+	between(dl.MaxEntries, 0, 100_000_000, "storage.deadLetters.maxEntries")
+	between64(dl.MaxBytes, 0, 1<<40, "storage.deadLetters.maxBytes")
+	between(dl.RetentionDays, 0, 36500, "storage.deadLetters.retentionDays")
 	between(c.Validation.MaxStringLength, 1, 1_000_000, "validation.maxStringLength")
 	between(c.Validation.MaxCustomFieldDepth, 1, 64, "validation.maxCustomFieldDepth")
 	between(c.Validation.MaxFutureSkewMs, 0, 86_400_000, "validation.maxFutureSkewMs")
@@ -751,6 +790,12 @@ func (c *Config) ShutdownTimeout() time.Duration {
 // PollInterval is how often the configuration source is checked.
 func (c *Config) PollInterval() time.Duration {
 	return time.Duration(c.ConfigSource.PollIntervalMs) * time.Millisecond
+}
+
+// DeadLetterRetention is how long a dead letter is kept after its last
+// refusal; 0 keeps it until the quota needs the room.
+func (c *Config) DeadLetterRetention() time.Duration {
+	return time.Duration(c.Storage.DeadLetters.RetentionDays) * 24 * time.Hour
 }
 
 // BatchMaxWait is how long the first event of a batch may wait for more.

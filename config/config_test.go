@@ -55,6 +55,12 @@ func TestInvalidConfigNamesFieldAndRule(t *testing.T) {
 		{`{"reliableProcessor":{"deadLetterConfig":{"alertThreshold":1001}}}`, "reliableProcessor.deadLetterConfig.alertThreshold", "between 1 and 1000"},
 		{`{"redis":{"clusterNodes":["node-1"]}}`, "redis.clusterNodes[0]", "host:port"},
 		{`{"http":{"address":"localhost"}}`, "http.address", "host:port"},
+		{`{"http":{"apiKeys":["0123456789abcdef", " key-with-a-leading-space"]}}`, "http.apiKeys[1]", "must not begin or end with whitespace"},
+		{`{"http":{"apiKeys":["key-with-a-trailing-newline\n"]}}`, "http.apiKeys[0]", "must not begin or end with whitespace"},
+		{`{"http":{"apiKeys":["key-with-a-trailing-nbsp\u00a0"]}}`, "http.apiKeys[0]", "must not begin or end with whitespace"},
+		{`{"http":{"maxBodyBytes":16777216,"maxInFlightBytes":8388608}}`, "http.maxInFlightBytes", "must be at least http.maxBodyBytes (16777216)"},
+		{`{"http":{"maxInFlightBytes":1000}}`, "http.maxInFlightBytes", "between 1048576 and 68719476736 (is 1000)"},
+		{`{"storage":{"deadLetters":{"maxBytes":-5}}}`, "storage.deadLetters.maxBytes", "between 0 and 1099511627776 (is -5)"},
 	}
 	for _, tt := range tests {
 		_, err := Parse([]byte(tt.doc))

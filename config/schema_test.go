@@ -106,6 +106,10 @@ func TestSchemaAndValidateAgree(t *testing.T) {
 		`{"storage":{"dataDir":"/var/lib/audit","batchMaxSize":1,"batchMaxWaitMs":10000,"partitionsAhead":36}}`,
 		`{"http":{"address":"127.0.0.1:0","apiKeys":["0123456789abcdef"],"maxBodyBytes":1024},"validation":{"maxEventBytes":1024}}`,
 		`{"http":{"address":"[::1]:3001"}}`,
+		`{"http":{"apiKeys":["0123456789 abcdef","x0123456789abcdef\ty"],"maxBodyBytes":1024,"maxInFlightBytes":1048576},"validation":{"maxEventBytes":1024}}`,
+		`{"http":{"maxInFlightBytes":68719476736}}`,
+		`{"storage":{"deadLetters":{"maxEntries":0,"maxBytes":0,"retentionDays":0}}}`,
+		`{"storage":{"deadLetters":{"maxEntries":100000000,"maxBytes":1099511627776,"retentionDays":36500}}}`,
 		`{"http":{"address":""}}`,
 		`{"validation":{"maxStringLength":1,"maxCustomFieldDepth":64,"maxFutureSkewMs":0,"maxEventBytes":256}}`,
 		`{"logging":{"level":"error","format":"json"}}`,
@@ -187,6 +191,16 @@ func TestSchemaAndValidateAgree(t *testing.T) {
 		{`{"http":{"apiKeys":["too-short"]}}`, "http.apiKeys[0]"},
 		{`{"http":{"apiKeys":"0123456789abcdef"}}`, "http.apiKeys"},
 		{`{"http":{"maxBodyBytes":1023}}`, "http.maxBodyBytes"},
+		{`{"http":{"apiKeys":[" 0123456789abcdef"]}}`, "http.apiKeys[0]"},
+		{`{"http":{"apiKeys":["0123456789abcdef","0123456789abcdef\n"]}}`, "http.apiKeys[1]"},
+		{`{"http":{"apiKeys":["\t0123456789abcdef\t"]}}`, "http.apiKeys[0]"},
+		{`{"http":{"maxInFlightBytes":1048575}}`, "http.maxInFlightBytes"},
+		{`{"http":{"maxInFlightBytes":68719476737}}`, "http.maxInFlightBytes"},
+		{`{"storage":{"deadLetters":{"maxEntries":-1}}}`, "storage.deadLetters.maxEntries"},
+		{`{"storage":{"deadLetters":{"maxEntries":100000001}}}`, "storage.deadLetters.maxEntries"},
+		{`{"storage":{"deadLetters":{"maxBytes":-1}}}`, "storage.deadLetters.maxBytes"},
+		{`{"storage":{"deadLetters":{"retentionDays":36501}}}`, "storage.deadLetters.retentionDays"},
+		{`{"storage":{"deadLetters":{"retentionDays":"30"}}}`, "storage.deadLetters.retentionDays"},
 		{`{"validation":{"maxStringLength":0}}`, "validation.maxStringLength"},
 		{`{"validation":{"maxCustomFieldDepth":65}}`, "validation.maxCustomFieldDepth"},
 		{`{"validation":{"maxFutureSkewMs":-1}}`, "validation.maxFutureSkewMs"},
@@ -373,7 +387,7 @@ func TestSchemaPatternsAreValidates(t *testing.T) {
 		}
 	}
 	walk(decodeJSON(t, Schema()))
-	for _, expr := range []string{queueNameExpr, postgresURLExpr, redisURLExpr, keyPrefixExpr, clusterNodeExpr,
+	for _, expr := range []string{queueNameExpr, postgresURLExpr, redisURLExpr, keyPrefixExpr, apiKeyExpr, clusterNodeExpr,
 		listenAddressExpr, tlsSSLModeExpr, placeholderExpr, envRefExpr} {
 		if !slices.Contains(patterns, expr) {
 			t.Errorf("pattern %s is not in the schema", expr)

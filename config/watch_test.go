@@ -317,7 +317,7 @@ func TestWatcherRedactsErrors(t *testing.T) {
 	if st := w.Status(); strings.Contains(st.LastError, "start-pw") {
 		t.Errorf("start reason shown: %q", st.LastError)
 	}
-	waitFor(t, 5*time.Second, "the first check", func() bool { return !w.Status().LastCheck.IsZero() })
+	testenv.Eventually(t, 5*time.Second, "the first check", func() bool { return !w.Status().LastCheck.IsZero() })
 	st := w.Status()
 	if !strings.Contains(st.LastError, "http://key:***@127.0.0.1:1") || strings.Contains(st.LastError, "fetch-pw") {
 		t.Errorf("LastError = %q, want the endpoint redacted", st.LastError)

@@ -61,9 +61,13 @@ type alertList struct {
 }
 
 func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request, store audit.AlertStore) {
-	f, err := parseAlertFilter(r.URL.Query(), true)
+	f, none, err := parseAlertFilter(r.URL.Query(), true)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, string(audit.CodeInvalid), err.Error())
+		return
+	}
+	if none {
+		writeJSON(w, http.StatusOK, alertList{Alerts: []audit.Alert{}})
 		return
 	}
 	alerts, next, err := store.ListAlerts(r.Context(), f)
@@ -78,9 +82,13 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request, store audit.
 }
 
 func (s *Server) alertStatistics(w http.ResponseWriter, r *http.Request, store audit.AlertStore) {
-	f, err := parseAlertFilter(r.URL.Query(), false)
+	f, none, err := parseAlertFilter(r.URL.Query(), false)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, string(audit.CodeInvalid), err.Error())
+		return
+	}
+	if none {
+		writeJSON(w, http.StatusOK, audit.NewAlertStatistics())
 		return
 	}
 	st, err := store.AlertStatistics(r.Context(), f)
@@ -92,6 +100,10 @@ func (s *Server) alertStatistics(w http.ResponseWriter, r *http.Request, store a
 }
 
 func (s *Server) getAlert(w http.ResponseWriter, r *http.Request, store audit.AlertStore) {
+	if err := checkText("id", r.PathValue("id")); err != nil {
+		writeError(w, http.StatusBadRequest, string(audit.CodeInvalid), err.Error())
+		return
+	}
 	a, err := store.GetAlert(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.writeAlertError(w, r, "get alert", err)
@@ -108,6 +120,9 @@ type transitionRequest struct {
 func (s *Server) transitionAlert(to audit.AlertStatus) alertHandler {
 	return func(w http.ResponseWriter, r *http.Request, store audit.AlertStore) {
 		req, err := readTransition(w, r)
+		if err == nil {
+			err = checkText("id", r.PathValue("id"))
+		}
 		if err != nil {
 			code := http.StatusBadRequest
 			var tooBig *http.MaxBytesError
@@ -152,7 +167,24 @@ func readTransition(w http.ResponseWriter, r *http.Request) (transitionRequest, 
 	case utf8.RuneCountInString(req.Note) > maxNoteChars:
 		return req, fmt.Errorf("note: at most %d characters", maxNoteChars)
 	}
-	return req, nil
+	if err := checkText("by", req.By); err != nil {
+		return req, err
+	}
+	return req, checkText("note", req.Note)
+}
+
+// checkText refuses what no store can keep or match: NUL characters
+// (PostgreSQL text cannot hold them, SQLite would) and invalid UTF-8 (from a
+// query string or path). Both stores then answer the same, with this message
+// instead of the database's.
+func checkText(name, v string) error {
+	switch {
+	case strings.IndexByte(v, 0) >= 0:
+		return fmt.Errorf("%s: must not contain NUL characters", name)
+	case !utf8.ValidString(v):
+		return fmt.Errorf("%s: must be valid UTF-8", name)
+	}
+	return nil
 }
 
 // writeAlertError turns a store error into its HTTP status by domain code.
@@ -179,53 +211,58 @@ func (s *Server) writeAlertError(w http.ResponseWriter, r *http.Request, op stri
 
 // parseAlertFilter reads the query parameters of the alert routes. Lists may
 // be comma-separated, repeated, or both; every error names its parameter.
-func parseAlertFilter(q url.Values, paging bool) (audit.AlertFilter, error) {
-	var f audit.AlertFilter
+// none reports a filter no alert can match: until is exclusive and no alert
+// is older than the zero time, which the stores read as "no bound", so the
+// caller answers such a filter itself.
+func parseAlertFilter(q url.Values, paging bool) (f audit.AlertFilter, none bool, err error) {
 	for _, v := range listParam(q, "status") {
 		st := audit.AlertStatus(strings.ToLower(v))
 		if !st.Valid() {
-			return f, fmt.Errorf("status: unknown value %q (active, acknowledged, resolved, dismissed)", v)
+			return f, false, fmt.Errorf("status: unknown value %q (active, acknowledged, resolved, dismissed)", v)
 		}
 		f.Status = append(f.Status, st)
 	}
 	for _, v := range listParam(q, "severity") {
 		sev := audit.Severity(strings.ToUpper(v))
 		if sev.Rank() == 0 {
-			return f, fmt.Errorf("severity: unknown value %q (LOW, MEDIUM, HIGH, CRITICAL)", v)
+			return f, false, fmt.Errorf("severity: unknown value %q (LOW, MEDIUM, HIGH, CRITICAL)", v)
 		}
 		f.Severity = append(f.Severity, sev)
 	}
 	for _, v := range listParam(q, "type") {
 		t := audit.AlertType(strings.ToUpper(v))
 		if !t.Valid() {
-			return f, fmt.Errorf("type: unknown value %q (SECURITY, SYSTEM, PERFORMANCE, COMPLIANCE)", v)
+			return f, false, fmt.Errorf("type: unknown value %q (SECURITY, SYSTEM, PERFORMANCE, COMPLIANCE)", v)
 		}
 		f.Type = append(f.Type, t)
 	}
 	f.OrganizationID = q.Get("organizationId")
-	var err error
+	if err := checkText("organizationId", f.OrganizationID); err != nil {
+		return f, false, err
+	}
 	if f.Since, err = timeParam(q, "since"); err != nil {
-		return f, err
+		return f, false, err
 	}
 	if f.Until, err = timeParam(q, "until"); err != nil {
-		return f, err
+		return f, false, err
 	}
+	none = q.Get("until") != "" && !f.Until.After(time.Time{})
 	if !paging {
-		return f, nil
+		return f, none, nil
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > audit.AlertListMax {
-			return f, fmt.Errorf("limit: must be an integer from 1 to %d (is %q)", audit.AlertListMax, v)
+			return f, false, fmt.Errorf("limit: must be an integer from 1 to %d (is %q)", audit.AlertListMax, v)
 		}
 		f.Limit = n
 	}
 	if f.After = q.Get("cursor"); f.After != "" {
 		if _, _, err := audit.DecodeAlertCursor(f.After); err != nil {
-			return f, errors.New("cursor: not a cursor returned by this API (nextCursor)")
+			return f, false, errors.New("cursor: not a cursor returned by this API (nextCursor)")
 		}
 	}
-	return f, nil
+	return f, none, nil
 }
 
 func listParam(q url.Values, name string) []string {

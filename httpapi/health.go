@@ -34,8 +34,8 @@ func canonicalComponent(name string) string {
 // timeout, in case the client never goes away.
 const healthTimeout = 10 * time.Second
 
-// routeHealth registers the unauthenticated health routes: load balancers and
-// orchestrators call them without keys.
+// routeHealth registers the health routes. Load balancers and orchestrators
+// call them without keys and get the statuses only; a valid key shows why.
 func (s *Server) routeHealth() {
 	if s.opts.Health.Checker == nil {
 		s.opts.Health.Checker = defaultChecker(s.opts.Store, s.opts.Config)
@@ -58,12 +58,38 @@ func defaultChecker(store Pinger, cfg ConfigReporter) *health.Checker {
 	return c
 }
 
+// statusOnly is a component's health as anyone may see it. Without a valid
+// bearer key the health routes say only how the worker and each component
+// are: their messages and details name the database's user, host and errors,
+// and a refused configuration's values.
+type statusOnly struct {
+	Status health.Status `json:"status"`
+}
+
+// reportSummary is the whole worker's health as anyone may see it.
+type reportSummary struct {
+	Status     health.Status         `json:"status"`
+	Components map[string]statusOnly `json:"components"`
+}
+
+func summarize(rep health.Report) reportSummary {
+	out := reportSummary{Status: rep.Status, Components: make(map[string]statusOnly, len(rep.Components))}
+	for name, res := range rep.Components {
+		out.Components[name] = statusOnly{Status: res.Status}
+	}
+	return out
+}
+
 // healthz serves every component in the original's HealthStatus shape: 200
 // when OK or WARNING, 503 when CRITICAL.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 	defer cancel()
 	rep := s.opts.Health.Checker.CheckAll(ctx)
+	if !s.authorized(r) {
+		writeJSON(w, healthCode(rep.Status), summarize(rep))
+		return
+	}
 	writeJSON(w, healthCode(rep.Status), rep)
 }
 
@@ -81,25 +107,39 @@ func (s *Server) componentHealth(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
+	if !s.authorized(r) {
+		writeJSON(w, healthCode(res.Status), statusOnly{Status: res.Status})
+		return
+	}
 	writeJSON(w, healthCode(res.Status), res)
 }
 
 // readyz answers 200 {"ready":true} only when the store (and Redis, when the
 // worker uses it) answer and the wiring's readiness function agrees; else 503
-// with the reasons.
+// with the reasons: with a valid key each says why, without one it only
+// names what is not ready.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 	defer cancel()
+	detailed := s.authorized(r)
 	reasons := []string{}
 	// Without these the worker cannot take work; a slow one (WARNING) still can.
 	for _, name := range []string{"database", "redis"} {
 		if res, ok := s.opts.Health.Checker.Check(ctx, name); ok && res.Status == health.StatusCritical {
-			reasons = append(reasons, name+": "+res.Message)
+			reason := name
+			if detailed {
+				reason += ": " + res.Message
+			}
+			reasons = append(reasons, reason)
 		}
 	}
 	if ready := s.opts.Health.Ready; ready != nil {
 		if err := ready(ctx); err != nil {
-			reasons = append(reasons, errorList(err)...)
+			if detailed {
+				reasons = append(reasons, errorList(err)...)
+			} else {
+				reasons = append(reasons, "worker")
+			}
 		}
 	}
 	if len(reasons) > 0 {

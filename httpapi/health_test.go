@@ -61,17 +61,32 @@ func newHealthServer(t *testing.T, d *deps) *httptest.Server {
 	c.Add("circuit-breaker", health.CircuitBreaker(func() string { return string(d.get().breaker) }))
 	c.Add("config", health.Config(func() (bool, string) { g := d.get(); return g.cfgOK, g.cfgMsg }))
 	srv := httptest.NewServer(New(Options{
-		APIKeys: []string{testKey}, // health routes must not need it
+		APIKeys: []string{testKey}, // health routes answer without it too, with statuses only
 		Health:  HealthOptions{Checker: c, Ready: func(context.Context) error { return d.get().readyErr }},
 	}))
 	t.Cleanup(srv.Close)
 	return srv
 }
 
-// getJSON fetches url without credentials and decodes the body.
+// getJSON fetches url with the test key (which shows every detail) and
+// decodes the body.
 func getJSON(t *testing.T, url string) (int, map[string]any) {
 	t.Helper()
-	resp, err := http.Get(url)
+	return getJSONWith(t, url, "Bearer "+testKey)
+}
+
+// getJSONWith fetches url with the given Authorization header ("" for none)
+// and decodes the body.
+func getJSONWith(t *testing.T, url, authorization string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +226,7 @@ func TestHealthUnknownComponent(t *testing.T) {
 	}
 
 	// A component the worker does not configure is unknown too.
-	bare := httptest.NewServer(New(Options{Store: pingerFunc(func(context.Context) error { return nil })}))
+	bare := httptest.NewServer(New(Options{Store: pingerFunc(func(context.Context) error { return nil }), APIKeys: []string{testKey}}))
 	defer bare.Close()
 	code, body = getJSON(t, bare.URL+"/health/redis")
 	if code != http.StatusNotFound || !slices.Equal(body["components"].([]any), []any{"database"}) {
@@ -280,8 +295,9 @@ func TestHealthzWithoutChecker(t *testing.T) {
 	}
 
 	stale := httptest.NewServer(New(Options{
-		Store:  pingerFunc(func(context.Context) error { return nil }),
-		Config: staleConfig{},
+		Store:   pingerFunc(func(context.Context) error { return nil }),
+		Config:  staleConfig{},
+		APIKeys: []string{testKey},
 	}))
 	defer stale.Close()
 	code, body = getJSON(t, stale.URL+"/healthz")
@@ -318,7 +334,7 @@ func TestReadyzOnPostgresAndRedis(t *testing.T) {
 	c := health.NewChecker(health.Options{TTL: -1})
 	c.Add("database", health.Database(store))
 	c.Add("redis", health.Redis(health.PingFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })))
-	srv := httptest.NewServer(New(Options{Store: store, Health: HealthOptions{Checker: c}}))
+	srv := httptest.NewServer(New(Options{Store: store, Health: HealthOptions{Checker: c}, APIKeys: []string{testKey}}))
 	defer srv.Close()
 
 	if code, body := getJSON(t, srv.URL+"/readyz"); code != http.StatusOK {

@@ -9,7 +9,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -26,35 +28,86 @@ type ingestResponse struct {
 	Results    []pipeline.Outcome `json:"results"`
 }
 
+// Media types ingest accepts; a request without Content-Type is JSON.
+var (
+	jsonTypes   = []string{"application/json"}
+	ndjsonTypes = []string{"application/x-ndjson", "application/ndjson", "application/jsonl"}
+)
+
 // ingest accepts one event (a JSON object), a JSON array of events, or NDJSON
 // (one event per line), and answers once they are durable with one result per
 // event. An event that is not even JSON is still kept, as a dead letter.
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	ndjson, err := ingestMediaType(r.Header.Get("Content-Type"))
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, "invalid", fmt.Sprintf("request body exceeds %d bytes", tooBig.Limit))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "invalid", "reading request body: "+err.Error())
+		writeError(w, http.StatusUnsupportedMediaType, string(audit.CodeInvalid), err.Error())
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")
 	if len(key) > 255 || !printableASCII(key) {
-		writeError(w, http.StatusBadRequest, "invalid", "Idempotency-Key must be at most 255 printable ASCII characters")
+		writeError(w, http.StatusBadRequest, string(audit.CodeInvalid), "Idempotency-Key must be at most 255 printable ASCII characters")
 		return
 	}
-	payloads, single, err := splitEvents(body, r.Header.Get("Content-Type"))
+	reserved, ok := s.admit(w, r)
+	if !ok {
+		return
+	}
+	defer s.inFlight.free(reserved)
+
+	body, err := readBody(w, r, s.opts.MaxBodyBytes)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.inFlight.refused("too_large")
+			writeError(w, http.StatusRequestEntityTooLarge, string(audit.CodeInvalid), fmt.Sprintf("request body exceeds %d bytes", tooBig.Limit))
+			return
+		}
+		writeError(w, http.StatusBadRequest, string(audit.CodeInvalid), "reading request body: "+err.Error())
+		return
+	}
+	payloads, single, err := splitEvents(body, ndjson)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, string(audit.CodeInvalid), err.Error())
 		return
 	}
 	if len(payloads) > s.opts.MaxEvents {
-		writeError(w, http.StatusRequestEntityTooLarge, "invalid", fmt.Sprintf("%d events in one request, the limit is %d", len(payloads), s.opts.MaxEvents))
+		writeError(w, http.StatusRequestEntityTooLarge, string(audit.CodeInvalid), fmt.Sprintf("%d events in one request, the limit is %d", len(payloads), s.opts.MaxEvents))
 		return
 	}
+	s.submit(w, r, payloads, single, key)
+}
 
+// admit reserves the request's bytes in the ingest budget before its body is
+// read: its Content-Length, or the body limit when the length is unknown. It
+// answers 413 to a body that can never fit and 503 when the budget stays
+// full, and then returns false.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (reserved int64, ok bool) {
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		s.inFlight.refused("too_large")
+		writeError(w, http.StatusRequestEntityTooLarge, string(audit.CodeInvalid),
+			fmt.Sprintf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, s.opts.MaxBodyBytes))
+		return 0, false
+	}
+	n := r.ContentLength
+	if n < 0 {
+		n = s.opts.MaxBodyBytes
+	}
+	switch err := s.inFlight.acquire(r.Context(), n); {
+	case err == nil:
+		return n, true
+	case errors.Is(err, errOverBudget):
+		writeError(w, http.StatusRequestEntityTooLarge, string(audit.CodeInvalid),
+			fmt.Sprintf("request body of %d bytes exceeds the ingest budget of %d bytes", n, s.inFlight.budget))
+	case errors.Is(err, errBusy):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, string(audit.CodeUnavailable),
+			"too many request bytes in flight, retry later: nothing was stored")
+	}
+	return 0, false // or the client went away
+}
+
+// submit hands the payloads to the pipeline and answers with their outcomes.
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, payloads [][]byte, single bool, key string) {
 	received := time.Now()
 	producer := requestTrace(r)
 	inputs := make([]pipeline.Input, len(payloads))
@@ -100,17 +153,60 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, resp)
 }
 
+// ingestMediaType reports whether a Content-Type means NDJSON, and refuses
+// one that is neither JSON nor NDJSON. No Content-Type means JSON.
+func ingestMediaType(contentType string) (ndjson bool, err error) {
+	if strings.TrimSpace(contentType) == "" {
+		return false, nil
+	}
+	mediaType, _, err := mime.ParseMediaType(contentType)
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("Content-Type %q is malformed: %v; accepted: %s", contentType, err, acceptedTypes())
+	case slices.Contains(jsonTypes, mediaType):
+		return false, nil
+	case slices.Contains(ndjsonTypes, mediaType):
+		return true, nil
+	}
+	return false, fmt.Errorf("Content-Type %s is not accepted; accepted: %s", mediaType, acceptedTypes())
+}
+
+func acceptedTypes() string {
+	return strings.Join(slices.Concat(jsonTypes, ndjsonTypes), ", ") + " (or none, meaning JSON)"
+}
+
+// readBody reads the request body up to limit bytes. With a known length it
+// allocates the body once, instead of growing a buffer to twice its size.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, limit)
+	if r.ContentLength < 0 {
+		return io.ReadAll(body)
+	}
+	buf := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(body, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
 // splitEvents cuts a body into event payloads, keeping each one's bytes exactly.
-// single reports a body that was one JSON object.
-func splitEvents(body []byte, contentType string) (payloads [][]byte, single bool, err error) {
+// Lines are events only when the Content-Type says NDJSON; otherwise a body is
+// a JSON array, or else one event (valid JSON or not: the pipeline judges it).
+// single reports a body that was one event.
+func splitEvents(body []byte, ndjson bool) (payloads [][]byte, single bool, err error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
 		return nil, false, errors.New("request body is empty")
 	}
-	mediaType, _, _ := mime.ParseMediaType(contentType)
-	ndjson := mediaType == "application/x-ndjson" || mediaType == "application/jsonl"
 	switch {
-	case !ndjson && trimmed[0] == '[':
+	case ndjson:
+		for line := range bytes.SplitSeq(trimmed, []byte("\n")) {
+			if line = bytes.TrimSpace(line); len(line) > 0 {
+				payloads = append(payloads, line)
+			}
+		}
+		return payloads, false, nil
+	case trimmed[0] == '[':
 		var items []json.RawMessage
 		if err := json.Unmarshal(trimmed, &items); err != nil {
 			return nil, false, fmt.Errorf("request body is not a valid JSON array: %w", err)
@@ -123,15 +219,9 @@ func splitEvents(body []byte, contentType string) (payloads [][]byte, single boo
 			payloads[i] = it
 		}
 		return payloads, false, nil
-	case !ndjson && (trimmed[0] != '{' || json.Valid(trimmed)):
+	default:
 		return [][]byte{trimmed}, true, nil
 	}
-	for line := range bytes.SplitSeq(trimmed, []byte("\n")) {
-		if line = bytes.TrimSpace(line); len(line) > 0 {
-			payloads = append(payloads, line)
-		}
-	}
-	return payloads, false, nil
 }
 
 // requestTrace is the caller's span from the W3C traceparent/tracestate

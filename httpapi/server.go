@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/smartlogs/audit-worker/pipeline"
 )
@@ -35,15 +36,34 @@ type ConfigReporter interface {
 	ConfigHealth() (ok bool, message string)
 }
 
+// IngestObserver is told what ingest admission does; *telemetry.Metrics
+// implements it.
+type IngestObserver interface {
+	// WatchIngestInFlight hands over the budget and a reader of the bytes held now.
+	WatchIngestInFlight(budget int64, inFlight func() int64)
+	// IngestRefused counts a request refused for its size ("too_large") or
+	// because the budget stayed full ("busy").
+	IngestRefused(reason string)
+	// MemoryReleased counts a return of freed heap memory to the OS.
+	MemoryReleased()
+}
+
 // Options configure the server.
 type Options struct {
 	Ingester     Ingester
-	Store        Pinger         // checked by /healthz
-	APIKeys      []string       // bearer keys accepted by ingest
-	MaxBodyBytes int64          // request body limit for ingest
-	MaxEvents    int            // events per request; default 10,000
-	Config       ConfigReporter // optional
-	Logger       *slog.Logger
+	Store        Pinger   // checked by /healthz
+	APIKeys      []string // bearer keys accepted by ingest
+	MaxBodyBytes int64    // request body limit for ingest
+	// MaxInFlightBytes bounds the request bodies ingest holds at once; default
+	// 64 MiB, and never below MaxBodyBytes.
+	MaxInFlightBytes int64
+	// InFlightWait is how long a request waits for room in that budget before
+	// it gets a 503; default 2s.
+	InFlightWait   time.Duration
+	IngestObserver IngestObserver // optional
+	MaxEvents      int            // events per request; default 10,000
+	Config         ConfigReporter // optional
+	Logger         *slog.Logger
 
 	// Each feature's options live beside its routes.
 	Health  HealthOptions  // health.go
@@ -54,9 +74,10 @@ type Options struct {
 
 // Server serves the worker's HTTP endpoints.
 type Server struct {
-	opts    Options
-	keyHash atomic.Pointer[[][sha256.Size]byte] // replaced whole by SetAPIKeys
-	mux     *http.ServeMux
+	opts     Options
+	keyHash  atomic.Pointer[[][sha256.Size]byte] // replaced whole by SetAPIKeys
+	mux      *http.ServeMux
+	inFlight *inFlight
 }
 
 // New builds the server. Keys are kept only as SHA-256 digests, so comparison
@@ -69,6 +90,7 @@ func New(opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{opts: opts, mux: http.NewServeMux()}
+	s.inFlight = newInFlight(opts.MaxInFlightBytes, opts.MaxBodyBytes, opts.InFlightWait, opts.IngestObserver)
 	s.SetAPIKeys(opts.APIKeys)
 	s.mux.HandleFunc("POST /v1/events", s.requireKey(s.ingest))
 	s.routeHealth()
@@ -95,17 +117,27 @@ func (s *Server) SetAPIKeys(keys []string) {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
+// Close stops the server's background work (returning memory to the OS after
+// an ingest burst) and waits for it. Call it after the HTTP server has shut down.
+func (s *Server) Close() { s.inFlight.close() }
+
 // requireKey lets a request through only with a valid "Authorization: Bearer <key>".
 func (s *Server) requireKey(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !s.validKey(token) {
+		if !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="audit-worker"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid API key is required: Authorization: Bearer <key>")
 			return
 		}
 		next(w, r)
 	}
+}
+
+// authorized reports whether the request carries a valid bearer key. The
+// scheme is case-insensitive (RFC 9110 §11.1), the key is not.
+func (s *Server) authorized(r *http.Request) bool {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	return ok && strings.EqualFold(scheme, "Bearer") && s.validKey(strings.TrimLeft(token, " "))
 }
 
 func (s *Server) validKey(token string) bool {

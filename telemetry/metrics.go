@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,7 +64,7 @@ type Metrics struct {
 	received                      *prometheus.CounterVec
 	receivedHTTP, receivedBullMQ  prometheus.Counter // the usual label values, bound once
 	stored, duplicates            prometheus.Counter
-	rejectedInvalid, rejectedHash prometheus.Counter
+	rejected *prometheus.CounterVec // by reason
 	batchSize                     prometheus.Histogram
 	stageValidate, stageVerify    prometheus.Observer
 	stageStore, stageAck          prometheus.Observer
@@ -76,6 +77,13 @@ type Metrics struct {
 	retries, retriedEvents        prometheus.Counter
 	ackedJobs                     prometheus.Counter
 	reloads                       *prometheus.CounterVec
+	ingestRefused                 *prometheus.CounterVec
+	ingestBudget                  prometheus.Gauge
+	ingestInFlight                atomic.Pointer[func() int64] // set by WatchIngestInFlight
+	memoryReleases                prometheus.Counter
+	deadLettersPruned             *prometheus.CounterVec
+	deadLetterEntries             prometheus.Gauge
+	deadLetterBytes               prometheus.Gauge
 
 	win *window // recent-window statistics, guarded by its own lock
 
@@ -112,9 +120,10 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 	m.receivedBullMQ = m.received.WithLabelValues("bullmq")
 	m.stored = m.counter("audit_events_stored_total", "Events written to the store.")
 	m.duplicates = m.counter("audit_events_duplicate_total", "Valid events found already stored under the same idempotency key.")
-	rejected := m.counterVec("audit_events_rejected_total", "Events refused for good and dead-lettered, by reason.", "reason")
-	m.rejectedInvalid = rejected.WithLabelValues(audit.ReasonValidation)
-	m.rejectedHash = rejected.WithLabelValues(audit.ReasonIntegrityViolation)
+	m.rejected = m.counterVec("audit_events_rejected_total", "Events refused for good and dead-lettered, by reason.", "reason")
+	for _, reason := range rejectReasons {
+		m.rejected.WithLabelValues(reason) // listed at 0 before the first
+	}
 	m.batchSize = m.histogram("audit_batch_size_events", "Events per batch handed to the pipeline.", batchSizeBuckets)
 	stages := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "audit_stage_duration_seconds", Help: "Time one batch spends in a stage (validate, verify, store, ack).",
@@ -143,7 +152,67 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 	m.retriedEvents = m.counter("audit_batch_retried_events_total", "Events in batches offered again after a store failure.")
 	m.ackedJobs = m.counter("audit_jobs_acked_total", "BullMQ jobs acknowledged (completed or failed) after their batch.")
 	m.reloads = m.counterVec("audit_config_reloads_total", "Configuration versions seen by the reloader, by result.", "result")
+	m.registerIngestMetrics()
+	m.registerDeadLetterMetrics()
 	return m
+}
+
+func (m *Metrics) registerIngestMetrics() {
+	m.ingestRefused = m.counterVec("audit_http_ingest_refused_total",
+		"Ingest requests refused before their body was read: too_large (over the body limit or the in-flight budget, 413), busy (the in-flight budget stayed full, 503).", "reason")
+	for _, reason := range []string{"too_large", "busy"} {
+		m.ingestRefused.WithLabelValues(reason) // listed at 0 before the first refusal
+	}
+	m.ingestBudget = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "audit_http_ingest_budget_bytes", Help: "Bytes of ingest request bodies that may be held at once (http.maxInFlightBytes).",
+	})
+	m.reg.MustRegister(m.ingestBudget)
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "audit_http_ingest_in_flight_bytes", Help: "Bytes of ingest request bodies held now (reserved before reading, given back after the answer).",
+	}, func() float64 {
+		if read := m.ingestInFlight.Load(); read != nil {
+			return float64((*read)())
+		}
+		return 0
+	}))
+	m.memoryReleases = m.counter("audit_memory_releases_total", "Returns of freed heap memory to the OS after an ingest burst.")
+}
+
+func (m *Metrics) registerDeadLetterMetrics() {
+	m.deadLettersPruned = m.counterVec("audit_dead_letters_pruned_total",
+		"Dead letters deleted by the maintenance pass: quota (beyond storage.deadLetters.maxEntries or maxBytes), retention (older than retentionDays).", "reason")
+	m.deadLetterEntries = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "audit_dead_letters", Help: "Dead letters kept in the store, as of the last maintenance pass.",
+	})
+	m.deadLetterBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "audit_dead_letters_bytes", Help: "Payload bytes of the dead letters kept in the store, as of the last maintenance pass.",
+	})
+	m.reg.MustRegister(m.deadLetterEntries, m.deadLetterBytes)
+}
+
+// WatchIngestInFlight sets the ingest budget and where the in-flight bytes
+// are read from at each scrape (httpapi.IngestObserver).
+func (m *Metrics) WatchIngestInFlight(budget int64, inFlight func() int64) {
+	m.ingestBudget.Set(float64(budget))
+	m.ingestInFlight.Store(&inFlight)
+}
+
+// IngestRefused counts an ingest request refused for its size or a full budget.
+func (m *Metrics) IngestRefused(reason string) { m.ingestRefused.WithLabelValues(reason).Inc() }
+
+// MemoryReleased counts a return of freed memory to the OS.
+func (m *Metrics) MemoryReleased() { m.memoryReleases.Inc() }
+
+// DeadLettersPruned counts dead letters deleted beyond the quota and past the retention.
+func (m *Metrics) DeadLettersPruned(byQuota, byRetention int64) {
+	m.deadLettersPruned.WithLabelValues("quota").Add(float64(byQuota))
+	m.deadLettersPruned.WithLabelValues("retention").Add(float64(byRetention))
+}
+
+// SetDeadLetterUsage sets how many dead letters the store keeps, and their payload bytes.
+func (m *Metrics) SetDeadLetterUsage(entries, bytes int64) {
+	m.deadLetterEntries.Set(float64(entries))
+	m.deadLetterBytes.Set(float64(bytes))
 }
 
 func (m *Metrics) counter(name, help string) prometheus.Counter {
@@ -267,7 +336,7 @@ func (m *Metrics) addReceived(source string, n int) {
 // last few in the recent errors, with their reason and the first field's code,
 // never their content. The window lock is held.
 func (m *Metrics) countRejected(r *pipeline.BatchReport, rejected int, at time.Time) {
-	var integrity int
+	var byReason [len(rejectReasons) + 1]int // the last counts reasons not in the list
 	skip := rejected - len(m.win.errs) // only the last ones fit in the ring
 	seen := 0
 	for i := range r.Outcomes {
@@ -275,9 +344,7 @@ func (m *Metrics) countRejected(r *pipeline.BatchReport, rejected int, at time.T
 		if o.Status != pipeline.StatusRejected {
 			continue
 		}
-		if o.Reason == audit.ReasonIntegrityViolation {
-			integrity++
-		}
+		byReason[reasonIndex(o.Reason)]++
 		if seen++; seen > skip {
 			e := RecentError{Time: at, Kind: "rejected", Reason: o.Reason}
 			if len(o.Errors) > 0 {
@@ -286,8 +353,29 @@ func (m *Metrics) countRejected(r *pipeline.BatchReport, rejected int, at time.T
 			m.win.addError(e)
 		}
 	}
-	m.rejectedHash.Add(float64(integrity))
-	m.rejectedInvalid.Add(float64(rejected - integrity))
+	for i, n := range byReason {
+		if n > 0 {
+			reason := "other"
+			if i < len(rejectReasons) {
+				reason = rejectReasons[i]
+			}
+			m.rejected.WithLabelValues(reason).Add(float64(n))
+		}
+	}
+}
+
+// rejectReasons are the reasons the rejected counter has a label for; the
+// list is fixed so that the metric's cardinality is.
+var rejectReasons = [...]string{audit.ReasonValidation, audit.ReasonIntegrityViolation,
+	audit.ReasonStoreRefused, audit.ReasonProcessingFailed, audit.ReasonForbiddenOrganization}
+
+func reasonIndex(reason string) int {
+	for i, r := range rejectReasons {
+		if r == reason {
+			return i
+		}
+	}
+	return len(rejectReasons)
 }
 
 // BreakerChanged records a circuit breaker transition; pass it as

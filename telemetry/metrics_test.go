@@ -114,7 +114,8 @@ func TestObserveBatchCountsEventsByOutcome(t *testing.T) {
 	reg := m.Registry()
 	m.ObserveBatch(context.Background(), report(c.Now(),
 		stored(100*time.Millisecond), stored(2*time.Second), dup(),
-		rejected(audit.ReasonValidation), rejected(audit.ReasonIntegrityViolation), rejected(audit.ReasonValidation)))
+		rejected(audit.ReasonValidation), rejected(audit.ReasonIntegrityViolation), rejected(audit.ReasonValidation),
+		rejected(audit.ReasonStoreRefused), rejected(audit.ReasonForbiddenOrganization), rejected("something_new")))
 
 	for _, tc := range []struct {
 		name   string
@@ -122,19 +123,23 @@ func TestObserveBatchCountsEventsByOutcome(t *testing.T) {
 		want   float64
 	}{
 		{"audit_events_received_total", []string{"source", "bullmq"}, 3},
-		{"audit_events_received_total", []string{"source", "http"}, 3},
+		{"audit_events_received_total", []string{"source", "http"}, 6},
 		{"audit_events_stored_total", nil, 2},
 		{"audit_events_duplicate_total", nil, 1},
 		{"audit_events_rejected_total", []string{"reason", audit.ReasonValidation}, 2},
 		{"audit_events_rejected_total", []string{"reason", audit.ReasonIntegrityViolation}, 1},
+		{"audit_events_rejected_total", []string{"reason", audit.ReasonStoreRefused}, 1},
+		{"audit_events_rejected_total", []string{"reason", audit.ReasonForbiddenOrganization}, 1},
+		{"audit_events_rejected_total", []string{"reason", audit.ReasonProcessingFailed}, 0},
+		{"audit_events_rejected_total", []string{"reason", "other"}, 1},
 		{"audit_store_failures_total", nil, 0},
 	} {
 		if got := gather(t, reg, tc.name, tc.labels...); !got.found || got.value != tc.want {
 			t.Errorf("%s%v = %+v, want %v", tc.name, tc.labels, got, tc.want)
 		}
 	}
-	if got := gather(t, reg, "audit_batch_size_events"); got.count != 1 || got.sum != 6 {
-		t.Errorf("batch size histogram = %+v, want one batch of 6", got)
+	if got := gather(t, reg, "audit_batch_size_events"); got.count != 1 || got.sum != 9 {
+		t.Errorf("batch size histogram = %+v, want one batch of 9", got)
 	}
 	if got := gather(t, reg, "audit_end_to_end_latency_seconds"); got.count != 2 || !near(got.sum, 2.1) {
 		t.Errorf("end-to-end histogram = %+v, want 2 events summing 2.1s", got)

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -228,6 +229,9 @@ func (w *worker) start(ctx context.Context, cfg config.Config) error {
 	if w.obs, err = startObservability(ctx, cfg, log); err != nil {
 		return err
 	}
+	if p := newDeadLetterPruner(cfg, w.store, w.obs.metrics, log); p != nil {
+		w.spawn("dead-letter pruner", func() error { return p.run(w.running, deadLetterPruneInterval) })
+	}
 	w.breaker = pipeline.NewBreaker(pipeline.BreakerConfig{
 		FailureThreshold: cfg.ReliableProcessor.CircuitBreakerConfig.FailureThreshold,
 		RecoveryTimeout:  cfg.RecoveryTimeout(),
@@ -267,6 +271,10 @@ func (w *worker) start(ctx context.Context, cfg config.Config) error {
 	apiOpts := w.wireObservability(cfg)
 	apiOpts.Ingester, apiOpts.Store, apiOpts.APIKeys = w.batcher, w.store, w.keys
 	apiOpts.MaxBodyBytes, apiOpts.Logger, apiOpts.Config = cfg.HTTP.MaxBodyBytes, log, w
+	apiOpts.MaxInFlightBytes = cfg.HTTP.MaxInFlightBytes
+	if w.obs.metrics != nil {
+		apiOpts.IngestObserver = w.obs.metrics
+	}
 	w.api = httpapi.New(apiOpts)
 	if err := w.serve(cfg.HTTP.Address); err != nil {
 		return err
@@ -337,6 +345,7 @@ func (w *worker) shutdown(timeout time.Duration) error {
 		if err := w.server.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("HTTP server shutdown: %w", err), w.server.Close())
 		}
+		w.api.Close()
 	}
 	if w.batcher != nil {
 		errs = append(errs, w.batcher.Close(ctx))
@@ -374,6 +383,10 @@ func runWorker(ctx context.Context, configPath string, logOut io.Writer) error {
 	if gcPercent > 0 {
 		log.Info("garbage collector target set", "gcPercent", gcPercent, "override", "GOGC")
 	}
+	if limit := softMemoryLimit(os.LookupEnv, cfg.HTTP.MaxInFlightBytes); limit > 0 {
+		debug.SetMemoryLimit(limit)
+		log.Info("soft memory limit set", "bytes", limit, "override", "GOMEMLIMIT")
+	}
 	switch {
 	case lc.embedded:
 		log.Info("no configuration given (--config or CONFIG_PATH): running the embedded default")
@@ -399,6 +412,6 @@ func runWorker(ctx context.Context, configPath string, logOut io.Writer) error {
 	}
 	st := w.proc.Stats()
 	log.Info("stopped", "stored", st.Stored, "duplicates", st.Duplicates,
-		"rejectedValidation", st.RejectedValidation, "integrityViolations", st.IntegrityViolations)
+		"rejectedValidation", st.RejectedValidation, "integrityViolations", st.IntegrityViolations, "storeRefused", st.StoreRefused)
 	return nil
 }
