@@ -98,7 +98,7 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request, store audit.
 	var next string
 	if !none {
 		if alerts, next, err = store.ListAlerts(r.Context(), f); err != nil {
-			s.writeAlertError(w, r, "list alerts", err)
+			s.writeStoreError(w, r, "list alerts", err)
 			return
 		}
 	}
@@ -123,7 +123,7 @@ func (s *Server) alertStatistics(w http.ResponseWriter, r *http.Request, store a
 	st := audit.NewAlertStatistics()
 	if !none {
 		if st, err = store.AlertStatistics(r.Context(), f); err != nil {
-			s.writeAlertError(w, r, "alert statistics", err)
+			s.writeStoreError(w, r, "alert statistics", err)
 			return
 		}
 	}
@@ -144,7 +144,7 @@ func (s *Server) scopedAlert(w http.ResponseWriter, r *http.Request, store audit
 		err = audit.Errorf(audit.CodeNotFound, "alert %s: no such alert", clip(id, 64))
 	}
 	if err != nil {
-		s.writeAlertError(w, r, op, err)
+		s.writeStoreError(w, r, op, err)
 		return audit.Alert{}, false
 	}
 	return a, true
@@ -195,7 +195,7 @@ func (s *Server) transitionAlert(action string, to audit.AlertStatus) alertHandl
 		}
 		s.record(r, rec)
 		if err != nil {
-			s.writeAlertError(w, r, action+" alert", err)
+			s.writeStoreError(w, r, action+" alert", err)
 			return
 		}
 		writeJSON(w, http.StatusOK, a)
@@ -238,28 +238,6 @@ func readTransition(w http.ResponseWriter, r *http.Request) (transitionRequest, 
 		return req, err
 	}
 	return req, checkText("note", req.Note)
-}
-
-// writeAlertError turns a store error into its HTTP status by domain code.
-func (s *Server) writeAlertError(w http.ResponseWriter, r *http.Request, op string, err error) {
-	switch code := audit.ErrorCode(err); code {
-	case audit.CodeInvalid:
-		writeError(w, http.StatusBadRequest, string(code), err.Error())
-	case audit.CodeNotFound:
-		writeError(w, http.StatusNotFound, string(code), err.Error())
-	case audit.CodeConflict:
-		writeError(w, http.StatusConflict, string(code), err.Error())
-	case audit.CodeUnavailable:
-		if r.Context().Err() != nil {
-			return // the client went away
-		}
-		s.opts.Logger.Warn(op+" failed", "err", err)
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, string(code), op+": the store is unavailable, retry later")
-	default:
-		s.opts.Logger.Error(op+" failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", op+" failed")
-	}
 }
 
 // parseAlertFilter reads the query parameters of the alert routes. Lists may

@@ -56,6 +56,10 @@ type Options struct {
 	// Limits bounds the rate of each principal and of failed attempts from
 	// each address; nil limits nothing.
 	Limits *access.Limiter
+	// Keys keeps the API keys the admin routes manage; nil answers them 503.
+	Keys audit.KeyStore
+	// DeadLetters keeps the refused events; nil answers their routes 503.
+	DeadLetters DeadLetterStore
 	// Records stores an audit event for every access to the audit trail and
 	// every refused request; nil records nothing.
 	Records      *access.Recorder
@@ -76,6 +80,7 @@ type Options struct {
 	Metrics MetricsOptions // metrics.go: /metrics and the metric-based observability views
 	Tracing TracingOptions // tracing.go: traces, profiling, pprof
 	Alerts  AlertOptions   // alerts.go
+	Events  EventOptions   // events.go: search, single events, verification, exports
 }
 
 // Server serves the worker's HTTP endpoints.
@@ -85,6 +90,7 @@ type Server struct {
 	routes   []Route
 	limits   *access.Limiter
 	inFlight *inFlight
+	cursorState
 }
 
 // New builds the server and registers its routes (see Routes).
@@ -102,6 +108,9 @@ func New(opts Options) *Server {
 	s.routeMetrics()
 	s.routeTracing()
 	s.routeAlerts()
+	s.routeKeys()
+	s.routeEvents()
+	s.routeDeadLetters()
 	if opts.Config != nil {
 		s.handle("GET", "/observability/config", audit.PermObservability, "running configuration and reload status",
 			func(w http.ResponseWriter, r *http.Request) {

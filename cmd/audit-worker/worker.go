@@ -239,7 +239,10 @@ func (w *worker) start(ctx context.Context, cfg config.Config) error {
 	w.startRecorder(log)
 	apiOpts := w.wireObservability(cfg)
 	apiOpts.Ingester, apiOpts.Store = w.batcher, w.store
-	apiOpts.Auth, apiOpts.Limits, apiOpts.Records = w.auth, w.limits, w.records
+	apiOpts.Auth, apiOpts.Limits, apiOpts.Records, apiOpts.Keys = w.auth, w.limits, w.records, w.keys
+	if err := w.wireReadSide(&apiOpts); err != nil {
+		return err
+	}
 	apiOpts.MaxBodyBytes, apiOpts.Logger, apiOpts.Config = cfg.HTTP.MaxBodyBytes, log, w
 	apiOpts.MaxInFlightBytes = cfg.HTTP.MaxInFlightBytes
 	if w.obs.metrics != nil {
@@ -279,6 +282,27 @@ func (w *worker) startAccessControl(ctx context.Context, cfg config.Config) erro
 	}
 	w.limits = access.NewLimiter(limitConfig(cfg.HTTP.RateLimits))
 	w.spawn("API key bookkeeping", func() error { return w.auth.Run(w.running) })
+	return nil
+}
+
+// wireReadSide hands the store to the read routes: search, exports, the
+// cursor key, dead letters, and the HMAC key in force for verification.
+func (w *worker) wireReadSide(opts *httpapi.Options) error {
+	store, ok := w.store.(cliStore)
+	if !ok {
+		return fmt.Errorf("the store cannot serve the read side")
+	}
+	secrets, ok := w.store.(audit.SecretStore)
+	if !ok {
+		return fmt.Errorf("the store keeps no shared secrets")
+	}
+	dead, ok := w.store.(httpapi.DeadLetterStore)
+	if !ok {
+		return fmt.Errorf("the store cannot manage dead letters")
+	}
+	opts.Events = httpapi.EventOptions{Reader: store, Exports: store, Secrets: secrets,
+		HMACKey: func() []byte { return []byte(w.currentConfig().Security.EncryptionKey) }}
+	opts.DeadLetters = dead
 	return nil
 }
 
