@@ -61,29 +61,29 @@ type Metrics struct {
 	reg      *prometheus.Registry
 	stageReg *prometheus.Registry // only the stage histogram, read back for bottleneck analysis
 
-	received                      *prometheus.CounterVec
-	receivedHTTP, receivedBullMQ  prometheus.Counter // the usual label values, bound once
-	stored, duplicates            prometheus.Counter
-	rejected *prometheus.CounterVec // by reason
-	batchSize                     prometheus.Histogram
-	stageValidate, stageVerify    prometheus.Observer
-	stageStore, stageAck          prometheus.Observer
-	endToEnd                      prometheus.Histogram
-	storeFailures                 prometheus.Counter
-	queueJobs                     *prometheus.GaugeVec
-	queueSampleFailures           prometheus.Counter
-	breakerState                  prometheus.Gauge
-	breakerTransitions            *prometheus.CounterVec
-	retries, retriedEvents        prometheus.Counter
-	ackedJobs                     prometheus.Counter
-	reloads                       *prometheus.CounterVec
-	ingestRefused                 *prometheus.CounterVec
-	ingestBudget                  prometheus.Gauge
-	ingestInFlight                atomic.Pointer[func() int64] // set by WatchIngestInFlight
-	memoryReleases                prometheus.Counter
-	deadLettersPruned             *prometheus.CounterVec
-	deadLetterEntries             prometheus.Gauge
-	deadLetterBytes               prometheus.Gauge
+	received                     *prometheus.CounterVec
+	receivedHTTP, receivedBullMQ prometheus.Counter // the usual label values, bound once
+	stored, duplicates           prometheus.Counter
+	rejected                     *prometheus.CounterVec // by reason
+	batchSize                    prometheus.Histogram
+	stageValidate, stageVerify   prometheus.Observer
+	stageStore, stageAck         prometheus.Observer
+	endToEnd                     prometheus.Histogram
+	storeFailures                prometheus.Counter
+	queueJobs                    *prometheus.GaugeVec
+	queueSampleFailures          prometheus.Counter
+	breakerState                 prometheus.Gauge
+	breakerTransitions           *prometheus.CounterVec
+	retries, retriedEvents       prometheus.Counter
+	ackedJobs                    prometheus.Counter
+	reloads                      *prometheus.CounterVec
+	ingestRefused                *prometheus.CounterVec
+	ingestBudget                 prometheus.Gauge
+	ingestInFlight               atomic.Pointer[func() int64] // set by WatchIngestInFlight
+	memoryReleases               prometheus.Counter
+	deadLettersPruned            *prometheus.CounterVec
+	deadLetterEntries            prometheus.Gauge
+	deadLetterBytes              prometheus.Gauge
 
 	win *window // recent-window statistics, guarded by its own lock
 
@@ -337,7 +337,7 @@ func (m *Metrics) addReceived(source string, n int) {
 // never their content. The window lock is held.
 func (m *Metrics) countRejected(r *pipeline.BatchReport, rejected int, at time.Time) {
 	var byReason [len(rejectReasons) + 1]int // the last counts reasons not in the list
-	skip := rejected - len(m.win.errs) // only the last ones fit in the ring
+	skip := rejected - len(m.win.errs)       // only the last ones fit in the ring
 	seen := 0
 	for i := range r.Outcomes {
 		o := &r.Outcomes[i]
