@@ -127,9 +127,12 @@ type AlertFilter struct {
 	Severity       []Severity
 	Type           []AlertType
 	OrganizationID string
-	Since, Until   time.Time // on FirstSeen; Until is exclusive
-	Limit          int       // default 100, at most 1000
-	After          string    // keyset cursor
+	// Organizations restricts the alerts to these organisations (nil: any,
+	// empty: none); callers set it to the principal's scope.
+	Organizations []string
+	Since, Until  time.Time // on FirstSeen; Until is exclusive
+	Limit         int       // default 100, at most 1000
+	After         string    // keyset cursor
 }
 
 // AlertStatistics counts alerts by status, severity and type.

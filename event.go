@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"encoding/json"
 	"time"
 
@@ -95,4 +96,44 @@ func buildDetails(members []jsontext.Member) json.RawMessage {
 		return nil
 	}
 	return append(out, '}')
+}
+
+// SessionContextOf reads the session context back from stored details, the
+// way validation read it from the event: string fields, anything else "".
+// It returns nil when details hold no sessionContext object. Stores call it
+// for every row they read, so it scans instead of decoding the details.
+func SessionContextOf(details []byte) *SessionContext {
+	if !bytes.Contains(details, []byte(`"sessionContext"`)) {
+		return nil
+	}
+	var scratch [24]jsontext.Member
+	top, err := jsontext.SplitObject(details, scratch[:0])
+	if err != nil {
+		return nil
+	}
+	for i := range top {
+		if top[i].Key != "sessionContext" || len(top[i].Raw) == 0 || top[i].Raw[0] != '{' {
+			continue
+		}
+		var inner [8]jsontext.Member
+		sc := &SessionContext{}
+		for _, m := range top[i].Members(inner[:0]) {
+			if len(m.Raw) == 0 || m.Raw[0] != '"' {
+				continue
+			}
+			s, _ := m.StringValue()
+			switch m.Key {
+			case "sessionId":
+				sc.SessionID = s
+			case "ipAddress":
+				sc.IPAddress = s
+			case "userAgent":
+				sc.UserAgent = s
+			case "geolocation":
+				sc.Geolocation = s
+			}
+		}
+		return sc
+	}
+	return nil
 }

@@ -51,7 +51,7 @@ func DefaultLimits() LimitConfig {
 	}
 }
 
-// Limiter applies a LimitConfig. Buckets not used for idleAfter are dropped,
+// Limiter applies a LimitConfig; a nil *Limiter limits nothing. Buckets not used for idleAfter are dropped,
 // so that the maps stay as small as the set of active clients.
 type Limiter struct {
 	mu          sync.Mutex
@@ -89,6 +89,9 @@ func (l *Limiter) Reconfigure(cfg LimitConfig) {
 // AllowPrincipal takes one request from the principal's and its role's
 // buckets. When refused, retryAfter says when to come back.
 func (l *Limiter) AllowPrincipal(p audit.Principal) (ok bool, retryAfter time.Duration) {
+	if l == nil {
+		return true, 0
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -100,6 +103,9 @@ func (l *Limiter) AllowPrincipal(p audit.Principal) (ok bool, retryAfter time.Du
 
 // AddressBlocked reports whether addr has used up its failed attempts.
 func (l *Limiter) AddressBlocked(addr netip.Addr) (blocked bool, retryAfter time.Duration) {
+	if l == nil {
+		return false, 0
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.addresses[addr]
@@ -115,6 +121,9 @@ func (l *Limiter) AddressBlocked(addr netip.Addr) (blocked bool, retryAfter time
 
 // FailedAuth takes one attempt from addr's bucket.
 func (l *Limiter) FailedAuth(addr netip.Addr) {
+	if l == nil {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()

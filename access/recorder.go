@@ -107,19 +107,27 @@ func (r *Recorder) Record(a Access) {
 	if r == nil {
 		return
 	}
-	orgs := a.Organizations
-	if len(orgs) == 0 {
-		orgs = []string{""}
-	}
-	now := r.opts.Now()
-	for _, org := range orgs {
-		in := pipeline.Input{Payload: r.event(a, org, now), IdempotencyKey: newRecordKey(), Source: "access", ReceivedAt: now}
+	for _, in := range Inputs(a, r.opts.Now()) {
 		select {
 		case r.queue <- in:
 		default:
 			r.lose(1, "the access-record buffer is full")
 		}
 	}
+}
+
+// Inputs are the pipeline inputs that record one access: an event for each
+// organisation it concerned (or one without an organisation).
+func Inputs(a Access, now time.Time) []pipeline.Input {
+	orgs := a.Organizations
+	if len(orgs) == 0 {
+		orgs = []string{""}
+	}
+	inputs := make([]pipeline.Input, len(orgs))
+	for i, org := range orgs {
+		inputs[i] = pipeline.Input{Payload: eventPayload(a, org, now), IdempotencyKey: newRecordKey(), Source: "access", ReceivedAt: now}
+	}
+	return inputs
 }
 
 // Lost is how many access records could not be stored.
@@ -144,7 +152,7 @@ func (r *Recorder) lose(n int, why string) {
 // event renders an access record in the producers' event shape. Details are
 // top-level custom fields, as producers send theirs, so they reach the
 // stored details column the same way; the event's own fields win a clash.
-func (r *Recorder) event(a Access, org string, now time.Time) []byte {
+func eventPayload(a Access, org string, now time.Time) []byte {
 	e := make(map[string]any, len(a.Details)+12)
 	for k, v := range a.Details {
 		e[k] = v

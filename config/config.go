@@ -260,6 +260,51 @@ type HTTP struct {
 	// MaxInFlightBytes bounds the request bodies that ingest holds at once
 	// (default 64 MiB); beyond it a request waits briefly, then gets a 503.
 	MaxInFlightBytes int64 `json:"maxInFlightBytes"`
+	// Keys are API keys kept in the configuration, each with a role and an
+	// organisation scope (keys can also be kept in the store: audit-worker keys).
+	Keys []KeyConfig `json:"keys"`
+	// OIDC accepts OpenID Connect (JWT) bearer tokens from one issuer; nil: none.
+	OIDC *OIDC `json:"oidc,omitempty"`
+	// RateLimits bound the requests of each principal, of each role and of
+	// failed authentications from each address.
+	RateLimits RateLimits `json:"rateLimits"`
+}
+
+// KeyConfig is an API key in the configuration. Key may be a ${ENV} reference.
+type KeyConfig struct {
+	Name          string   `json:"name"`
+	Key           string   `json:"key"`
+	Role          string   `json:"role"`
+	Organizations []string `json:"organizations"`
+}
+
+// OIDC says which bearer tokens to accept and how to read a principal from them.
+type OIDC struct {
+	Issuer   string `json:"issuer"`
+	Audience string `json:"audience"`
+	JWKSURL  string `json:"jwksUrl"` // empty: from the issuer's discovery document
+	// RoleClaim and OrganizationsClaim name the claims that carry the role
+	// and the organisation ids (defaults "roles" and "organizations").
+	RoleClaim          string `json:"roleClaim"`
+	OrganizationsClaim string `json:"organizationsClaim"`
+	// RoleMapping maps claim values to roles (a value that is a role's name
+	// needs no entry).
+	RoleMapping map[string]string `json:"roleMapping"`
+	ClockSkewMs int               `json:"clockSkewMs"` // allowed on exp and nbf; default 60000
+}
+
+// RateLimits bound requests: per principal (by its role), per role (all its
+// principals together) and failed authentications per client address.
+type RateLimits struct {
+	PerPrincipal         map[string]Rate `json:"perPrincipal"`
+	PerRole              map[string]Rate `json:"perRole"`
+	FailedAuthPerAddress Rate            `json:"failedAuthPerAddress"`
+}
+
+// Rate is a token bucket: RequestsPerSecond on average (0: no limit), Burst at once.
+type Rate struct {
+	RequestsPerSecond float64 `json:"requestsPerSecond"`
+	Burst             int     `json:"burst"`
 }
 
 // Validation sets the event rules' limits.
@@ -355,6 +400,19 @@ func (c *Config) fillDefaults() {
 	}
 	setInt(&c.Storage.DeadLetters.RetentionDays, 30)
 	setString(&c.Logging.Level, "info")
+	if c.HTTP.RateLimits.PerPrincipal == nil {
+		// Producers send often; people click. The file's entries are decoded
+		// over these, so a role it leaves out keeps its default.
+		people := Rate{RequestsPerSecond: 50, Burst: 100}
+		c.HTTP.RateLimits.PerPrincipal = map[string]Rate{
+			"ingest": {RequestsPerSecond: 2000, Burst: 4000},
+			"reader": people, "auditor": people, "operator": people,
+			"admin": {RequestsPerSecond: 100, Burst: 200},
+		}
+	}
+	if c.HTTP.RateLimits.FailedAuthPerAddress == (Rate{}) {
+		c.HTTP.RateLimits.FailedAuthPerAddress = Rate{RequestsPerSecond: 1, Burst: 20}
+	}
 
 	m := &c.Monitoring
 	// Booleans whose default is true: fillDefaults only ever runs on a fresh
@@ -402,6 +460,20 @@ func (c *Config) deriveDefaults() {
 	if c.ReliableProcessor.MaxStalledCount == nil {
 		one := 1
 		c.ReliableProcessor.MaxStalledCount = &one
+	}
+	if o := c.HTTP.OIDC; o != nil {
+		if o.RoleClaim == "" {
+			o.RoleClaim = "roles"
+		}
+		if o.OrganizationsClaim == "" {
+			o.OrganizationsClaim = "organizations"
+		}
+		if o.ClockSkewMs == 0 {
+			o.ClockSkewMs = 60000
+		}
+		if o.RoleMapping == nil {
+			o.RoleMapping = map[string]string{}
+		}
 	}
 }
 
@@ -522,6 +594,7 @@ const (
 	redisURLExpr      = `^rediss?://`
 	keyPrefixExpr     = `^\S+$`
 	apiKeyExpr        = `^\S([\s\S]*\S)?$`
+	keyNameExpr       = `^[A-Za-z0-9._-]{1,64}$`
 	portExpr          = `([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])`
 	clusterNodeExpr   = `^(\[[^\[\]\s]+\]|[^\s:\[\]]+):` + portExpr + `$`
 	listenAddressExpr = `^(\[[^\[\]\s]+\]|[^\s:\[\]]*):(0|` + portExpr + `)$`
@@ -540,6 +613,7 @@ var (
 	redisURLPattern      = regexp.MustCompile(redisURLExpr)
 	keyPrefixPattern     = regexp.MustCompile(keyPrefixExpr)
 	apiKeyPattern        = regexp.MustCompile(apiKeyExpr)
+	keyNamePattern       = regexp.MustCompile(keyNameExpr)
 	clusterNodePattern   = regexp.MustCompile(clusterNodeExpr)
 	listenAddressPattern = regexp.MustCompile(listenAddressExpr)
 	tlsSSLModePattern    = regexp.MustCompile(tlsSSLModeExpr)
@@ -687,6 +761,48 @@ func (c *Config) Validate() error {
 		check(k == "" || (apiKeyPattern.MatchString(k) && strings.TrimSpace(k) == k), field,
 			"must not begin or end with whitespace")
 	}
+	names := map[string]bool{}
+	for i, k := range c.HTTP.Keys {
+		field := fmt.Sprintf("http.keys[%d]", i)
+		check(keyNamePattern.MatchString(k.Name), field+".name", "must be 1 to 64 letters, digits, '.', '_' or '-'")
+		check(!names[k.Name], field+".name", fmt.Sprintf("%q names two keys", k.Name))
+		names[k.Name] = true
+		minChars(k.Key, 16, field+".key")
+		check(k.Key == "" || (apiKeyPattern.MatchString(k.Key) && strings.TrimSpace(k.Key) == k.Key), field+".key",
+			"must not begin or end with whitespace")
+		_, err := audit.ParseRole(k.Role)
+		check(err == nil, field+".role", "must be one of "+strings.Join(roleNames(), ", "))
+		check(len(k.Organizations) > 0, field+".organizations", `must name at least one organisation, or "*" for all`)
+		for j, o := range k.Organizations {
+			check(o != "" && len(o) <= 255 && apiKeyPattern.MatchString(o), fmt.Sprintf("%s.organizations[%d]", field, j),
+				"must be 1 to 255 bytes without leading or trailing whitespace")
+			check(o != audit.AllOrganizations || len(k.Organizations) == 1, fmt.Sprintf("%s.organizations[%d]", field, j),
+				`"*" covers every organisation and stands alone`)
+		}
+	}
+	if o := c.HTTP.OIDC; o != nil {
+		check(httpURLPattern.MatchString(o.Issuer), "http.oidc.issuer", "must be an http:// or https:// URL")
+		check(o.Audience != "", "http.oidc.audience", "must not be empty")
+		check(o.JWKSURL == "" || httpURLPattern.MatchString(o.JWKSURL), "http.oidc.jwksUrl", "must be an http:// or https:// URL")
+		for _, v := range slices.Sorted(maps.Keys(o.RoleMapping)) {
+			_, err := audit.ParseRole(o.RoleMapping[v])
+			check(err == nil, "http.oidc.roleMapping."+v, "must be one of "+strings.Join(roleNames(), ", "))
+		}
+		between(o.ClockSkewMs, 0, 600000, "http.oidc.clockSkewMs")
+	}
+	rl := c.HTTP.RateLimits
+	for _, group := range []struct {
+		name  string
+		rates map[string]Rate
+	}{{"perPrincipal", rl.PerPrincipal}, {"perRole", rl.PerRole}} {
+		for _, role := range slices.Sorted(maps.Keys(group.rates)) {
+			field := "http.rateLimits." + group.name + "." + role
+			_, err := audit.ParseRole(role)
+			check(err == nil, "http.rateLimits."+group.name, fmt.Sprintf("%q is not a role: one of %s", role, strings.Join(roleNames(), ", ")))
+			checkRate(group.rates[role], field, check)
+		}
+	}
+	checkRate(rl.FailedAuthPerAddress, "http.rateLimits.failedAuthPerAddress", check)
 	check(c.HTTP.MaxBodyBytes >= 1024 && c.HTTP.MaxBodyBytes <= 1<<30, "http.maxBodyBytes",
 		fmt.Sprintf("must be between 1024 and 1073741824 (is %d)", c.HTTP.MaxBodyBytes))
 	between64(c.HTTP.MaxInFlightBytes, 1<<20, 1<<36, "http.maxInFlightBytes")
@@ -715,6 +831,23 @@ func (c *Config) Validate() error {
 }
 
 var logLevels = []string{"debug", "info", "warn", "error"}
+
+// checkRate checks one token bucket: a non-negative rate and a burst of at
+// least 1 when the rate limits anything.
+func checkRate(r Rate, field string, check func(ok bool, field, rule string)) {
+	check(r.RequestsPerSecond >= 0 && r.RequestsPerSecond <= 1e6, field+".requestsPerSecond",
+		fmt.Sprintf("must be between 0 (no limit) and 1000000 (is %g)", r.RequestsPerSecond))
+	check(r.RequestsPerSecond == 0 || (r.Burst >= 1 && r.Burst <= 1e7), field+".burst",
+		fmt.Sprintf("must be between 1 and 10000000 when requestsPerSecond limits (is %d)", r.Burst))
+}
+
+func roleNames() []string {
+	names := make([]string, len(audit.Roles))
+	for i, r := range audit.Roles {
+		names[i] = string(r)
+	}
+	return names
+}
 
 // productionProblems are the rules that only production has (the original
 // required database TLS and no debug logging there; we also refuse the README's

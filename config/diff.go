@@ -48,6 +48,9 @@ var reloadable = []string{
 	"validation.",
 	"security.encryptionKey",
 	"http.apiKeys",
+	"http.keys",
+	"http.oidc.",
+	"http.rateLimits.",
 }
 
 // restartOnly are exceptions inside the reloadable prefixes: turning the

@@ -274,6 +274,20 @@ func (c Config) Masked() Config {
 			m.HTTP.APIKeys[i] = Mask
 		}
 	}
+	if c.HTTP.Keys != nil {
+		m.HTTP.Keys = make([]KeyConfig, len(c.HTTP.Keys))
+		for i, k := range c.HTTP.Keys {
+			k.Key, k.Organizations = Mask, slices.Clone(k.Organizations)
+			m.HTTP.Keys[i] = k
+		}
+	}
+	if c.HTTP.OIDC != nil {
+		o := *c.HTTP.OIDC
+		o.RoleMapping = maps.Clone(o.RoleMapping)
+		m.HTTP.OIDC = &o
+	}
+	m.HTTP.RateLimits.PerPrincipal = maps.Clone(c.HTTP.RateLimits.PerPrincipal)
+	m.HTTP.RateLimits.PerRole = maps.Clone(c.HTTP.RateLimits.PerRole)
 	if c.ReliableProcessor.MaxStalledCount != nil {
 		n := *c.ReliableProcessor.MaxStalledCount
 		m.ReliableProcessor.MaxStalledCount = &n

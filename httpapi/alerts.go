@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/access"
 )
 
 // AlertOptions configures the alerts API.
@@ -29,15 +30,19 @@ const (
 )
 
 func (s *Server) routeAlerts() {
-	s.mux.HandleFunc("GET /v1/alerts", s.requireKey(s.withAlerts(s.listAlerts)))
-	s.mux.HandleFunc("GET /v1/alerts/statistics", s.requireKey(s.withAlerts(s.alertStatistics)))
-	s.mux.HandleFunc("GET /v1/alerts/{id}", s.requireKey(s.withAlerts(s.getAlert)))
-	for action, to := range map[string]audit.AlertStatus{
-		"acknowledge": audit.AlertAcknowledged,
-		"resolve":     audit.AlertResolved,
-		"dismiss":     audit.AlertDismissed,
+	s.handle("GET", "/v1/alerts", audit.PermAlertsRead, "list alerts", s.withAlerts(s.listAlerts))
+	s.handle("GET", "/v1/alerts/statistics", audit.PermAlertsRead, "count alerts", s.withAlerts(s.alertStatistics))
+	s.handle("GET", "/v1/alerts/{id}", audit.PermAlertsRead, "one alert", s.withAlerts(s.getAlert))
+	for _, t := range []struct {
+		action string
+		to     audit.AlertStatus
+	}{
+		{"acknowledge", audit.AlertAcknowledged},
+		{"resolve", audit.AlertResolved},
+		{"dismiss", audit.AlertDismissed},
 	} {
-		s.mux.HandleFunc("POST /v1/alerts/{id}/"+action, s.requireKey(s.withAlerts(s.transitionAlert(to))))
+		s.handle("POST", "/v1/alerts/{id}/"+t.action, audit.PermAlertsManage, t.action+" an alert",
+			s.withAlerts(s.transitionAlert(t.action, t.to)))
 	}
 }
 
@@ -60,24 +65,49 @@ type alertList struct {
 	NextCursor string        `json:"nextCursor,omitempty"` // absent on the last page
 }
 
+// scopeAlerts narrows a filter to the caller's organisations: a named
+// organisation outside them is refused (403); alerts of no organisation
+// (system alerts) are seen by callers whose scope is every organisation.
+func scopeAlerts(w http.ResponseWriter, r *http.Request, f *audit.AlertFilter) bool {
+	p := principalOf(r.Context())
+	var requested []string
+	if f.OrganizationID != "" {
+		requested = []string{f.OrganizationID}
+	}
+	orgs, err := p.ScopeOrganizations(requested)
+	if err != nil {
+		writeError(w, http.StatusForbidden, string(audit.CodeForbidden), "organizationId: "+err.Error())
+		return false
+	}
+	if orgs != nil {
+		f.Organizations = orgs
+	}
+	return true
+}
+
 func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request, store audit.AlertStore) {
 	f, none, err := parseAlertFilter(r.URL.Query(), true)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, string(audit.CodeInvalid), err.Error())
 		return
 	}
-	if none {
-		writeJSON(w, http.StatusOK, alertList{Alerts: []audit.Alert{}})
+	if !scopeAlerts(w, r, &f) {
 		return
 	}
-	alerts, next, err := store.ListAlerts(r.Context(), f)
-	if err != nil {
-		s.writeAlertError(w, r, "list alerts", err)
-		return
+	var alerts []audit.Alert
+	var next string
+	if !none {
+		if alerts, next, err = store.ListAlerts(r.Context(), f); err != nil {
+			s.writeStoreError(w, r, "list alerts", err)
+			return
+		}
 	}
 	if alerts == nil {
 		alerts = []audit.Alert{}
 	}
+	s.record(r, access.Access{Action: access.ActionAlerts, Organizations: f.Organizations, Success: true,
+		Outcome: fmt.Sprintf("%d alerts", len(alerts)), TargetType: "alert",
+		Details: map[string]any{"filters": r.URL.Query(), "resultCount": len(alerts)}})
 	writeJSON(w, http.StatusOK, alertList{Alerts: alerts, NextCursor: next})
 }
 
@@ -87,29 +117,45 @@ func (s *Server) alertStatistics(w http.ResponseWriter, r *http.Request, store a
 		writeError(w, http.StatusBadRequest, string(audit.CodeInvalid), err.Error())
 		return
 	}
-	if none {
-		writeJSON(w, http.StatusOK, audit.NewAlertStatistics())
+	if !scopeAlerts(w, r, &f) {
 		return
 	}
-	st, err := store.AlertStatistics(r.Context(), f)
-	if err != nil {
-		s.writeAlertError(w, r, "alert statistics", err)
-		return
+	st := audit.NewAlertStatistics()
+	if !none {
+		if st, err = store.AlertStatistics(r.Context(), f); err != nil {
+			s.writeStoreError(w, r, "alert statistics", err)
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, st)
 }
 
-func (s *Server) getAlert(w http.ResponseWriter, r *http.Request, store audit.AlertStore) {
-	if err := checkText("id", r.PathValue("id")); err != nil {
+// scopedAlert reads the alert named in the path; an alert outside the
+// caller's organisations is answered like a missing one (404), so that its
+// existence does not leak.
+func (s *Server) scopedAlert(w http.ResponseWriter, r *http.Request, store audit.AlertStore, op string) (audit.Alert, bool) {
+	id := r.PathValue("id")
+	if err := checkText("id", id); err != nil {
 		writeError(w, http.StatusBadRequest, string(audit.CodeInvalid), err.Error())
-		return
+		return audit.Alert{}, false
 	}
-	a, err := store.GetAlert(r.Context(), r.PathValue("id"))
+	a, err := store.GetAlert(r.Context(), id)
+	if err == nil && !principalOf(r.Context()).InScope(a.OrganizationID) {
+		err = audit.Errorf(audit.CodeNotFound, "alert %s: no such alert", clip(id, 64))
+	}
 	if err != nil {
-		s.writeAlertError(w, r, "get alert", err)
-		return
+		s.writeStoreError(w, r, op, err)
+		return audit.Alert{}, false
 	}
-	writeJSON(w, http.StatusOK, a)
+	return a, true
+}
+
+func (s *Server) getAlert(w http.ResponseWriter, r *http.Request, store audit.AlertStore) {
+	if a, ok := s.scopedAlert(w, r, store, "get alert"); ok {
+		s.record(r, access.Access{Action: access.ActionAlerts, Organizations: orgList(a.OrganizationID),
+			Success: true, Outcome: "1 alert", TargetType: "alert", TargetID: a.ID})
+		writeJSON(w, http.StatusOK, a)
+	}
 }
 
 type transitionRequest struct {
@@ -117,12 +163,12 @@ type transitionRequest struct {
 	Note string `json:"note"`
 }
 
-func (s *Server) transitionAlert(to audit.AlertStatus) alertHandler {
+// transitionAlert changes an alert's status. "by" names the person in the
+// alert's history; when left out, the caller's principal does. Either way the
+// access record names the principal that made the change.
+func (s *Server) transitionAlert(action string, to audit.AlertStatus) alertHandler {
 	return func(w http.ResponseWriter, r *http.Request, store audit.AlertStore) {
 		req, err := readTransition(w, r)
-		if err == nil {
-			err = checkText("id", r.PathValue("id"))
-		}
 		if err != nil {
 			code := http.StatusBadRequest
 			var tooBig *http.MaxBytesError
@@ -132,13 +178,36 @@ func (s *Server) transitionAlert(to audit.AlertStatus) alertHandler {
 			writeError(w, code, string(audit.CodeInvalid), err.Error())
 			return
 		}
-		a, err := store.TransitionAlert(r.Context(), r.PathValue("id"), to, req.By, req.Note)
+		current, ok := s.scopedAlert(w, r, store, action+" alert")
+		if !ok {
+			return
+		}
+		p := principalOf(r.Context())
+		if req.By == "" {
+			req.By = p.ID
+		}
+		a, err := store.TransitionAlert(r.Context(), current.ID, to, req.By, req.Note)
+		rec := access.Access{Action: access.AccessAction(action), Organizations: orgList(current.OrganizationID),
+			Success: err == nil, TargetType: "alert", TargetID: current.ID,
+			Outcome: fmt.Sprintf("%s -> %s", current.Status, to), Details: map[string]any{"by": req.By}}
 		if err != nil {
-			s.writeAlertError(w, r, "transition alert", err)
+			rec.Outcome = err.Error()
+		}
+		s.record(r, rec)
+		if err != nil {
+			s.writeStoreError(w, r, action+" alert", err)
 			return
 		}
 		writeJSON(w, http.StatusOK, a)
 	}
+}
+
+// orgList is the organisations an access to one object concerns.
+func orgList(org string) []string {
+	if org == "" {
+		return nil
+	}
+	return []string{org}
 }
 
 func readTransition(w http.ResponseWriter, r *http.Request) (transitionRequest, error) {
@@ -151,7 +220,7 @@ func readTransition(w http.ResponseWriter, r *http.Request) (transitionRequest, 
 			return req, fmt.Errorf("request body exceeds %d bytes: %w", tooBig.Limit, err)
 		}
 		if errors.Is(err, io.EOF) {
-			return req, errors.New(`by: required (body {"by": "...", "note": "..."})`)
+			return req, nil // no body: no note, "by" is the caller
 		}
 		return req, fmt.Errorf("request body must be a JSON object {\"by\", \"note\"}: %v", err)
 	}
@@ -160,8 +229,6 @@ func readTransition(w http.ResponseWriter, r *http.Request) (transitionRequest, 
 	}
 	req.By = strings.TrimSpace(req.By)
 	switch {
-	case req.By == "":
-		return req, errors.New("by: required (who changes the alert)")
 	case utf8.RuneCountInString(req.By) > maxByChars:
 		return req, fmt.Errorf("by: at most %d characters", maxByChars)
 	case utf8.RuneCountInString(req.Note) > maxNoteChars:
@@ -173,48 +240,19 @@ func readTransition(w http.ResponseWriter, r *http.Request) (transitionRequest, 
 	return req, checkText("note", req.Note)
 }
 
-// checkText refuses what no store can keep or match: NUL characters
-// (PostgreSQL text cannot hold them, SQLite would) and invalid UTF-8 (from a
-// query string or path). Both stores then answer the same, with this message
-// instead of the database's.
-func checkText(name, v string) error {
-	switch {
-	case strings.IndexByte(v, 0) >= 0:
-		return fmt.Errorf("%s: must not contain NUL characters", name)
-	case !utf8.ValidString(v):
-		return fmt.Errorf("%s: must be valid UTF-8", name)
-	}
-	return nil
-}
-
-// writeAlertError turns a store error into its HTTP status by domain code.
-func (s *Server) writeAlertError(w http.ResponseWriter, r *http.Request, op string, err error) {
-	switch code := audit.ErrorCode(err); code {
-	case audit.CodeInvalid:
-		writeError(w, http.StatusBadRequest, string(code), err.Error())
-	case audit.CodeNotFound:
-		writeError(w, http.StatusNotFound, string(code), err.Error())
-	case audit.CodeConflict:
-		writeError(w, http.StatusConflict, string(code), err.Error())
-	case audit.CodeUnavailable:
-		if r.Context().Err() != nil {
-			return // the client went away
-		}
-		s.opts.Logger.Warn(op+" failed", "err", err)
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, string(code), op+": the store is unavailable, retry later")
-	default:
-		s.opts.Logger.Error(op+" failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", op+" failed")
-	}
-}
-
 // parseAlertFilter reads the query parameters of the alert routes. Lists may
 // be comma-separated, repeated, or both; every error names its parameter.
 // none reports a filter no alert can match: until is exclusive and no alert
 // is older than the zero time, which the stores read as "no bound", so the
 // caller answers such a filter itself.
 func parseAlertFilter(q url.Values, paging bool) (f audit.AlertFilter, none bool, err error) {
+	known := []string{"status", "severity", "type", "organizationId", "since", "until"}
+	if paging {
+		known = append(known, "limit", "cursor")
+	}
+	if err := checkParams(q, known...); err != nil {
+		return f, false, err
+	}
 	for _, v := range listParam(q, "status") {
 		st := audit.AlertStatus(strings.ToLower(v))
 		if !st.Valid() {

@@ -39,7 +39,7 @@ var alertStores = map[string]func(t *testing.T) audit.AlertStore{
 // alertFixtureOn serves the alerts API over store, with one alert raised.
 func alertFixtureOn(t *testing.T, store audit.AlertStore) (*alertFixture, audit.Alert) {
 	t.Helper()
-	srv := httptest.NewServer(New(Options{APIKeys: []string{testKey}, Alerts: AlertOptions{Store: store}}))
+	srv := httptest.NewServer(New(Options{Auth: adminAuth(testKey), Alerts: AlertOptions{Store: store}}))
 	t.Cleanup(srv.Close)
 	r, err := store.RaiseAlert(context.Background(), audit.AlertCondition{
 		OrganizationID: "org-1", Type: audit.AlertSecurity, Severity: audit.SeverityHigh, DedupKey: "k",

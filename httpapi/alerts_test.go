@@ -28,7 +28,7 @@ func newAlertFixture(t *testing.T, withStore bool) *alertFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{Store: store, APIKeys: []string{testKey}}
+	opts := Options{Store: store, Auth: adminAuth(testKey)}
 	if withStore {
 		opts.Alerts.Store = store
 	}
@@ -268,9 +268,6 @@ func TestGetAndTransitionAlert(t *testing.T) {
 
 	open := f.raise(t, "o", "", audit.AlertSystem, audit.SeverityLow, alertBase)
 	for body, want := range map[string]int{
-		``:                     http.StatusBadRequest,
-		`{}`:                   http.StatusBadRequest,
-		`{"by":"   "}`:         http.StatusBadRequest,
 		`{"by":"a","extra":1}`: http.StatusBadRequest,
 		`{"by":"a"}{"by":"b"}`: http.StatusBadRequest,
 		`[1]`:                  http.StatusBadRequest,
@@ -282,5 +279,12 @@ func TestGetAndTransitionAlert(t *testing.T) {
 	}
 	if got, _ := f.store.GetAlert(context.Background(), open.ID); got.Status != audit.AlertActive {
 		t.Errorf("a refused request changed the alert: %s", got.Status)
+	}
+	// Without "by" (no body, {} or blanks) the caller's principal is who changed it.
+	for _, body := range []string{``, `{}`, `{"by":"   "}`} {
+		a := f.raise(t, "by-"+body, "", audit.AlertSystem, audit.SeverityLow, alertBase)
+		if code := f.do(t, "POST", "/v1/alerts/"+a.ID+"/acknowledge", body, &got); code != http.StatusOK || got.AcknowledgedBy != "config:test-admin" {
+			t.Errorf("acknowledge with body %q: %d, by %q; want the principal", body, code, got.AcknowledgedBy)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/health"
 )
 
@@ -35,14 +36,15 @@ func canonicalComponent(name string) string {
 const healthTimeout = 10 * time.Second
 
 // routeHealth registers the health routes. Load balancers and orchestrators
-// call them without keys and get the statuses only; a valid key shows why.
+// call them without keys and get the statuses only; an operator's or an
+// admin's credentials show why.
 func (s *Server) routeHealth() {
 	if s.opts.Health.Checker == nil {
 		s.opts.Health.Checker = defaultChecker(s.opts.Store, s.opts.Config)
 	}
-	s.mux.HandleFunc("GET /healthz", s.healthz)
-	s.mux.HandleFunc("GET /health/{component}", s.componentHealth)
-	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.open("GET", "/healthz", "health of every component", s.healthz)
+	s.open("GET", "/health/{component}", "health of one component", s.componentHealth)
+	s.open("GET", "/readyz", "readiness", s.readyz)
 }
 
 // defaultChecker keeps the behaviour of servers built without a Checker: the
@@ -86,7 +88,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 	defer cancel()
 	rep := s.opts.Health.Checker.CheckAll(ctx)
-	if !s.authorized(r) {
+	if !s.mayRead(r, audit.PermObservability) {
 		writeJSON(w, healthCode(rep.Status), summarize(rep))
 		return
 	}
@@ -107,7 +109,7 @@ func (s *Server) componentHealth(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	if !s.authorized(r) {
+	if !s.mayRead(r, audit.PermObservability) {
 		writeJSON(w, healthCode(res.Status), statusOnly{Status: res.Status})
 		return
 	}
@@ -121,7 +123,7 @@ func (s *Server) componentHealth(w http.ResponseWriter, r *http.Request) {
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 	defer cancel()
-	detailed := s.authorized(r)
+	detailed := s.mayRead(r, audit.PermObservability)
 	reasons := []string{}
 	// Without these the worker cannot take work; a slow one (WARNING) still can.
 	for _, name := range []string{"database", "redis"} {

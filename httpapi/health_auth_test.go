@@ -44,7 +44,7 @@ func unreachableDatabase(t *testing.T) (*httptest.Server, []string) {
 	c := health.NewChecker(health.Options{TTL: -1})
 	c.Add("database", health.Database(store))
 	c.Add("config", health.Config(refusedConfig{message: "version sha256:abc refused: " + refusal.Error()}.ConfigHealth))
-	srv := httptest.NewServer(New(Options{Store: store, APIKeys: []string{testKey}, Health: HealthOptions{Checker: c}}))
+	srv := httptest.NewServer(New(Options{Store: store, Auth: adminAuth(testKey), Health: HealthOptions{Checker: c}}))
 	t.Cleanup(srv.Close)
 
 	u, err := url.Parse(dbURL)

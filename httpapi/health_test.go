@@ -61,8 +61,8 @@ func newHealthServer(t *testing.T, d *deps) *httptest.Server {
 	c.Add("circuit-breaker", health.CircuitBreaker(func() string { return string(d.get().breaker) }))
 	c.Add("config", health.Config(func() (bool, string) { g := d.get(); return g.cfgOK, g.cfgMsg }))
 	srv := httptest.NewServer(New(Options{
-		APIKeys: []string{testKey}, // health routes answer without it too, with statuses only
-		Health:  HealthOptions{Checker: c, Ready: func(context.Context) error { return d.get().readyErr }},
+		Auth:   adminAuth(testKey), // health routes answer without it too, with statuses only
+		Health: HealthOptions{Checker: c, Ready: func(context.Context) error { return d.get().readyErr }},
 	}))
 	t.Cleanup(srv.Close)
 	return srv
@@ -226,7 +226,7 @@ func TestHealthUnknownComponent(t *testing.T) {
 	}
 
 	// A component the worker does not configure is unknown too.
-	bare := httptest.NewServer(New(Options{Store: pingerFunc(func(context.Context) error { return nil }), APIKeys: []string{testKey}}))
+	bare := httptest.NewServer(New(Options{Store: pingerFunc(func(context.Context) error { return nil }), Auth: adminAuth(testKey)}))
 	defer bare.Close()
 	code, body = getJSON(t, bare.URL+"/health/redis")
 	if code != http.StatusNotFound || !slices.Equal(body["components"].([]any), []any{"database"}) {
@@ -295,9 +295,9 @@ func TestHealthzWithoutChecker(t *testing.T) {
 	}
 
 	stale := httptest.NewServer(New(Options{
-		Store:   pingerFunc(func(context.Context) error { return nil }),
-		Config:  staleConfig{},
-		APIKeys: []string{testKey},
+		Store:  pingerFunc(func(context.Context) error { return nil }),
+		Config: staleConfig{},
+		Auth:   adminAuth(testKey),
 	}))
 	defer stale.Close()
 	code, body = getJSON(t, stale.URL+"/healthz")
@@ -334,7 +334,7 @@ func TestReadyzOnPostgresAndRedis(t *testing.T) {
 	c := health.NewChecker(health.Options{TTL: -1})
 	c.Add("database", health.Database(store))
 	c.Add("redis", health.Redis(health.PingFunc(func(ctx context.Context) error { return rdb.Ping(ctx).Err() })))
-	srv := httptest.NewServer(New(Options{Store: store, Health: HealthOptions{Checker: c}, APIKeys: []string{testKey}}))
+	srv := httptest.NewServer(New(Options{Store: store, Health: HealthOptions{Checker: c}, Auth: adminAuth(testKey)}))
 	defer srv.Close()
 
 	if code, body := getJSON(t, srv.URL+"/readyz"); code != http.StatusOK {

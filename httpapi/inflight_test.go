@@ -58,7 +58,7 @@ func newBudgetFixture(t *testing.T, maxBody, budget int64, wait time.Duration) *
 	batcher := pipeline.NewBatcher(pipeline.NewProcessor(store, pipeline.Config{Rules: audit.DefaultRules()}), pipeline.BatcherConfig{})
 	gate := &gatedIngester{next: batcher, entered: make(chan struct{}, 16), proceed: make(chan struct{})}
 	metrics := telemetry.NewMetrics(telemetry.MetricsOptions{})
-	api := New(Options{Ingester: gate, Store: store, APIKeys: []string{testKey}, MaxBodyBytes: maxBody,
+	api := New(Options{Ingester: gate, Store: store, Auth: adminAuth(testKey), MaxBodyBytes: maxBody,
 		MaxInFlightBytes: budget, InFlightWait: wait, IngestObserver: metrics})
 	srv := httptest.NewServer(api)
 	t.Cleanup(func() {

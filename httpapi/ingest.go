@@ -110,9 +110,14 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (reserved int64, 
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, payloads [][]byte, single bool, key string) {
 	received := time.Now()
 	producer := requestTrace(r)
+	// The sender's organisations: an event of another one is rejected on its own.
+	var orgs []string
+	if sender := principalOf(r.Context()); !sender.AllOrgs() {
+		orgs = sender.Organizations
+	}
 	inputs := make([]pipeline.Input, len(payloads))
 	for i, p := range payloads {
-		inputs[i] = pipeline.Input{Payload: p, Source: "http", ReceivedAt: received, Trace: producer}
+		inputs[i] = pipeline.Input{Payload: p, Source: "http", ReceivedAt: received, Trace: producer, Organizations: orgs}
 		switch {
 		case key != "" && single:
 			inputs[i].IdempotencyKey = "http:" + key

@@ -60,7 +60,7 @@ func newRefusalFixture(t *testing.T, store audit.EventStore, maxWait time.Durati
 	hmacKey := []byte("test-secret-key-for-testing-purposes-only")
 	proc := pipeline.NewProcessor(store, pipeline.Config{Rules: audit.DefaultRules(), HMACKey: hmacKey})
 	batcher := pipeline.NewBatcher(proc, pipeline.BatcherConfig{MaxSize: 1000, MaxWait: maxWait})
-	srv := httptest.NewServer(New(Options{Ingester: batcher, Store: store, APIKeys: []string{testKey}, MaxBodyBytes: 16 << 20}))
+	srv := httptest.NewServer(New(Options{Ingester: batcher, Store: store, Auth: adminAuth(testKey), MaxBodyBytes: 16 << 20}))
 	t.Cleanup(func() {
 		srv.Close()
 		batcher.Close(context.Background())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 
+	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/telemetry"
 )
 
@@ -32,10 +33,10 @@ type MetricsOptions struct {
 func (s *Server) routeMetrics() {
 	// /metrics is unauthenticated, as scrapers expect: it holds counts and
 	// timings, never events or keys. Restrict it at the network if needed.
-	s.mux.HandleFunc("GET /metrics", s.serveMetrics)
-	s.mux.HandleFunc("GET /observability/dashboard", s.requireKey(s.serveDashboard))
-	s.mux.HandleFunc("GET /observability/metrics/enhanced", s.requireKey(s.serveEnhancedMetrics))
-	s.mux.HandleFunc("GET /observability/bottlenecks", s.requireKey(s.serveBottlenecks))
+	s.open("GET", "/metrics", "Prometheus metrics", s.serveMetrics)
+	s.handle("GET", "/observability/dashboard", audit.PermObservability, "dashboard metrics", s.serveDashboard)
+	s.handle("GET", "/observability/metrics/enhanced", audit.PermObservability, "dashboard metrics, JSON or Prometheus", s.serveEnhancedMetrics)
+	s.handle("GET", "/observability/bottlenecks", audit.PermObservability, "bottleneck analysis", s.serveBottlenecks)
 }
 
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {

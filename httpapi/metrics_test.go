@@ -18,7 +18,7 @@ import (
 // batch, or, unconfigured, with no metric options at all.
 func newMetricsServer(t *testing.T, configured bool) *httptest.Server {
 	t.Helper()
-	opts := Options{APIKeys: []string{testKey}}
+	opts := Options{Auth: adminAuth(testKey)}
 	if configured {
 		m := telemetry.NewMetrics(telemetry.MetricsOptions{})
 		now := time.Now()

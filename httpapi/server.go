@@ -2,15 +2,13 @@ package httpapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"strings"
-	"sync/atomic"
 	"time"
 
+	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/access"
 	"github.com/smartlogs/audit-worker/pipeline"
 )
 
@@ -50,10 +48,22 @@ type IngestObserver interface {
 
 // Options configure the server.
 type Options struct {
-	Ingester     Ingester
-	Store        Pinger   // checked by /healthz
-	APIKeys      []string // bearer keys accepted by ingest
-	MaxBodyBytes int64    // request body limit for ingest
+	Ingester Ingester
+	Store    Pinger // checked by /healthz
+	// Auth says who a bearer credential stands for; nil refuses every
+	// protected route (401).
+	Auth *access.Authenticator
+	// Limits bounds the rate of each principal and of failed attempts from
+	// each address; nil limits nothing.
+	Limits *access.Limiter
+	// Keys keeps the API keys the admin routes manage; nil answers them 503.
+	Keys audit.KeyStore
+	// DeadLetters keeps the refused events; nil answers their routes 503.
+	DeadLetters DeadLetterStore
+	// Records stores an audit event for every access to the audit trail and
+	// every refused request; nil records nothing.
+	Records      *access.Recorder
+	MaxBodyBytes int64 // request body limit for ingest
 	// MaxInFlightBytes bounds the request bodies ingest holds at once; default
 	// 64 MiB, and never below MaxBodyBytes.
 	MaxInFlightBytes int64
@@ -70,18 +80,20 @@ type Options struct {
 	Metrics MetricsOptions // metrics.go: /metrics and the metric-based observability views
 	Tracing TracingOptions // tracing.go: traces, profiling, pprof
 	Alerts  AlertOptions   // alerts.go
+	Events  EventOptions   // events.go: search, single events, verification, exports
 }
 
 // Server serves the worker's HTTP endpoints.
 type Server struct {
 	opts     Options
-	keyHash  atomic.Pointer[[][sha256.Size]byte] // replaced whole by SetAPIKeys
 	mux      *http.ServeMux
+	routes   []Route
+	limits   *access.Limiter
 	inFlight *inFlight
+	cursorState
 }
 
-// New builds the server. Keys are kept only as SHA-256 digests, so comparison
-// takes the same time whatever the key's length and content.
+// New builds the server and registers its routes (see Routes).
 func New(opts Options) *Server {
 	if opts.MaxEvents <= 0 {
 		opts.MaxEvents = 10000
@@ -89,30 +101,23 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux()}
+	s := &Server{opts: opts, mux: http.NewServeMux(), limits: opts.Limits}
 	s.inFlight = newInFlight(opts.MaxInFlightBytes, opts.MaxBodyBytes, opts.InFlightWait, opts.IngestObserver)
-	s.SetAPIKeys(opts.APIKeys)
-	s.mux.HandleFunc("POST /v1/events", s.requireKey(s.ingest))
+	s.handle("POST", "/v1/events", audit.PermIngest, "send events", s.ingest)
 	s.routeHealth()
 	s.routeMetrics()
 	s.routeTracing()
 	s.routeAlerts()
+	s.routeKeys()
+	s.routeEvents()
+	s.routeDeadLetters()
 	if opts.Config != nil {
-		s.mux.HandleFunc("GET /observability/config", s.requireKey(func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusOK, s.opts.Config.ConfigStatus())
-		}))
+		s.handle("GET", "/observability/config", audit.PermObservability, "running configuration and reload status",
+			func(w http.ResponseWriter, r *http.Request) {
+				writeJSON(w, http.StatusOK, s.opts.Config.ConfigStatus())
+			})
 	}
 	return s
-}
-
-// SetAPIKeys replaces the accepted keys (configuration reload: keys rotate
-// without a restart).
-func (s *Server) SetAPIKeys(keys []string) {
-	hashes := make([][sha256.Size]byte, len(keys))
-	for i, k := range keys {
-		hashes[i] = sha256.Sum256([]byte(k))
-	}
-	s.keyHash.Store(&hashes)
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -120,34 +125,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 // Close stops the server's background work (returning memory to the OS after
 // an ingest burst) and waits for it. Call it after the HTTP server has shut down.
 func (s *Server) Close() { s.inFlight.close() }
-
-// requireKey lets a request through only with a valid "Authorization: Bearer <key>".
-func (s *Server) requireKey(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if !s.authorized(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="audit-worker"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid API key is required: Authorization: Bearer <key>")
-			return
-		}
-		next(w, r)
-	}
-}
-
-// authorized reports whether the request carries a valid bearer key. The
-// scheme is case-insensitive (RFC 9110 §11.1), the key is not.
-func (s *Server) authorized(r *http.Request) bool {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	return ok && strings.EqualFold(scheme, "Bearer") && s.validKey(strings.TrimLeft(token, " "))
-}
-
-func (s *Server) validKey(token string) bool {
-	presented := sha256.Sum256([]byte(token))
-	match := 0
-	for _, k := range *s.keyHash.Load() { // no early exit: every key is compared
-		match |= subtle.ConstantTimeCompare(presented[:], k[:])
-	}
-	return match == 1 && token != ""
-}
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -33,7 +33,7 @@ func newFixture(t *testing.T, maxBody int64) *fixture {
 	}
 	hmacKey := []byte("test-secret-key-for-testing-purposes-only")
 	batcher := pipeline.NewBatcher(pipeline.NewProcessor(store, pipeline.Config{Rules: audit.DefaultRules(), HMACKey: hmacKey}), pipeline.BatcherConfig{})
-	srv := httptest.NewServer(New(Options{Ingester: batcher, Store: store, APIKeys: []string{"another-key-abcdefghij", testKey}, MaxBodyBytes: maxBody}))
+	srv := httptest.NewServer(New(Options{Ingester: batcher, Store: store, Auth: adminAuth("another-key-abcdefghij", testKey), MaxBodyBytes: maxBody}))
 	t.Cleanup(func() {
 		srv.Close()
 		batcher.Close(context.Background())
@@ -161,16 +161,5 @@ func TestIngestRefusals(t *testing.T) {
 	}
 	if n := f.count(t); n != 0 {
 		t.Errorf("%d rows stored, want 0", n)
-	}
-}
-
-func TestAPIKeysRotate(t *testing.T) {
-	s := New(Options{APIKeys: []string{"old-key-0123456789"}})
-	if !s.validKey("old-key-0123456789") || s.validKey("new-key-0123456789") {
-		t.Fatal("initial keys wrong")
-	}
-	s.SetAPIKeys([]string{"new-key-0123456789"})
-	if s.validKey("old-key-0123456789") || !s.validKey("new-key-0123456789") {
-		t.Error("keys not rotated")
 	}
 }

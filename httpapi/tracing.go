@@ -11,6 +11,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/telemetry"
 )
 
@@ -37,18 +38,18 @@ const pprofPath = "/debug/pprof/"
 
 func (s *Server) routeTracing() {
 	started := time.Now() // New runs at start-up: uptime counts from here
-	s.mux.HandleFunc("GET /observability/traces", s.requireKey(s.traces))
-	s.mux.HandleFunc("GET /observability/profiling", s.requireKey(func(w http.ResponseWriter, r *http.Request) {
+	s.handle("GET", "/observability/traces", audit.PermObservability, "recent traces", s.traces)
+	s.handle("GET", "/observability/profiling", audit.PermObservability, "profiling status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.profiling(started))
-	}))
+	})
 	if s.opts.Tracing.EnablePprof {
 		// Registered on the server's own mux; net/http/pprof's init also fills
 		// http.DefaultServeMux, which this program never serves.
-		s.mux.HandleFunc(pprofPath, s.requireKey(pprof.Index)) // named profiles: heap, goroutine, ...
-		s.mux.HandleFunc(pprofPath+"cmdline", s.requireKey(pprof.Cmdline))
-		s.mux.HandleFunc(pprofPath+"profile", s.requireKey(pprof.Profile))
-		s.mux.HandleFunc(pprofPath+"symbol", s.requireKey(pprof.Symbol))
-		s.mux.HandleFunc(pprofPath+"trace", s.requireKey(pprof.Trace))
+		s.handle("GET", pprofPath, audit.PermObservability, "pprof profiles", pprof.Index) // named profiles: heap, goroutine, ...
+		s.handle("GET", pprofPath+"cmdline", audit.PermObservability, "pprof command line", pprof.Cmdline)
+		s.handle("GET", pprofPath+"profile", audit.PermObservability, "pprof CPU profile", pprof.Profile)
+		s.handle("GET", pprofPath+"symbol", audit.PermObservability, "pprof symbols", pprof.Symbol)
+		s.handle("GET", pprofPath+"trace", audit.PermObservability, "pprof execution trace", pprof.Trace)
 	}
 }
 

@@ -47,7 +47,7 @@ func newTracedServer(t *testing.T, opts TracingOptions, withStore bool) *tracedS
 	if withStore {
 		opts.Store = ts.spans
 	}
-	ts.srv = httptest.NewServer(New(Options{Ingester: batcher, Store: store, APIKeys: []string{tracingKey},
+	ts.srv = httptest.NewServer(New(Options{Ingester: batcher, Store: store, Auth: adminAuth(tracingKey),
 		MaxBodyBytes: 1 << 20, Tracing: opts}))
 	t.Cleanup(func() {
 		ts.srv.Close()

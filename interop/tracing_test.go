@@ -13,6 +13,7 @@ import (
 	"time"
 
 	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/access"
 	"github.com/smartlogs/audit-worker/bullmq"
 	"github.com/smartlogs/audit-worker/httpapi"
 	"github.com/smartlogs/audit-worker/internal/eventgen"
@@ -90,7 +91,7 @@ func TestTraceLinksToNodeProducer(t *testing.T) {
 		t.Fatalf("no bullmq.batch trace among %+v", tracing.Store().Recent(10))
 	}
 
-	srv := httptest.NewServer(httpapi.New(httpapi.Options{Store: store, APIKeys: []string{"interop-key-0123456789"},
+	srv := httptest.NewServer(httpapi.New(httpapi.Options{Store: store, Auth: adminKey("interop-key-0123456789"),
 		Tracing: httpapi.TracingOptions{Store: tracing.Store()}}))
 	defer srv.Close()
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/observability/traces?traceId="+batchTrace, nil)
@@ -129,4 +130,12 @@ func TestTraceLinksToNodeProducer(t *testing.T) {
 	}
 	t.Logf("trace %s (bullmq.batch) links to the Node producer span %s/%s (%s)",
 		batchTrace, produced.TraceID, produced.SpanID, produced.SpanName)
+}
+
+// adminKey accepts one key that may do everything.
+func adminKey(key string) *access.Authenticator {
+	a := access.NewAuthenticator(access.Options{})
+	a.SetStaticKeys([]access.StaticKey{{Name: "interop", Key: key, Role: audit.RoleAdmin,
+		Organizations: []string{audit.AllOrganizations}}})
+	return a
 }

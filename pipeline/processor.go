@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,10 @@ type Input struct {
 	IdempotencyKey string
 	Source         string    // e.g. "http", "bullmq:audit-events"
 	ReceivedAt     time.Time // when the source got it (a BullMQ job: when it was enqueued); zero means now
+	// Organizations are those the sender may send events of; nil means any.
+	// An event of another organisation, or of none, is rejected
+	// (audit.ReasonForbiddenOrganization) and dead-lettered.
+	Organizations []string
 	// Trace is the producer's span (W3C trace context of the job or request),
 	// if it sent one; the batch span links to it.
 	Trace trace.SpanContext
@@ -117,6 +122,9 @@ func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, err
 			outcomes[i].Key = ContentKey(in.Payload)
 		}
 		events[i], outcomes[i].Warnings, failed[i] = audit.ParseEvent(in.Payload, cfg.Rules, now)
+		if failed[i] == nil && in.Organizations != nil && !slices.Contains(in.Organizations, events[i].OrganizationID) {
+			failed[i] = forbiddenOrganization(events[i].OrganizationID)
+		}
 	}
 	report.Stages.Validate = stage.end(nil)
 
@@ -244,10 +252,22 @@ func deadLetter(in Input, key string, received time.Time, err error) audit.DeadL
 	if errors.As(err, &ve) {
 		dl.Errors = ve.Errors
 	}
-	if audit.IsIntegrityViolation(err) {
+	switch {
+	case audit.IsIntegrityViolation(err):
 		dl.Reason = audit.ReasonIntegrityViolation
+	case audit.ErrorCode(err) == audit.CodeForbidden:
+		dl.Reason = audit.ReasonForbiddenOrganization
 	}
 	return dl
+}
+
+// forbiddenOrganization is the refusal of an event whose organisation the
+// sender's credentials do not cover.
+func forbiddenOrganization(org string) error {
+	if org == "" {
+		return audit.Errorf(audit.CodeForbidden, "the event has no organizationId, and the sender may send events of its own organisations only")
+	}
+	return audit.Errorf(audit.CodeForbidden, "the sender may not send events of organization %q", org)
 }
 
 // Stats are running totals since the processor started.
@@ -257,16 +277,17 @@ type Stats struct {
 	RejectedValidation  int64 `json:"rejectedValidation"`
 	IntegrityViolations int64 `json:"integrityViolations"`
 	StoreRefused        int64 `json:"storeRefused"`  // events the store refused (ReasonStoreRefused)
+	Forbidden           int64 `json:"forbidden"`     // events of an organisation their sender may not send (ReasonForbiddenOrganization)
 	StoreFailures       int64 `json:"storeFailures"` // failed StoreBatch calls (batches, not events)
 	Batches             int64 `json:"batches"`
 }
 
 type counters struct {
-	stored, duplicates, rejectedValidation, integrityViolations, storeRefused, storeFailures, batches atomic.Int64
+	stored, duplicates, rejectedValidation, integrityViolations, storeRefused, forbidden, storeFailures, batches atomic.Int64
 }
 
 func (c *counters) count(outcomes []Outcome) {
-	var stored, duplicates, integrity, refused, invalid int64
+	var stored, duplicates, integrity, refused, forbidden, invalid int64
 	for _, o := range outcomes {
 		switch {
 		case o.Status == StatusStored:
@@ -277,6 +298,8 @@ func (c *counters) count(outcomes []Outcome) {
 			integrity++
 		case o.Reason == audit.ReasonStoreRefused:
 			refused++
+		case o.Reason == audit.ReasonForbiddenOrganization:
+			forbidden++
 		default:
 			invalid++
 		}
@@ -286,6 +309,7 @@ func (c *counters) count(outcomes []Outcome) {
 	c.duplicates.Add(duplicates)
 	c.integrityViolations.Add(integrity)
 	c.storeRefused.Add(refused)
+	c.forbidden.Add(forbidden)
 	c.rejectedValidation.Add(invalid)
 }
 
@@ -295,6 +319,6 @@ func (p *Processor) Stats() Stats {
 	return Stats{
 		Stored: c.stored.Load(), Duplicates: c.duplicates.Load(),
 		RejectedValidation: c.rejectedValidation.Load(), IntegrityViolations: c.integrityViolations.Load(),
-		StoreRefused: c.storeRefused.Load(), StoreFailures: c.storeFailures.Load(), Batches: c.batches.Load(),
+		StoreRefused: c.storeRefused.Load(), Forbidden: c.forbidden.Load(), StoreFailures: c.storeFailures.Load(), Batches: c.batches.Load(),
 	}
 }

@@ -56,3 +56,15 @@ func (s *Store) DeadLetterUsage(ctx context.Context) (audit.DeadLetterUsage, err
 	}
 	return u, nil
 }
+
+// DeleteDeadLetter removes one dead letter.
+func (s *Store) DeleteDeadLetter(ctx context.Context, id int64) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM audit_dead_letter WHERE id = $1`, id)
+	if err != nil {
+		return wrapErr("delete dead letter", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return audit.Errorf(audit.CodeNotFound, "dead letter %d: no such dead letter", id)
+	}
+	return nil
+}

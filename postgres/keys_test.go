@@ -14,3 +14,7 @@ func TestKeyConformance(t *testing.T) {
 func TestSearchConformance(t *testing.T) {
 	storetest.RunSearch(t, func(t *testing.T) storetest.SearchStore { return openTest(t, insertCopy) })
 }
+
+func TestExportConformance(t *testing.T) {
+	storetest.RunExports(t, func(t *testing.T) storetest.ExportSecretStore { return openTest(t, insertCopy) })
+}

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,24 +36,9 @@ func scanEvent(row pgx.CollectableRow) (audit.StoredEvent, error) {
 	e.Status, e.DataClassification = audit.Status(status), audit.Classification(class)
 	if len(details) > 0 {
 		e.Details = details
-		e.SessionContext = sessionContext(details)
+		e.SessionContext = audit.SessionContextOf(details)
 	}
 	return e, nil
-}
-
-// sessionContext decodes the session context that validation accepted (and
-// Details keeps) so that readers get the Event as the pipeline built it.
-func sessionContext(details []byte) *audit.SessionContext {
-	if !bytes.Contains(details, []byte(`"sessionContext"`)) {
-		return nil
-	}
-	var d struct {
-		SessionContext *audit.SessionContext `json:"sessionContext"`
-	}
-	if json.Unmarshal(details, &d) != nil {
-		return nil
-	}
-	return d.SessionContext
 }
 
 // GetEvent returns the newest row (highest Seq) with this idempotency key.

@@ -67,3 +67,15 @@ func (s *Store) DeadLetterUsage(ctx context.Context) (audit.DeadLetterUsage, err
 	}
 	return u, nil
 }
+
+// DeleteDeadLetter removes one dead letter.
+func (s *Store) DeleteDeadLetter(ctx context.Context, id int64) error {
+	n, err := s.deleteDeadLetters(ctx, `DELETE FROM audit_dead_letter WHERE id = ?`, id)
+	if err != nil {
+		return classify("delete dead letter", err)
+	}
+	if n == 0 {
+		return audit.Errorf(audit.CodeNotFound, "dead letter %d: no such dead letter", id)
+	}
+	return nil
+}

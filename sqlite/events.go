@@ -326,7 +326,7 @@ func scanEvents(rows *sql.Rows, capacity int) ([]audit.StoredEvent, error) {
 		if details != nil {
 			e.Details = json.RawMessage(details)
 		}
-		e.SessionContext = sessionContext(details)
+		e.SessionContext = audit.SessionContextOf(details)
 		e.Signature = sig.String
 		e.SignatureAlgorithm = sigAlg.String
 		e.ReceivedAt = fromMicros(received)
@@ -334,39 +334,6 @@ func scanEvents(rows *sql.Rows, capacity int) ([]audit.StoredEvent, error) {
 		out = append(out, e)
 	}
 	return out, rows.Err()
-}
-
-// sessionContext decodes Details' sessionContext member, which the event
-// exposes already decoded (audit.Event.SessionContext), or returns nil if there
-// is none. Stored events passed validation, so their strings hold neither lone
-// surrogates nor NUL, and encoding/json decodes them exactly as the validator did.
-func sessionContext(details []byte) *audit.SessionContext {
-	if len(details) == 0 || !bytes.Contains(details, []byte("sessionContext")) {
-		return nil
-	}
-	var top struct {
-		SessionContext json.RawMessage `json:"sessionContext"`
-	}
-	if err := json.Unmarshal(details, &top); err != nil || len(top.SessionContext) == 0 || top.SessionContext[0] != '{' {
-		return nil
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(top.SessionContext, &fields); err != nil {
-		return nil
-	}
-	str := func(name string) string {
-		var v string
-		if raw, ok := fields[name]; ok {
-			_ = json.Unmarshal(raw, &v) // a non-string (or null) reads as "", as in validation
-		}
-		return v
-	}
-	return &audit.SessionContext{
-		SessionID:   str("sessionId"),
-		IPAddress:   str("ipAddress"),
-		UserAgent:   str("userAgent"),
-		Geolocation: str("geolocation"),
-	}
 }
 
 // ListDeadLetters returns up to limit dead letters with ID > afterID, in ID order.

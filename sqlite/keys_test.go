@@ -33,3 +33,14 @@ func TestSearchConformance(t *testing.T) {
 		return s
 	})
 }
+
+func TestExportConformance(t *testing.T) {
+	storetest.RunExports(t, func(t *testing.T) storetest.ExportSecretStore {
+		s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "audit.db")})
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

@@ -82,6 +82,7 @@ type Metrics struct {
 	ingestInFlight               atomic.Pointer[func() int64] // set by WatchIngestInFlight
 	memoryReleases               prometheus.Counter
 	deadLettersPruned            *prometheus.CounterVec
+	accessRecordsLost            prometheus.Counter
 	deadLetterEntries            prometheus.Gauge
 	deadLetterBytes              prometheus.Gauge
 
@@ -176,6 +177,8 @@ func (m *Metrics) registerIngestMetrics() {
 		return 0
 	}))
 	m.memoryReleases = m.counter("audit_memory_releases_total", "Returns of freed heap memory to the OS after an ingest burst.")
+	m.accessRecordsLost = m.counter("audit_access_records_lost_total",
+		"Access records (audit.access.* events) that could not be stored: their buffer was full or the store refused them.")
 }
 
 func (m *Metrics) registerDeadLetterMetrics() {
@@ -202,6 +205,9 @@ func (m *Metrics) IngestRefused(reason string) { m.ingestRefused.WithLabelValues
 
 // MemoryReleased counts a return of freed memory to the OS.
 func (m *Metrics) MemoryReleased() { m.memoryReleases.Inc() }
+
+// AccessRecordsLost counts access records that could not be stored.
+func (m *Metrics) AccessRecordsLost(n int) { m.accessRecordsLost.Add(float64(n)) }
 
 // DeadLettersPruned counts dead letters deleted beyond the quota and past the retention.
 func (m *Metrics) DeadLettersPruned(byQuota, byRetention int64) {

@@ -92,7 +92,7 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 		sent, len(requests), o.perBatch, o.clients, o.badEveryN, o.badEveryN, resent)
 
 	start := time.Now()
-	tally, err := sendDemo(ctx, w.URL(), w.keys[0], requests, o.clients)
+	tally, err := sendDemo(ctx, w.URL(), w.bootKey, requests, o.clients)
 	elapsed := time.Since(start)
 	if err != nil {
 		w.shutdown(10 * time.Second)

@@ -86,9 +86,13 @@ func (w *worker) applyReloadable(c config.Config) {
 	w.breaker.Reconfigure(c.ReliableProcessor.CircuitBreakerConfig.FailureThreshold, c.RecoveryTimeout())
 	w.proc.Reconfigure(pipeline.Config{Rules: c.Rules(), HMACKey: []byte(c.Security.EncryptionKey), Breaker: w.breaker})
 	w.batcher.SetLimits(c.Storage.BatchMaxSize, c.BatchMaxWait())
-	if len(c.HTTP.APIKeys) > 0 { // without configured keys the generated key file stays in force
-		w.api.SetAPIKeys(c.HTTP.APIKeys)
+	w.auth.SetStaticKeys(staticKeys(c, w.legacyKey))
+	if oidc, err := newOIDC(c, w.log); err != nil {
+		w.log.Warn("OIDC settings not applied", "err", err)
+	} else {
+		w.auth.SetOIDC(oidc)
 	}
+	w.limits.Reconfigure(limitConfig(c.HTTP.RateLimits))
 	w.obs.apply(c)
 	if err := w.mon.apply(c); err != nil {
 		w.log.Warn("monitoring settings not applied", "err", err)

@@ -50,7 +50,7 @@ func TestConfigFileReload(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("AUDIT_CONFIG_CACHE", filepath.Join(dir, "cache.json"))
 	path := filepath.Join(dir, "worker.json")
-	base := `{"storage":{"dataDir":%q},"http":{"address":"127.0.0.1:0","apiKeys":["first-key-0123456789"]},
+	base := `{"storage":{"dataDir":%q},"http":{"address":"127.0.0.1:0","keys":[{"name":"ops","key":"first-key-0123456789","role":"operator","organizations":["*"]}]},
 		"logging":{"level":"info"},"worker":{"port":3001}}`
 	replaceFile(t, path, strings.Replace(base, "%q", `"`+filepath.Join(dir, "data")+`"`, 1))
 

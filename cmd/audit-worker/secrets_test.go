@@ -78,7 +78,7 @@ var workerSecrets = []string{
 	"pg-userinfo-pw", "pg-query-pw", "pg-sslpassword-pw", "pg-encoded-pw",
 	"redis-url-pw", "redis-field-pw",
 	"s3-endpoint-pw", "aws-secret-access-key-pw",
-	"hmac-encryption-key-secret-0123456789", "ingest-api-key-secret-0123",
+	"hmac-encryption-key-secret-0123456789", "ingest-api-key-secret-0123", "operator-api-key-secret-0123",
 	"otlp-endpoint-pw", "otlp-token-pw", "otlp-header-pw",
 	"hook-url-pw", "hook-token-pw", "hook-secret-pw-0123456789",
 }
@@ -93,8 +93,9 @@ func secretsDocument(pgURL, redisURL, prefix, dataDir string) []byte {
 		"enhancedClient": map[string]any{"connectionString": pgURL},
 		"redis":          map[string]any{"url": redisURL, "keyPrefix": prefix},
 		"security":       map[string]any{"encryptionKey": "hmac-encryption-key-secret-0123456789"},
-		"http":           map[string]any{"address": "127.0.0.1:0", "apiKeys": []string{"ingest-api-key-secret-0123"}},
-		"storage":        map[string]any{"dataDir": dataDir},
+		"http": map[string]any{"address": "127.0.0.1:0", "apiKeys": []string{"ingest-api-key-secret-0123"},
+			"keys": []map[string]any{{"name": "ops", "key": "operator-api-key-secret-0123", "role": "operator", "organizations": []string{"*"}}}},
+		"storage": map[string]any{"dataDir": dataDir},
 		"observability": map[string]any{"tracing": map[string]any{
 			"exporterType":     "otlp",
 			"exporterEndpoint": "http://otlp-user:otlp-endpoint-pw@127.0.0.1:1/v1/traces?token=otlp-token-pw",
@@ -183,7 +184,7 @@ func TestNoSecretLeavesTheWorker(t *testing.T) {
 		done <- cmd.ExecuteContext(ctx)
 	}()
 	base := waitForStart(t, log, done)
-	key := "ingest-api-key-secret-0123"
+	key := "operator-api-key-secret-0123"
 	for _, path := range []string{"/observability/config", "/healthz", "/health/config", "/health/database", "/health/redis", "/metrics"} {
 		outputs["GET "+path] = getBody(t, base+path, key)
 	}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -21,6 +18,7 @@ import (
 
 	audit "github.com/smartlogs/audit-worker"
 
+	"github.com/smartlogs/audit-worker/access"
 	"github.com/smartlogs/audit-worker/config"
 	"github.com/smartlogs/audit-worker/httpapi"
 	"github.com/smartlogs/audit-worker/pipeline"
@@ -104,46 +102,6 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (audit.
 	return store, "SQLite " + abs, nil
 }
 
-// apiKeys returns the configured ingest keys or, when there are none, the key
-// kept in the data directory, creating it (mode 0600) on first start.
-func apiKeys(cfg config.Config) (keys []string, keyFile string, err error) {
-	if len(cfg.HTTP.APIKeys) > 0 {
-		return cfg.HTTP.APIKeys, "", nil
-	}
-	keyFile = filepath.Join(cfg.Storage.DataDir, "api-key")
-	data, err := os.ReadFile(keyFile)
-	if err == nil {
-		key := strings.TrimSpace(string(data))
-		if len(key) < 16 {
-			return nil, keyFile, fmt.Errorf("API key file %s holds a key shorter than 16 characters", keyFile)
-		}
-		return []string{key}, keyFile, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, keyFile, fmt.Errorf("read API key: %w", err)
-	}
-	if err := os.MkdirAll(cfg.Storage.DataDir, 0o700); err != nil {
-		return nil, keyFile, fmt.Errorf("create data directory: %w", err)
-	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return nil, keyFile, fmt.Errorf("generate API key: %w", err)
-	}
-	key := "awk_" + base64.RawURLEncoding.EncodeToString(raw)
-	f, err := os.OpenFile(keyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, keyFile, fmt.Errorf("save API key: %w", err)
-	}
-	if _, err := f.WriteString(key + "\n"); err != nil {
-		f.Close()
-		return nil, keyFile, fmt.Errorf("save API key: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, keyFile, fmt.Errorf("save API key: %w", err)
-	}
-	return []string{key}, keyFile, nil
-}
-
 // worker is a running worker: store, pipeline, queue consumer, HTTP server
 // and the loops around them.
 type worker struct {
@@ -157,14 +115,24 @@ type worker struct {
 	batcher   *pipeline.Batcher
 	server    *http.Server
 	listener  net.Listener
-	keys      []string
-	keyFile   string
+	keys      audit.KeyStore
+	bootKey   string // the admin key made for a worker configured with none; "" otherwise
+	legacyKey string // a key file from before keys were kept in the store; "" otherwise
+	keyFile   string // where bootKey is
 	storeDesc string
-	breaker   *pipeline.Breaker
-	rdb       redis.UniversalClient // nil without Redis
-	queue     *queueConsumer        // nil without Redis
-	obs       *observability
-	mon       *monitoring
+	auth      *access.Authenticator
+	limits    *access.Limiter
+	records   *access.Recorder
+	// stopRecords ends the access recorder once the HTTP server has stopped,
+	// so that the last requests' records are stored before the batcher
+	// closes; recordsDone is closed when it has.
+	stopRecords context.CancelFunc
+	recordsDone chan struct{}
+	breaker     *pipeline.Breaker
+	rdb         redis.UniversalClient // nil without Redis
+	queue       *queueConsumer        // nil without Redis
+	obs         *observability
+	mon         *monitoring
 
 	// group owns every goroutine the worker starts (see spawn); shutdown
 	// waits for all of them.
@@ -216,10 +184,10 @@ func (w *worker) spawn(name string, fn func() error) {
 func (w *worker) start(ctx context.Context, cfg config.Config) error {
 	log := w.log
 	var err error
-	if w.keys, w.keyFile, err = apiKeys(cfg); err != nil {
+	if w.store, w.storeDesc, err = openStore(ctx, cfg, log); err != nil {
 		return err
 	}
-	if w.store, w.storeDesc, err = openStore(ctx, cfg, log); err != nil {
+	if err := w.startAccessControl(ctx, cfg); err != nil {
 		return err
 	}
 	if pg, ok := w.store.(*postgres.Store); ok {
@@ -268,8 +236,13 @@ func (w *worker) start(ctx context.Context, cfg config.Config) error {
 		MaxWait: cfg.BatchMaxWait(),
 	})
 	w.mon.run(w.spawn)
+	w.startRecorder(log)
 	apiOpts := w.wireObservability(cfg)
-	apiOpts.Ingester, apiOpts.Store, apiOpts.APIKeys = w.batcher, w.store, w.keys
+	apiOpts.Ingester, apiOpts.Store = w.batcher, w.store
+	apiOpts.Auth, apiOpts.Limits, apiOpts.Records, apiOpts.Keys = w.auth, w.limits, w.records, w.keys
+	if err := w.wireReadSide(&apiOpts); err != nil {
+		return err
+	}
 	apiOpts.MaxBodyBytes, apiOpts.Logger, apiOpts.Config = cfg.HTTP.MaxBodyBytes, log, w
 	apiOpts.MaxInFlightBytes = cfg.HTTP.MaxInFlightBytes
 	if w.obs.metrics != nil {
@@ -283,6 +256,69 @@ func (w *worker) start(ctx context.Context, cfg config.Config) error {
 		w.spawn("configuration watcher", func() error { return w.reload.watcher.Run(w.running) })
 	}
 	return nil
+}
+
+// startAccessControl sets up who may do what: stored keys, the
+// configuration's keys and OIDC issuer, the rate limits, and — for a worker
+// configured with no credentials — its own admin key.
+func (w *worker) startAccessControl(ctx context.Context, cfg config.Config) error {
+	keys, ok := w.store.(audit.KeyStore)
+	if !ok {
+		return fmt.Errorf("the store keeps no API keys")
+	}
+	w.keys = keys
+	var err error
+	if w.bootKey, w.legacyKey, w.keyFile, err = bootstrapKey(ctx, cfg, keys, w.log); err != nil {
+		return err
+	}
+	w.auth = access.NewAuthenticator(access.Options{Keys: keys, Logger: w.log})
+	w.auth.SetStaticKeys(staticKeys(cfg, w.legacyKey))
+	oidc, err := newOIDC(cfg, w.log)
+	if err != nil {
+		return err
+	}
+	if oidc != nil {
+		w.auth.SetOIDC(oidc)
+	}
+	w.limits = access.NewLimiter(limitConfig(cfg.HTTP.RateLimits))
+	w.spawn("API key bookkeeping", func() error { return w.auth.Run(w.running) })
+	return nil
+}
+
+// wireReadSide hands the store to the read routes: search, exports, the
+// cursor key, dead letters, and the HMAC key in force for verification.
+func (w *worker) wireReadSide(opts *httpapi.Options) error {
+	store, ok := w.store.(cliStore)
+	if !ok {
+		return fmt.Errorf("the store cannot serve the read side")
+	}
+	secrets, ok := w.store.(audit.SecretStore)
+	if !ok {
+		return fmt.Errorf("the store keeps no shared secrets")
+	}
+	dead, ok := w.store.(httpapi.DeadLetterStore)
+	if !ok {
+		return fmt.Errorf("the store cannot manage dead letters")
+	}
+	opts.Events = httpapi.EventOptions{Reader: store, Exports: store, Secrets: secrets,
+		HMACKey: func() []byte { return []byte(w.currentConfig().Security.EncryptionKey) }}
+	opts.DeadLetters = dead
+	return nil
+}
+
+// startRecorder starts storing access records through the pipeline.
+func (w *worker) startRecorder(log *slog.Logger) {
+	opts := access.RecorderOptions{Pipeline: w.batcher, Logger: log}
+	if m := w.obs.metrics; m != nil {
+		opts.OnLost = m.AccessRecordsLost
+	}
+	w.records = access.NewRecorder(opts)
+	recCtx, cancel := context.WithCancel(context.WithoutCancel(w.running))
+	w.stopRecords, w.recordsDone = cancel, make(chan struct{})
+	w.spawn("access recorder", func() error {
+		defer close(w.recordsDone)
+		return w.records.Run(recCtx)
+	})
 }
 
 // serve listens on address and serves the API until shutdown.
@@ -346,6 +382,13 @@ func (w *worker) shutdown(timeout time.Duration) error {
 			errs = append(errs, fmt.Errorf("HTTP server shutdown: %w", err), w.server.Close())
 		}
 		w.api.Close()
+	}
+	if w.stopRecords != nil {
+		w.stopRecords()
+		select {
+		case <-w.recordsDone:
+		case <-ctx.Done():
+		}
 	}
 	if w.batcher != nil {
 		errs = append(errs, w.batcher.Close(ctx))

@@ -19,10 +19,12 @@ import (
 	"go.uber.org/goleak"
 
 	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/access"
 	"github.com/smartlogs/audit-worker/bullmq"
 	"github.com/smartlogs/audit-worker/config"
 	"github.com/smartlogs/audit-worker/internal/eventgen"
 	"github.com/smartlogs/audit-worker/internal/testenv"
+	"github.com/smartlogs/audit-worker/sqlite"
 )
 
 // The producer hash's first test vector through the CLI, as an operator would run it.
@@ -64,27 +66,62 @@ func TestEventHashCommand(t *testing.T) {
 	}
 }
 
-func TestAPIKeyIsCreatedOncePrivately(t *testing.T) {
+// A worker configured with no credentials makes one admin key, in the store
+// and in a file only its owner can read, once.
+func TestBootstrapKeyIsCreatedOncePrivately(t *testing.T) {
+	ctx := context.Background()
 	cfg := config.Default()
 	cfg.Storage.DataDir = filepath.Join(t.TempDir(), "data")
-	keys, file, err := apiKeys(cfg)
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "audit.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := os.Stat(file)
-	if err != nil {
-		t.Fatal(err)
+	defer store.Close()
+	log := slog.New(slog.DiscardHandler)
+	key, legacy, file, err := bootstrapKey(ctx, cfg, store, log)
+	if err != nil || legacy != "" {
+		t.Fatalf("bootstrapKey = %q, legacy %q, %v", key, legacy, err)
 	}
-	if info.Mode().Perm() != 0o600 {
-		t.Errorf("key file mode %v, want 0600", info.Mode().Perm())
+	if info, err := os.Stat(file); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("key file %s: %v, mode %v; want 0600", file, err, info.Mode().Perm())
 	}
-	again, _, err := apiKeys(cfg)
-	if err != nil || again[0] != keys[0] || len(keys[0]) < 32 {
-		t.Errorf("second start: %v %v, first %v", again, err, keys)
+	id, _, ok := audit.ParseAPIKey(key)
+	stored, err := store.GetAPIKey(ctx, id)
+	if !ok || err != nil || stored.Role != audit.RoleAdmin || !stored.Principal().AllOrgs() {
+		t.Fatalf("stored key %+v, %v: want an admin key for every organisation", stored, err)
+	}
+	again, _, _, err := bootstrapKey(ctx, cfg, store, log)
+	if err != nil || again != key {
+		t.Errorf("second start: %q, %v; want the same key", again, err)
 	}
 	cfg.HTTP.APIKeys = []string{"configured-key-0123456789"}
-	if k, f, _ := apiKeys(cfg); k[0] != "configured-key-0123456789" || f != "" {
-		t.Errorf("configured keys ignored: %v %q", k, f)
+	if k, _, f, _ := bootstrapKey(ctx, cfg, store, log); k != "" || f != "" {
+		t.Errorf("with configured keys no key is made: %q %q", k, f)
+	}
+}
+
+// A key file from before keys were kept in the store keeps its admin rights.
+func TestLegacyKeyFileStaysAdmin(t *testing.T) {
+	ctx := context.Background()
+	cfg := config.Default()
+	cfg.Storage.DataDir = t.TempDir()
+	legacyKey := "awk_" + strings.Repeat("Zz9-", 11)
+	if err := os.WriteFile(filepath.Join(cfg.Storage.DataDir, "api-key"), []byte(legacyKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "audit.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	key, legacy, _, err := bootstrapKey(ctx, cfg, store, slog.New(slog.DiscardHandler))
+	if err != nil || key != legacyKey || legacy != legacyKey {
+		t.Fatalf("bootstrapKey = %q, legacy %q, %v", key, legacy, err)
+	}
+	auth := access.NewAuthenticator(access.Options{Keys: store})
+	auth.SetStaticKeys(staticKeys(cfg, legacy))
+	if p, err := auth.Authenticate(ctx, legacyKey); err != nil || p.Role != audit.RoleAdmin {
+		t.Errorf("legacy key: %+v, %v", p, err)
 	}
 }
 
@@ -156,7 +193,7 @@ func TestWorkerIngestsAndShutsDown(t *testing.T) {
 				t.Fatal(err)
 			}
 			req, _ := http.NewRequest(http.MethodPost, w.URL()+"/v1/events", bytes.NewReader(eventgen.New(5).Valid()))
-			req.Header.Set("Authorization", "Bearer "+w.keys[0])
+			req.Header.Set("Authorization", "Bearer "+w.bootKey)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)

@@ -167,6 +167,13 @@ func (q *query) filter(f audit.AlertFilter) {
 	if f.OrganizationID != "" {
 		q.add("organization_id = " + q.arg(f.OrganizationID))
 	}
+	switch {
+	case f.Organizations == nil:
+	case len(f.Organizations) == 0:
+		q.add("1 = 0") // a scope with no organisation sees nothing
+	default:
+		q.in("organization_id", f.Organizations)
+	}
 	if !f.Since.IsZero() {
 		q.add("first_seen >= " + q.arg(q.d.Time(f.Since)))
 	}

@@ -470,6 +470,10 @@ func testAlertFilters(t *testing.T, s audit.AlertStore) {
 		"since+until":   {audit.AlertFilter{Since: alertT0.Add(time.Hour), Until: alertT0.Add(3 * time.Hour)}, []string{c, b}},
 		"combined":      {audit.AlertFilter{OrganizationID: "org-1", Status: []audit.AlertStatus{audit.AlertActive}}, []string{a}},
 		"nothing":       {audit.AlertFilter{OrganizationID: "org-9"}, nil},
+		"scope":         {audit.AlertFilter{Organizations: []string{"org-2", "org-1"}}, []string{c, b, a}},
+		"scope of one":  {audit.AlertFilter{Organizations: []string{"org-2"}}, []string{b}},
+		"empty scope":   {audit.AlertFilter{Organizations: []string{}}, nil},
+		"scope+org":     {audit.AlertFilter{Organizations: []string{"org-2"}, OrganizationID: "org-1"}, nil},
 		"injection-ish": {audit.AlertFilter{OrganizationID: "org-1' OR '1'='1"}, nil},
 	} {
 		got, _, err := s.ListAlerts(ctx, tc.f)

@@ -142,3 +142,25 @@ func testDeadLetterUsage(t *testing.T, s audit.EventStore) {
 		t.Errorf("usage %+v, %v; want %d entries of %d bytes", u, err, len(dls), bytes)
 	}
 }
+
+// testDeadLetterGetAndDelete: one dead letter is read by id and deleted
+// (after a redrive); the others stay.
+func testDeadLetterGetAndDelete(t *testing.T, s audit.EventStore) {
+	storeNumbered(t, s, 0, 3, 10)
+	all := listDeadLetters(t, s)
+	got, err := audit.GetDeadLetter(ctxFor(t), s, all[1].ID)
+	if err != nil || got.IdempotencyKey != "dl:01" {
+		t.Fatalf("get dead letter %d: %+v, %v", all[1].ID, got, err)
+	}
+	if err := maintainer(t, s).DeleteDeadLetter(ctxFor(t), all[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	if keys := deadLetterKeys(t, s); !slices.Equal(keys, []string{"dl:00", "dl:02"}) {
+		t.Errorf("after deleting dl:01: %v", keys)
+	}
+	_, err = audit.GetDeadLetter(ctxFor(t), s, all[1].ID)
+	wantCode(t, "get a deleted dead letter", err, audit.CodeNotFound)
+	wantCode(t, "delete it again", maintainer(t, s).DeleteDeadLetter(ctxFor(t), all[1].ID), audit.CodeNotFound)
+	_, err = audit.GetDeadLetter(ctxFor(t), s, 0)
+	wantCode(t, "get id 0", err, audit.CodeNotFound)
+}

@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) audit.EventStore) {
 		{"DeadLetterQuota", testDeadLetterQuota},
 		{"DeadLetterRetention", testDeadLetterRetention},
 		{"DeadLetterUsage", testDeadLetterUsage},
+		{"DeadLetterGetAndDelete", testDeadLetterGetAndDelete},
 		{"BatchIsAtomic", testAtomic},
 		{"BatchIsAtomicWhenCancelled", testAtomicCancelled},
 		{"ConcurrentOverlappingBatches", testConcurrent},
