@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,39 +14,9 @@ import (
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/internal/eventgen"
 	"github.com/smartlogs/audit-worker/internal/storetest"
-	"github.com/smartlogs/audit-worker/internal/testenv"
+	"github.com/smartlogs/audit-worker/internal/teststores"
 	"github.com/smartlogs/audit-worker/pipeline"
-	"github.com/smartlogs/audit-worker/postgres"
-	"github.com/smartlogs/audit-worker/sqlite"
 )
-
-// refusingStores open real stores whose database refuses the events of
-// storetest.RefusedPrincipal.
-var refusingStores = []struct {
-	name string
-	open func(t *testing.T) audit.EventStore
-}{
-	{"sqlite", func(t *testing.T) audit.EventStore {
-		path := filepath.Join(t.TempDir(), "audit.db")
-		s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		storetest.RefuseInSQLite(t, path)
-		return s
-	}},
-	{"postgres", func(t *testing.T) audit.EventStore {
-		url := testenv.PostgresDatabase(t)
-		s, err := postgres.Open(context.Background(), postgres.Config{URL: url, MaxConns: 4})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		storetest.RefuseInPostgres(t, url)
-		return s
-	}},
-}
 
 type refusalFixture struct {
 	srv   *httptest.Server
@@ -98,9 +67,9 @@ func (f *refusalFixture) postArray(t *testing.T, events [][]byte) (int, ingestRe
 // A request of 1,000 events, one of which the store refuses: 200, with that
 // event rejected (store_refused) and the 999 others stored.
 func TestIngestAnswersPerEventWhenTheStoreRefusesOne(t *testing.T) {
-	for _, kind := range refusingStores {
-		t.Run(kind.name, func(t *testing.T) {
-			f := newRefusalFixture(t, kind.open(t), 5*time.Millisecond)
+	for _, kind := range teststores.Refusing {
+		t.Run(kind.Name, func(t *testing.T) {
+			f := newRefusalFixture(t, kind.Open(t), 5*time.Millisecond)
 			events := make([][]byte, 1000)
 			for i := range events {
 				events[i] = f.gen.Valid()
@@ -127,9 +96,9 @@ func TestIngestAnswersPerEventWhenTheStoreRefusesOne(t *testing.T) {
 // Requests whose events share a batch with a refused event are not failed by
 // it: every request gets 200, and only the refused event is rejected.
 func TestIngestRefusedEventDoesNotFailOtherRequests(t *testing.T) {
-	for _, kind := range refusingStores {
-		t.Run(kind.name, func(t *testing.T) {
-			f := newRefusalFixture(t, kind.open(t), 300*time.Millisecond)
+	for _, kind := range teststores.Refusing {
+		t.Run(kind.Name, func(t *testing.T) {
+			f := newRefusalFixture(t, kind.Open(t), 300*time.Millisecond)
 			const requests, each, badRequest = 10, 50, 6
 			bodies := make([][][]byte, requests)
 			for r := range bodies {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,9 +14,8 @@ import (
 	"github.com/smartlogs/audit-worker/internal/eventgen"
 	"github.com/smartlogs/audit-worker/internal/storetest"
 	"github.com/smartlogs/audit-worker/internal/testenv"
+	"github.com/smartlogs/audit-worker/internal/teststores"
 	"github.com/smartlogs/audit-worker/pipeline"
-	"github.com/smartlogs/audit-worker/postgres"
-	"github.com/smartlogs/audit-worker/sqlite"
 )
 
 const isolationHMACKey = "test-secret-key-for-testing-purposes-only"
@@ -34,23 +32,13 @@ var refusingStores = []struct {
 	open func(t *testing.T) refusingStore
 }{
 	{"sqlite", func(t *testing.T) refusingStore {
-		path := filepath.Join(t.TempDir(), "audit.db")
-		s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
+		s, path := teststores.SQLite(t)
 		storetest.RefuseInSQLite(t, path)
 		// A closed store fails every call, as a lost disk would.
 		return refusingStore{EventStore: s, down: func(*testing.T) { s.Close() }}
 	}},
 	{"postgres", func(t *testing.T) refusingStore {
-		dbURL := testenv.PostgresDatabase(t)
-		s, err := postgres.Open(context.Background(), postgres.Config{URL: dbURL, MaxConns: 4})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
+		s, dbURL := teststores.Postgres(t)
 		storetest.RefuseInPostgres(t, dbURL)
 		return refusingStore{EventStore: s, down: func(t *testing.T) { stopPostgresDatabase(t, dbURL) }}
 	}},

@@ -2,7 +2,6 @@ package queueworker
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,39 +9,9 @@ import (
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/bullmq"
 	"github.com/smartlogs/audit-worker/internal/storetest"
-	"github.com/smartlogs/audit-worker/internal/testenv"
+	"github.com/smartlogs/audit-worker/internal/teststores"
 	"github.com/smartlogs/audit-worker/pipeline"
-	"github.com/smartlogs/audit-worker/postgres"
-	"github.com/smartlogs/audit-worker/sqlite"
 )
-
-// refusingStores open real stores whose database refuses the events of
-// storetest.RefusedPrincipal.
-var refusingStores = []struct {
-	name string
-	open func(t *testing.T) audit.EventStore
-}{
-	{"sqlite", func(t *testing.T) audit.EventStore {
-		path := filepath.Join(t.TempDir(), "audit.db")
-		s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		storetest.RefuseInSQLite(t, path)
-		return s
-	}},
-	{"postgres", func(t *testing.T) audit.EventStore {
-		url := testenv.PostgresDatabase(t)
-		s, err := postgres.Open(context.Background(), postgres.Config{URL: url, MaxConns: 4})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		storetest.RefuseInPostgres(t, url)
-		return s
-	}},
-}
 
 // addKeepingAll adds jobs as the Node producers do, but keeps every completed
 // job so that the test can count them.
@@ -103,10 +72,10 @@ func refusedPayload(f *fixture) []byte {
 // A batch of 1,000 jobs, one of which the store refuses: that job alone fails,
 // without retry, with its entry in the dead-letter queue; 999 complete.
 func TestStoreRefusedJobFailsAloneIntoTheDeadLetterQueue(t *testing.T) {
-	for _, kind := range refusingStores {
-		t.Run(kind.name, func(t *testing.T) {
+	for _, kind := range teststores.Refusing {
+		t.Run(kind.Name, func(t *testing.T) {
 			f := newFixture(t)
-			s := kind.open(t)
+			s := kind.Open(t)
 			proc := pipeline.NewProcessor(s, pipeline.Config{Rules: audit.DefaultRules(), HMACKey: []byte(hmacKey), Breaker: f.breaker})
 			h := NewHandler(Config{Processor: proc, Queue: "audit-events", DeadLetters: f.dlq})
 			payloads := make([][]byte, 1000)

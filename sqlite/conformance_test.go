@@ -10,31 +10,53 @@ import (
 	"github.com/smartlogs/audit-worker/sqlite"
 )
 
-// TestConformance runs the suite every audit.EventStore must pass, each subtest
-// on its own fresh database file.
-func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) audit.EventStore {
-		s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "audit.db")})
-		if err != nil {
-			t.Fatalf("open: %v", err)
+// openFresh opens a store on a new database file; the file's path too.
+func openFresh(t *testing.T) (*sqlite.Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "audit.db")
+	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
 		}
-		t.Cleanup(func() {
-			if err := s.Close(); err != nil {
-				t.Errorf("close: %v", err)
-			}
-		})
-		return s
 	})
+	return s, path
 }
 
-// TestAlertConformance runs the audit.AlertStore suite on fresh database files.
+func fresh(t *testing.T) *sqlite.Store { s, _ := openFresh(t); return s }
+
+// The conformance suites every store must pass, each subtest on its own
+// fresh database file.
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) audit.EventStore { return fresh(t) })
+}
+
 func TestAlertConformance(t *testing.T) {
-	storetest.RunAlerts(t, func(t *testing.T) audit.AlertStore {
-		s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "audit.db")})
-		if err != nil {
-			t.Fatalf("open: %v", err)
-		}
-		t.Cleanup(func() { s.Close() })
+	storetest.RunAlerts(t, func(t *testing.T) audit.AlertStore { return fresh(t) })
+}
+
+func TestKeyConformance(t *testing.T) {
+	storetest.RunKeys(t, func(t *testing.T) audit.KeyStore { return fresh(t) })
+}
+
+func TestSearchConformance(t *testing.T) {
+	storetest.RunSearch(t, func(t *testing.T) storetest.SearchStore { return fresh(t) })
+}
+
+func TestExportConformance(t *testing.T) {
+	storetest.RunExports(t, func(t *testing.T) storetest.ExportSecretStore { return fresh(t) })
+}
+
+// TestRefusalConformance runs the refused-record contract on database files
+// whose audit_log refuses storetest.RefusedPrincipal.
+func TestRefusalConformance(t *testing.T) {
+	storetest.RunRefusals(t, func(t *testing.T) audit.EventStore {
+		s, path := openFresh(t)
+		storetest.RefuseInSQLite(t, path)
 		return s
 	})
 }
