@@ -43,11 +43,42 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, keys audit.Key
 		return
 	}
 	now := time.Now()
-	views := make([]access.KeyView, len(all))
-	for i, k := range all {
-		views[i] = access.View(k, now)
+	p := principalOf(r.Context())
+	views := make([]access.KeyView, 0, len(all))
+	for _, k := range all {
+		if keyInScope(p, k) {
+			views = append(views, access.View(k, now))
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"keys": views})
+}
+
+// keyInScope reports whether p may see and manage k: an admin scoped to some
+// organisations manages only keys within them, so that it can neither mint
+// a key beyond its own scope nor revoke another organisation's.
+func keyInScope(p audit.Principal, k audit.APIKey) bool {
+	if p.AllOrgs() {
+		return true
+	}
+	for _, org := range k.Organizations {
+		if !p.InScope(org) {
+			return false
+		}
+	}
+	return len(k.Organizations) > 0
+}
+
+// scopedKey reads the key named in the path; one outside the caller's scope
+// is answered like a missing one.
+func scopedKey(r *http.Request, keys audit.KeyStore, id string) error {
+	if !audit.ValidAPIKeyID(id) {
+		return audit.Errorf(audit.CodeNotFound, "api key %q: no such key", clip(id, 64))
+	}
+	k, err := keys.GetAPIKey(r.Context(), id)
+	if err == nil && !keyInScope(principalOf(r.Context()), k) {
+		err = audit.Errorf(audit.CodeNotFound, "api key %q: no such key", id)
+	}
+	return err
 }
 
 type keyRequest struct {
@@ -69,6 +100,11 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, keys audit.Ke
 		return
 	}
 	p := principalOf(r.Context())
+	if _, err := p.ScopeOrganizations(req.Organizations); err != nil {
+		s.recordKeyChange(r, "create", "", req.Role, req.Organizations, err)
+		writeError(w, http.StatusForbidden, string(audit.CodeForbidden), "organizations: "+err.Error())
+		return
+	}
 	k, token, err := access.CreateKey(r.Context(), keys, access.NewKey{Name: req.Name, Role: audit.Role(req.Role),
 		Organizations: req.Organizations, ExpiresIn: lifetime, CreatedBy: p.ID}, time.Now())
 	s.recordKeyChange(r, "create", k.ID, req.Role, req.Organizations, err)
@@ -82,10 +118,8 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, keys audit.Ke
 func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, keys audit.KeyStore) {
 	id := r.PathValue("id")
 	var k audit.APIKey
-	var err error
-	if !audit.ValidAPIKeyID(id) {
-		err = audit.Errorf(audit.CodeNotFound, "api key %q: no such key", clip(id, 64))
-	} else {
+	err := scopedKey(r, keys, id)
+	if err == nil {
 		k, err = keys.RevokeAPIKey(r.Context(), id, time.Now())
 	}
 	s.recordKeyChange(r, "revoke", id, string(k.Role), k.Organizations, err)
@@ -115,7 +149,12 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, keys audit.Ke
 		return
 	}
 	id := r.PathValue("id")
-	k, token, err := access.RotateKey(r.Context(), keys, id, overlap, time.Now())
+	var k audit.APIKey
+	var token string
+	err = scopedKey(r, keys, id)
+	if err == nil {
+		k, token, err = access.RotateKey(r.Context(), keys, id, overlap, time.Now())
+	}
 	s.recordKeyChange(r, "rotate", id, string(k.Role), k.Organizations, err)
 	if err != nil {
 		s.writeStoreError(w, r, "rotate key", err)
