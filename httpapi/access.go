@@ -134,7 +134,9 @@ func (s *Server) record(r *http.Request, a access.Access) {
 	if a.Details == nil {
 		a.Details = map[string]any{}
 	}
-	a.Details["route"] = r.Method + " " + r.URL.Path
+	// A path is the caller's to choose: clipped, so that a huge one cannot
+	// make the record too large to store.
+	a.Details["route"] = clip(r.Method+" "+r.URL.Path, maxRecordedRoute)
 	a.Details["clientAddress"] = clientAddr(r).String()
 	if ua := r.UserAgent(); ua != "" {
 		a.Details["userAgent"] = clip(ua, 256)
@@ -161,6 +163,9 @@ func (s *Server) recordDenied(r *http.Request, route string, p audit.Principal, 
 	}
 	s.record(r, a)
 }
+
+// maxRecordedRoute bounds the request path an access record keeps.
+const maxRecordedRoute = 1024
 
 // clientAddr is the address the request came from. Forwarded headers are not
 // trusted: anyone can write them.
