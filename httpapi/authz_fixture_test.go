@@ -122,7 +122,9 @@ type authzFixture struct {
 	proc    *pipeline.Processor
 	gen     *eventgen.Generator
 	records *access.Recorder // nil unless asked for
-	log     *lockedLog
+	// stopRecords stops the recorder once it has stored what it holds.
+	stopRecords func()
+	log         *lockedLog
 
 	tokens  map[audit.Role]string // orgA keys, by role
 	keyIDs  map[audit.Role]string
@@ -177,7 +179,9 @@ func newAuthzFixture(t *testing.T, db authzDB, o authzOptions) *authzFixture {
 			defer close(done)
 			f.records.Run(ctx)
 		}()
-		t.Cleanup(func() { cancel(); <-done })
+		var once sync.Once
+		f.stopRecords = func() { once.Do(func() { cancel(); <-done }) }
+		t.Cleanup(f.stopRecords)
 	}
 	f.seedKeys(t)
 	auth := access.NewAuthenticator(access.Options{Keys: db.store})

@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/access"
@@ -28,15 +30,13 @@ func (s *Server) withKeys(h func(w http.ResponseWriter, r *http.Request, keys au
 			writeError(w, http.StatusServiceUnavailable, string(audit.CodeUnavailable), "no key store is configured")
 			return
 		}
-		h(w, r, s.opts.Keys)
+		if paramsOK(w, r) { // no key route takes a parameter
+			h(w, r, s.opts.Keys)
+		}
 	}
 }
 
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, keys audit.KeyStore) {
-	if err := checkParams(r.URL.Query()); err != nil {
-		writeError(w, http.StatusBadRequest, string(audit.CodeInvalid), err.Error())
-		return
-	}
 	all, err := keys.ListAPIKeys(r.Context())
 	if err != nil {
 		s.writeStoreError(w, r, "list keys", err)
@@ -180,14 +180,32 @@ func (s *Server) recordKeyChange(r *http.Request, verb, id, role string, orgs []
 // fields; an empty body is io.EOF.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := decodeObject(dec, v); err != nil {
 		return err
 	}
 	if dec.More() {
 		return errors.New("the body must hold one JSON object")
 	}
 	return nil
+}
+
+// decodeObject decodes the next JSON value into v, refusing unknown fields,
+// anything but an object (encoding/json takes null as an empty request) and
+// invalid UTF-8 (which it would silently replace).
+func decodeObject(dec *json.Decoder, v any) error {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return err
+	}
+	switch {
+	case !utf8.Valid(raw):
+		return errors.New("must be valid UTF-8")
+	case raw[0] != '{':
+		return errors.New("must be a JSON object")
+	}
+	strict := json.NewDecoder(bytes.NewReader(raw))
+	strict.DisallowUnknownFields()
+	return strict.Decode(v)
 }
 
 // writeBodyError answers a body decodeBody refused.
