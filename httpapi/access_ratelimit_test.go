@@ -1,0 +1,104 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/access"
+)
+
+// slowRate refills one request per 100 s: a test never sees a refill.
+func slowRate(burst int) access.Rate { return access.Rate{Requests: 0.01, Burst: burst} }
+
+// checkTooMany checks a 429: a JSON error and a Retry-After of whole seconds.
+func checkTooMany(t *testing.T, what string, code int, rq authzRequest, f *authzFixture) {
+	t.Helper()
+	rec := f.serve(rq)
+	if rec.Code != code {
+		t.Fatalf("%s: %d, want %d: %s", what, rec.Code, code, rec.Body)
+	}
+	if code != http.StatusTooManyRequests {
+		return
+	}
+	if errCode, _, err := errorBody(rec); err != nil || errCode != "rate_limited" {
+		t.Errorf("%s: error %q (%v), want rate_limited", what, errCode, err)
+	}
+	if s, err := strconv.Atoi(rec.Header().Get("Retry-After")); err != nil || s < 1 {
+		t.Errorf("%s: Retry-After %q, want a number of seconds >= 1", what, rec.Header().Get("Retry-After"))
+	}
+}
+
+// A principal over its own limit gets 429 with Retry-After; another
+// principal of the same role, and another role, are not slowed by it.
+func TestPrincipalRateLimit(t *testing.T) {
+	lim := access.NewLimiter(access.LimitConfig{
+		PerPrincipal: map[audit.Role]access.Rate{audit.RoleReader: slowRate(2), audit.RoleAuditor: slowRate(2)},
+		PerRole:      map[audit.Role]access.Rate{}, FailedAuthPerAddress: slowRate(100)})
+	f := newAuthzFixture(t, authzStoreKinds[0].open(t), authzOptions{limits: lim})
+	_, other, err := access.CreateKey(context.Background(), f.db.store, access.NewKey{Name: "second reader",
+		Role: audit.RoleReader, Organizations: []string{orgA}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	search := authzRequest{method: "GET", target: "/v1/events", token: f.tokens[audit.RoleReader]}
+	checkTooMany(t, "reader, 1st", 200, search, f)
+	checkTooMany(t, "reader, 2nd", 200, search, f)
+	checkTooMany(t, "reader, 3rd (over its burst of 2)", 429, search, f)
+	search.token = other
+	checkTooMany(t, "another reader", 200, search, f)
+	search.token = f.tokens[audit.RoleAuditor]
+	checkTooMany(t, "an auditor", 200, search, f)
+}
+
+// The limit of a role holds for all its principals together.
+func TestRoleRateLimit(t *testing.T) {
+	lim := access.NewLimiter(access.LimitConfig{PerPrincipal: map[audit.Role]access.Rate{},
+		PerRole: map[audit.Role]access.Rate{audit.RoleReader: slowRate(2)}, FailedAuthPerAddress: slowRate(100)})
+	f := newAuthzFixture(t, authzStoreKinds[0].open(t), authzOptions{limits: lim})
+	_, other, err := access.CreateKey(context.Background(), f.db.store, access.NewKey{Name: "second reader",
+		Role: audit.RoleReader, Organizations: []string{orgA}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := authzRequest{method: "GET", target: "/v1/alerts", token: f.tokens[audit.RoleReader]}
+	second := first
+	second.token = other
+	checkTooMany(t, "reader 1", 200, first, f)
+	checkTooMany(t, "reader 2", 200, second, f)
+	checkTooMany(t, "reader 1 again: the role's burst is spent", 429, first, f)
+	checkTooMany(t, "reader 2 again", 429, second, f)
+	operator := first
+	operator.token = f.tokens[audit.RoleOperator]
+	checkTooMany(t, "an operator", 200, operator, f)
+}
+
+// Failed authentications from one address are refused with 429 once its
+// burst is spent — even with a valid key, before the key is checked — while
+// another address, and the open routes, are unaffected.
+func TestFailedAuthenticationsPerAddress(t *testing.T) {
+	lim := access.NewLimiter(access.LimitConfig{PerPrincipal: map[audit.Role]access.Rate{},
+		PerRole: map[audit.Role]access.Rate{}, FailedAuthPerAddress: slowRate(3)})
+	f := newAuthzFixture(t, authzStoreKinds[0].open(t), authzOptions{limits: lim})
+	wrong, valid := f.revoked, f.tokens[audit.RoleReader]
+	req := func(remote, token string) authzRequest {
+		return authzRequest{method: "GET", target: "/v1/events", token: token, remote: remote}
+	}
+	const guesser, bystander = "198.51.100.7:40000", "203.0.113.9:40000"
+	for i := range 3 {
+		checkTooMany(t, "failed attempt "+strconv.Itoa(i+1), 401, req(guesser, wrong), f)
+	}
+	checkTooMany(t, "4th failed attempt", 429, req(guesser, wrong), f)
+	checkTooMany(t, "a valid key from the blocked address", 429, req(guesser, valid), f)
+	checkTooMany(t, "no key from the blocked address", 429, req(guesser, ""), f)
+	checkTooMany(t, "the same address as IPv4-mapped IPv6", 429, req("[::ffff:198.51.100.7]:40001", valid), f)
+	checkTooMany(t, "a valid key from another address", 200, req(bystander, valid), f)
+	checkTooMany(t, "a wrong key from another address", 401, req(bystander, wrong), f)
+	probe := f.serve(authzRequest{method: "GET", target: "/healthz", remote: guesser})
+	if probe.Code != http.StatusOK {
+		t.Errorf("a probe from the blocked address: %d, want 200 (open routes take no credentials)", probe.Code)
+	}
+}
