@@ -27,6 +27,9 @@ func checkParams(q url.Values, known ...string) error {
 	}
 	sort.Strings(names) // the same error for the same request
 	for _, name := range names {
+		if !slices.Contains(known, name) && len(known) == 0 {
+			return fmt.Errorf("%s: unknown parameter (the route takes none)", clip(name, 64))
+		}
 		if !slices.Contains(known, name) {
 			return fmt.Errorf("%s: unknown parameter (known: %s)", clip(name, 64), strings.Join(known, ", "))
 		}
