@@ -117,9 +117,22 @@ func (s *Server) authenticate(r *http.Request) (audit.Principal, error) {
 }
 
 // mayRead reports whether the request's credentials grant perm: open routes
-// show details to such principals only (health details, for example).
+// show details to such principals only (health details, for example). The
+// answer tells a valid key from a wrong one, so a wrong credential counts
+// against the client address as on any route, and a blocked address is told
+// nothing more than a caller without credentials.
 func (s *Server) mayRead(r *http.Request, perm audit.Permission) bool {
+	if _, ok := access.BearerToken(r.Header.Get("Authorization")); !ok {
+		return false
+	}
+	addr := clientAddr(r)
+	if blocked, _ := s.limits.AddressBlocked(addr); blocked {
+		return false
+	}
 	p, err := s.authenticate(r)
+	if audit.ErrorCode(err) == audit.CodeUnauthorized {
+		s.limits.FailedAuth(addr)
+	}
 	return err == nil && p.Can(perm)
 }
 

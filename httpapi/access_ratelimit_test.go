@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,5 +101,38 @@ func TestFailedAuthenticationsPerAddress(t *testing.T) {
 	probe := f.serve(authzRequest{method: "GET", target: "/healthz", remote: guesser})
 	if probe.Code != http.StatusOK {
 		t.Errorf("a probe from the blocked address: %d, want 200 (open routes take no credentials)", probe.Code)
+	}
+}
+
+// Health details tell a valid key from a wrong one: guesses made there count
+// against the address too, and a blocked address gets only the summary.
+func TestFailedAuthenticationsOnHealthRoutes(t *testing.T) {
+	lim := access.NewLimiter(access.LimitConfig{PerPrincipal: map[audit.Role]access.Rate{},
+		PerRole: map[audit.Role]access.Rate{}, FailedAuthPerAddress: slowRate(3)})
+	f := newAuthzFixture(t, authzStoreKinds[0].open(t), authzOptions{limits: lim})
+	const guesser = "198.51.100.8:40000"
+	operator := f.tokens[audit.RoleOperator]
+	detailed := func(token, remote string) bool {
+		rec := f.serve(authzRequest{method: "GET", target: "/health/database", token: token, remote: remote})
+		if rec.Code != http.StatusOK {
+			t.Fatalf("GET /health/database: %d %s", rec.Code, rec.Body)
+		}
+		return strings.Contains(rec.Body.String(), `"message"`) || strings.Contains(rec.Body.String(), `"responseTime"`)
+	}
+	if !detailed(operator, guesser) || detailed("", guesser) {
+		t.Fatal("an operator's key must show the details, no key only the status")
+	}
+	for range 3 {
+		if detailed(f.revoked, guesser) {
+			t.Fatal("a revoked key shows health details")
+		}
+	}
+	checkTooMany(t, "a protected route after 3 guesses on /health", 429,
+		authzRequest{method: "GET", target: "/v1/events", token: f.tokens[audit.RoleReader], remote: guesser}, f)
+	if detailed(operator, guesser) {
+		t.Error("a blocked address still learns that a key is valid from the health details")
+	}
+	if !detailed(operator, "203.0.113.10:40000") {
+		t.Error("another address no longer sees the details with a valid key")
 	}
 }
