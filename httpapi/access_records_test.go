@@ -64,8 +64,8 @@ func TestAccessRecords(t *testing.T) {
 			reader, auditor := f.tokens[audit.RoleReader], f.tokens[audit.RoleAuditor]
 			readerID := "key:" + f.keyIDs[audit.RoleReader]
 
-			if ids := f.searchIDs(t, reader, "organizationId=org-a&order=asc"); len(ids) != 1 || ids[0] != f.seeds[orgA].event {
-				t.Fatalf("reader's search: %v, want org-a's event %d", ids, f.seeds[orgA].event)
+			if ids := f.searchIDs(t, reader, "organizationId=org-a&order=asc"); len(ids) != 1 || ids[0] != f.seeds[scopeOrg].event {
+				t.Fatalf("reader's search: %v, want org-a's event %d", ids, f.seeds[scopeOrg].event)
 			}
 			rec := f.recordOf(t, readerID, access.ActionQuery)
 			var details struct {
@@ -77,9 +77,9 @@ func TestAccessRecords(t *testing.T) {
 			if err := json.Unmarshal(rec.Details, &details); err != nil {
 				t.Fatalf("details %s: %v", rec.Details, err)
 			}
-			if rec.OrganizationID != orgA || rec.Status != audit.StatusSuccess || details.Route != "GET /v1/events" ||
+			if rec.OrganizationID != scopeOrg || rec.Status != audit.StatusSuccess || details.Route != "GET /v1/events" ||
 				details.ResultCount != 1 || details.Role != "reader" ||
-				strings.Join(details.Filters["organizationId"], ",") != orgA || strings.Join(details.Filters["order"], ",") != "asc" {
+				strings.Join(details.Filters["organizationId"], ",") != scopeOrg || strings.Join(details.Filters["order"], ",") != "asc" {
 				t.Errorf("access record: org %q, status %s, details %s", rec.OrganizationID, rec.Status, rec.Details)
 			}
 
@@ -105,7 +105,7 @@ func TestAccessRecords(t *testing.T) {
 				t.Fatalf("reader exports: %d, want 403", got.Code)
 			}
 			denied := f.recordOf(t, readerID, access.ActionDenied)
-			if denied.Status != audit.StatusFailure || denied.OrganizationID != orgA ||
+			if denied.Status != audit.StatusFailure || denied.OrganizationID != scopeOrg ||
 				!strings.Contains(denied.OutcomeDescription, "forbidden") ||
 				!strings.Contains(string(denied.Details), `"deniedRoute":"GET /v1/events/export"`) ||
 				!strings.Contains(string(denied.Details), `"httpStatus":403`) {

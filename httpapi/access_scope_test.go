@@ -25,7 +25,7 @@ func TestIngestKeyStaysInItsOrganizations(t *testing.T) {
 			orgBEvents := f.db.count(t, "SELECT count(*) FROM audit_log WHERE organization_id = 'org-b'")
 			noOrg := f.db.count(t, "SELECT count(*) FROM audit_log WHERE coalesce(organization_id, '') = ''")
 
-			foreign, none := f.eventOf(orgB), f.eventOf("")
+			foreign, none := f.eventOf(otherOrg), f.eventOf("")
 			for _, payload := range [][]byte{foreign, none} {
 				rec := f.serve(authzRequest{method: "POST", target: "/v1/events", body: string(payload), token: ingest})
 				if rec.Code != http.StatusUnprocessableEntity {
@@ -33,7 +33,7 @@ func TestIngestKeyStaysInItsOrganizations(t *testing.T) {
 				}
 				checkForbiddenOrganization(t, rec.Body.Bytes(), 0)
 			}
-			own, foreign2, none2 := f.eventOf(orgA), f.eventOf(orgB), f.eventOf("")
+			own, foreign2, none2 := f.eventOf(scopeOrg), f.eventOf(otherOrg), f.eventOf("")
 			batch := "[" + string(own) + "," + string(foreign2) + "," + string(none2) + "]"
 			rec := f.serve(authzRequest{method: "POST", target: "/v1/events", body: batch, token: ingest})
 			var resp ingestResponse
@@ -111,14 +111,14 @@ func TestScopedListsHideOtherOrganizations(t *testing.T) {
 				switch {
 				case rec.Code != http.StatusOK:
 					t.Errorf("GET %s as %s: %d %s", tc.target, tc.role, rec.Code, clip(body, 200))
-				case strings.Contains(body, orgB):
+				case strings.Contains(body, otherOrg):
 					t.Errorf("GET %s as %s (org-a) shows org-b: %s", tc.target, tc.role, clip(body, 300))
-				case !strings.Contains(body, orgA) && !strings.Contains(body, `"total":1,`):
+				case !strings.Contains(body, scopeOrg) && !strings.Contains(body, `"total":1,`):
 					t.Errorf("GET %s as %s (org-a) shows nothing of org-a: %s", tc.target, tc.role, clip(body, 300))
 				}
 			}
 			rec := f.serve(authzRequest{method: "GET", target: "/v1/keys", token: f.admin})
-			if !strings.Contains(rec.Body.String(), orgB) {
+			if !strings.Contains(rec.Body.String(), otherOrg) {
 				t.Errorf("an admin for every organisation does not see org-b's key: %s", clip(rec.Body.String(), 300))
 			}
 		})

@@ -98,10 +98,10 @@ var authzStoreKinds = []struct {
 }
 
 // The organisations of the access-control tests: every principal below is
-// scoped to orgA, and orgB's data must stay out of its reach.
+// scoped to org-a (scopeOrg), and org-b's (otherOrg) data must stay out of its reach.
 const (
-	orgA = "org-a"
-	orgB = "org-b"
+	scopeOrg = "org-a"
+	otherOrg = "org-b"
 )
 
 // authzSeed is one organisation's data: ids to put in paths.
@@ -114,8 +114,8 @@ type authzSeed struct {
 }
 
 // authzFixture is a Server over a real store holding the events, alerts,
-// dead letters, exports and keys of orgA and orgB, with one stored key per
-// role scoped to orgA.
+// dead letters, exports and keys of org-a and org-b, with one stored key per
+// role scoped to org-a.
 type authzFixture struct {
 	db      authzDB
 	srv     *Server
@@ -126,10 +126,10 @@ type authzFixture struct {
 	stopRecords func()
 	log         *lockedLog
 
-	tokens  map[audit.Role]string // orgA keys, by role
+	tokens  map[audit.Role]string // org-a keys, by role
 	keyIDs  map[audit.Role]string
-	revoked string // an orgA admin key, revoked
-	expired string // an orgA admin key, expired
+	revoked string // an org-a admin key, revoked
+	expired string // an org-a admin key, expired
 	admin   string // an admin key for every organisation
 	seeds   map[string]authzSeed
 }
@@ -197,28 +197,28 @@ func newAuthzFixture(t *testing.T, db authzDB, o authzOptions) *authzFixture {
 		Events:  EventOptions{Reader: db.store, Exports: db.store, Secrets: db.store},
 	})
 	t.Cleanup(f.srv.Close)
-	for _, org := range []string{orgA, orgB} {
+	for _, org := range []string{scopeOrg, otherOrg} {
 		f.seeds[org] = authzSeed{event: f.storeEvent(t, org), alert: f.raiseAlert(t, org),
 			deadLetter: f.deadLetter(t, org), export: f.saveExport(t, org), key: f.newKey(t, org, audit.RoleReader)}
 	}
 	return f
 }
 
-// seedKeys stores one orgA key per role, a revoked and an expired orgA admin
+// seedKeys stores one org-a key per role, a revoked and an expired org-a admin
 // key, and an admin key for every organisation.
 func (f *authzFixture) seedKeys(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
 	for _, role := range audit.Roles {
 		k, token, err := access.CreateKey(ctx, f.db.store, access.NewKey{Name: "matrix " + string(role), Role: role,
-			Organizations: []string{orgA}, CreatedBy: "test"}, time.Now())
+			Organizations: []string{scopeOrg}, CreatedBy: "test"}, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
 		f.tokens[role], f.keyIDs[role] = token, k.ID
 	}
 	k, token, err := access.CreateKey(ctx, f.db.store, access.NewKey{Name: "revoked admin", Role: audit.RoleAdmin,
-		Organizations: []string{orgA}, CreatedBy: "test"}, time.Now())
+		Organizations: []string{scopeOrg}, CreatedBy: "test"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func (f *authzFixture) seedKeys(t *testing.T) {
 	id, token, hash := audit.NewAPIKeySecret()
 	past := time.Now().Add(-time.Hour).UTC().Truncate(time.Microsecond)
 	if err := f.db.store.CreateAPIKey(ctx, audit.APIKey{ID: id, Name: "expired admin", Role: audit.RoleAdmin,
-		Organizations: []string{orgA}, CreatedBy: "test", CreatedAt: past.Add(-time.Hour), ExpiresAt: &past,
+		Organizations: []string{scopeOrg}, CreatedBy: "test", CreatedAt: past.Add(-time.Hour), ExpiresAt: &past,
 		SecretHash: hash}); err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func (f *authzFixture) deadLetter(t *testing.T, org string) int64 {
 	payload, _ := json.Marshal(fields)
 	out, err := f.proc.Process(context.Background(), []pipeline.Input{{Payload: payload, Source: "http", ReceivedAt: time.Now()}})
 	if err != nil || out[0].Status != pipeline.StatusRejected {
-		t.Fatalf("refuse an event of %s: %+v, %v", org, out, err)
+		t.Fatalf("wantRefusal an event of %s: %+v, %v", org, out, err)
 	}
 	for _, d := range f.allDeadLetters(t) {
 		if d.IdempotencyKey == out[0].Key {
@@ -300,7 +300,7 @@ func (f *authzFixture) allDeadLetters(t *testing.T) []audit.StoredDeadLetter {
 func (f *authzFixture) raiseAlert(t *testing.T, org string) string {
 	t.Helper()
 	r, err := f.db.store.RaiseAlert(context.Background(), audit.AlertCondition{OrganizationID: org,
-		Type: audit.AlertSecurity, Severity: audit.SeverityHigh, DedupKey: "authz-test:" + randomHex(8),
+		Type: audit.AlertSecurity, Severity: audit.SeverityHigh, DedupKey: "authz-test:" + authzRandomHex(8),
 		DedupWindow: time.Minute, Title: "test alert of " + org, Source: "authz-test", ObservedAt: time.Now()})
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +311,7 @@ func (f *authzFixture) raiseAlert(t *testing.T, org string) string {
 func (f *authzFixture) saveExport(t *testing.T, org string) string {
 	t.Helper()
 	now := time.Now().UTC()
-	m := audit.ExportManifest{ID: "exp_" + randomHex(12), Format: "ndjson", Organizations: []string{org},
+	m := audit.ExportManifest{ID: "exp_" + authzRandomHex(12), Format: "ndjson", Organizations: []string{org},
 		Filters: map[string][]string{"organizationId": {org}}, Caller: "key:test", GeneratedAt: now,
 		CompletedAt: now, Complete: true, SHA256: strings.Repeat("0", 64)}
 	if err := f.db.store.SaveExport(context.Background(), m); err != nil {
@@ -330,7 +330,7 @@ func (f *authzFixture) newKey(t *testing.T, org string, role audit.Role) string 
 	return k.ID
 }
 
-func randomHex(n int) string {
+func authzRandomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
@@ -356,9 +356,6 @@ func (f *authzFixture) serve(rq authzRequest) *httptest.ResponseRecorder {
 	if rq.body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	for k, v := range rq.header {
-		req.Header.Set(k, v)
-	}
 	if rq.remote != "" {
 		req.RemoteAddr = rq.remote
 	}
@@ -367,8 +364,8 @@ func (f *authzFixture) serve(rq authzRequest) *httptest.ResponseRecorder {
 	return rec
 }
 
-// errorBody decodes the {"error":{"code","message"}} answer of a refusal.
-func errorBody(rec *httptest.ResponseRecorder) (code, message string, err error) {
+// decodeErrorBody decodes the {"error":{"code","message"}} answer of a refusal.
+func decodeErrorBody(rec *httptest.ResponseRecorder) (code, message string, err error) {
 	var e struct {
 		Error *struct {
 			Code    string `json:"code"`
@@ -399,9 +396,4 @@ func (f *authzFixture) counts(t *testing.T) storeCounts {
 		keys:          f.db.count(t, "SELECT count(*) FROM api_keys"),
 		deadLetters:   f.db.count(t, "SELECT count(*) FROM audit_dead_letter"),
 	}
-}
-
-// isJSON reports whether the answer says it is JSON.
-func isJSON(rec *httptest.ResponseRecorder) bool {
-	return strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json")
 }

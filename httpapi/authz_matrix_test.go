@@ -26,11 +26,11 @@ type authzRule struct {
 }
 
 var (
-	observers  = []audit.Role{audit.RoleOperator, audit.RoleAdmin}
-	eventRead  = []audit.Role{audit.RoleReader, audit.RoleAuditor, audit.RoleAdmin}
-	alertRead  = []audit.Role{audit.RoleReader, audit.RoleAuditor, audit.RoleOperator, audit.RoleAdmin}
-	auditors   = []audit.Role{audit.RoleAuditor, audit.RoleAdmin}
-	adminsOnly = []audit.Role{audit.RoleAdmin}
+	rolesObserve    = []audit.Role{audit.RoleOperator, audit.RoleAdmin}
+	rolesReadEvents = []audit.Role{audit.RoleReader, audit.RoleAuditor, audit.RoleAdmin}
+	rolesReadAlerts = []audit.Role{audit.RoleReader, audit.RoleAuditor, audit.RoleOperator, audit.RoleAdmin}
+	rolesAudit      = []audit.Role{audit.RoleAuditor, audit.RoleAdmin}
+	rolesAdmin      = []audit.Role{audit.RoleAdmin}
 )
 
 // authzExpected: ingest sends events and nothing else; readers read events
@@ -43,38 +43,38 @@ var authzExpected = map[string]authzRule{
 	"GET /health/{component}":             {open: true, own: 200},
 	"GET /readyz":                         {open: true, own: 200},
 	"GET /metrics":                        {open: true, own: 200},
-	"GET /observability/dashboard":        {roles: observers, own: 200},
-	"GET /observability/metrics/enhanced": {roles: observers, own: 200},
-	"GET /observability/bottlenecks":      {roles: observers, own: 200},
-	"GET /observability/traces":           {roles: observers, own: 200},
-	"GET /observability/profiling":        {roles: observers, own: 200},
-	"GET /observability/config":           {roles: observers, own: 200},
-	"GET /debug/pprof/":                   {roles: observers, own: 200},
-	"GET /debug/pprof/cmdline":            {roles: observers, own: 200},
-	"GET /debug/pprof/profile":            {roles: observers, own: 200},
-	"GET /debug/pprof/symbol":             {roles: observers, own: 200},
-	"GET /debug/pprof/trace":              {roles: observers, own: 200},
-	"GET /v1/alerts":                      {roles: alertRead, own: 200, foreign: 403},
-	"GET /v1/alerts/statistics":           {roles: alertRead, own: 200, foreign: 403},
-	"GET /v1/alerts/{id}":                 {roles: alertRead, own: 200, foreign: 404},
-	"POST /v1/alerts/{id}/acknowledge":    {roles: observers, own: 200, foreign: 404},
-	"POST /v1/alerts/{id}/resolve":        {roles: observers, own: 200, foreign: 404},
-	"POST /v1/alerts/{id}/dismiss":        {roles: observers, own: 200, foreign: 404},
-	"GET /v1/keys":                        {roles: adminsOnly, own: 200},
-	"POST /v1/keys":                       {roles: adminsOnly, own: 201, foreign: 403},
-	"DELETE /v1/keys/{id}":                {roles: adminsOnly, own: 200, foreign: 404},
-	"POST /v1/keys/{id}/rotate":           {roles: adminsOnly, own: 200, foreign: 404},
-	"GET /v1/events":                      {roles: eventRead, own: 200, foreign: 403},
-	"GET /v1/events/export":               {roles: auditors, own: 200, foreign: 403},
-	"GET /v1/events/{id}":                 {roles: eventRead, own: 200, foreign: 404},
-	"GET /v1/events/{id}/verify":          {roles: auditors, own: 200, foreign: 404},
-	"GET /v1/exports/{id}":                {roles: auditors, own: 200, foreign: 404},
-	"GET /v1/dead-letters":                {roles: observers, own: 200},
-	"GET /v1/dead-letters/{id}":           {roles: observers, own: 200, foreign: 404},
-	"POST /v1/dead-letters/{id}/redrive":  {roles: observers, own: 200, foreign: 404},
+	"GET /observability/dashboard":        {roles: rolesObserve, own: 200},
+	"GET /observability/metrics/enhanced": {roles: rolesObserve, own: 200},
+	"GET /observability/bottlenecks":      {roles: rolesObserve, own: 200},
+	"GET /observability/traces":           {roles: rolesObserve, own: 200},
+	"GET /observability/profiling":        {roles: rolesObserve, own: 200},
+	"GET /observability/config":           {roles: rolesObserve, own: 200},
+	"GET /debug/pprof/":                   {roles: rolesObserve, own: 200},
+	"GET /debug/pprof/cmdline":            {roles: rolesObserve, own: 200},
+	"GET /debug/pprof/profile":            {roles: rolesObserve, own: 200},
+	"GET /debug/pprof/symbol":             {roles: rolesObserve, own: 200},
+	"GET /debug/pprof/trace":              {roles: rolesObserve, own: 200},
+	"GET /v1/alerts":                      {roles: rolesReadAlerts, own: 200, foreign: 403},
+	"GET /v1/alerts/statistics":           {roles: rolesReadAlerts, own: 200, foreign: 403},
+	"GET /v1/alerts/{id}":                 {roles: rolesReadAlerts, own: 200, foreign: 404},
+	"POST /v1/alerts/{id}/acknowledge":    {roles: rolesObserve, own: 200, foreign: 404},
+	"POST /v1/alerts/{id}/resolve":        {roles: rolesObserve, own: 200, foreign: 404},
+	"POST /v1/alerts/{id}/dismiss":        {roles: rolesObserve, own: 200, foreign: 404},
+	"GET /v1/keys":                        {roles: rolesAdmin, own: 200},
+	"POST /v1/keys":                       {roles: rolesAdmin, own: 201, foreign: 403},
+	"DELETE /v1/keys/{id}":                {roles: rolesAdmin, own: 200, foreign: 404},
+	"POST /v1/keys/{id}/rotate":           {roles: rolesAdmin, own: 200, foreign: 404},
+	"GET /v1/events":                      {roles: rolesReadEvents, own: 200, foreign: 403},
+	"GET /v1/events/export":               {roles: rolesAudit, own: 200, foreign: 403},
+	"GET /v1/events/{id}":                 {roles: rolesReadEvents, own: 200, foreign: 404},
+	"GET /v1/events/{id}/verify":          {roles: rolesAudit, own: 200, foreign: 404},
+	"GET /v1/exports/{id}":                {roles: rolesAudit, own: 200, foreign: 404},
+	"GET /v1/dead-letters":                {roles: rolesObserve, own: 200},
+	"GET /v1/dead-letters/{id}":           {roles: rolesObserve, own: 200, foreign: 404},
+	"POST /v1/dead-letters/{id}/redrive":  {roles: rolesObserve, own: 200, foreign: 404},
 }
 
-func routeKey(rt Route) string { return rt.Method + " " + rt.Path }
+func routeID(rt Route) string { return rt.Method + " " + rt.Path }
 
 // authzCall builds the request of a route for organisation org. A request
 // that changes its target gets a fresh one, so that every caller finds it in
@@ -82,7 +82,7 @@ func routeKey(rt Route) string { return rt.Method + " " + rt.Path }
 func (f *authzFixture) authzCall(t *testing.T, route, org string) authzRequest {
 	t.Helper()
 	seed := f.seeds[org]
-	fresh := org == orgA
+	fresh := org == scopeOrg
 	get := func(target string) authzRequest { return authzRequest{method: "GET", target: target} }
 	switch route {
 	case "POST /v1/events":
@@ -185,9 +185,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			routes := f.srv.Routes()
 			registered := map[string]bool{}
 			for _, rt := range routes {
-				registered[routeKey(rt)] = true
-				if _, ok := authzExpected[routeKey(rt)]; !ok {
-					t.Errorf("route %s has no rule in authzExpected: every route needs one", routeKey(rt))
+				registered[routeID(rt)] = true
+				if _, ok := authzExpected[routeID(rt)]; !ok {
+					t.Errorf("route %s has no rule in authzExpected: every route needs one", routeID(rt))
 				}
 			}
 			for route := range authzExpected {
@@ -206,11 +206,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 			table.WriteString("\n")
 			for _, rt := range routes {
-				rule, ok := authzExpected[routeKey(rt)]
+				rule, ok := authzExpected[routeID(rt)]
 				if !ok {
 					continue
 				}
-				fmt.Fprintf(&table, "%-38s", routeKey(rt))
+				fmt.Fprintf(&table, "%-38s", routeID(rt))
 				for _, c := range callers {
 					table.WriteString(f.matrixCell(t, rt, rule, c, false))
 				}
@@ -230,11 +230,11 @@ func (f *authzFixture) matrixCell(t *testing.T, rt Route, rule authzRule, c auth
 	if foreign && (rule.open || rule.foreign == 0) {
 		return fmt.Sprintf(" %8s", "-") // the route concerns no organisation
 	}
-	org := orgA
+	org := scopeOrg
 	if foreign {
-		org = orgB
+		org = otherOrg
 	}
-	rq := f.authzCall(t, routeKey(rt), org)
+	rq := f.authzCall(t, routeID(rt), org)
 	rq.token = c.token
 	rec := f.serve(rq)
 	want := rule.want(c, foreign)
@@ -257,10 +257,10 @@ func checkAnswer(t *testing.T, rq authzRequest, c authzCaller, rec *httptest.Res
 	case rec.Code == http.StatusUnauthorized && !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Bearer"):
 		t.Errorf("%s %s as %s: 401 without a Bearer challenge", rq.method, rq.target, c.name)
 	case rec.Code == http.StatusUnauthorized || rec.Code == http.StatusForbidden:
-		if _, _, err := errorBody(rec); err != nil {
+		if _, _, err := decodeErrorBody(rec); err != nil {
 			t.Errorf("%s %s as %s: %d without a JSON error (%v): %s", rq.method, rq.target, c.name, rec.Code, err, clip(body, 200))
 		}
-	case rec.Code < 300 && c.role != "" && strings.Contains(body, orgB) && !strings.Contains(rq.body, orgB):
+	case rec.Code < 300 && c.role != "" && strings.Contains(body, otherOrg) && !strings.Contains(rq.body, otherOrg):
 		t.Errorf("%s %s as %s (scoped to org-a) answered with org-b's data: %s", rq.method, rq.target, c.name, clip(body, 300))
 	}
 }

@@ -45,24 +45,24 @@ type hostileRoute struct {
 	params []hostileParam
 	// noun is what a message about the path's id names ("id" always does).
 	noun string
-	// body is the route's valid JSON body, and bodies the garbage it must
-	// refuse; "" for a route that takes none.
+	// body is a valid JSON body, sent with the parameter cases (which must
+	// be refused before it is acted on); "" keeps authzCall's.
 	body string
 }
 
 var (
-	timeParams = []hostileParam{{name: "since", valid: "2020-01-01T00:00:00Z"}, {name: "until", valid: "2100-01-01T00:00:00Z"}}
-	eventText  = []hostileParam{{name: "organizationId", free: true, valid: orgA, list: true},
+	hostileTimeParams  = []hostileParam{{name: "since", valid: "2020-01-01T00:00:00Z"}, {name: "until", valid: "2100-01-01T00:00:00Z"}}
+	hostileEventParams = []hostileParam{{name: "organizationId", free: true, valid: scopeOrg, list: true},
 		{name: "principalId", free: true, valid: "u-1"}, {name: "action", free: true, valid: "auth.login"},
 		{name: "targetResourceType", free: true, valid: "Patient"}, {name: "targetResourceId", free: true, valid: "p-1"},
 		{name: "correlationId", free: true, valid: "c-1"}, {name: "sessionId", free: true, valid: "s-1"},
 		{name: "ipAddress", free: true, valid: "10.0.0.1"},
 		{name: "status", valid: "success"}, {name: "dataClassification", valid: "PHI"}, {name: "order", valid: "asc"}}
-	alertFilter = []hostileParam{{name: "status", valid: "active", list: true}, {name: "severity", valid: "HIGH", list: true},
-		{name: "type", valid: "SECURITY", list: true}, {name: "organizationId", free: true, valid: orgA}}
+	hostileAlertParams = []hostileParam{{name: "status", valid: "active", list: true}, {name: "severity", valid: "HIGH", list: true},
+		{name: "type", valid: "SECURITY", list: true}, {name: "organizationId", free: true, valid: scopeOrg}}
 )
 
-func params(groups ...[]hostileParam) []hostileParam {
+func paramGroups(groups ...[]hostileParam) []hostileParam {
 	var out []hostileParam
 	for _, g := range groups {
 		out = append(out, g...)
@@ -90,8 +90,8 @@ var hostileRoutes = map[string]hostileRoute{
 	"GET /debug/pprof/profile":         {kind: pprofRoute},
 	"GET /debug/pprof/symbol":          {kind: pprofRoute},
 	"GET /debug/pprof/trace":           {kind: pprofRoute},
-	"GET /v1/alerts":                   {params: params(alertFilter, timeParams, []hostileParam{{name: "limit", valid: "10"}, {name: "cursor"}})},
-	"GET /v1/alerts/statistics":        {params: params(alertFilter, timeParams)},
+	"GET /v1/alerts":                   {params: paramGroups(hostileAlertParams, hostileTimeParams, []hostileParam{{name: "limit", valid: "10"}, {name: "cursor"}})},
+	"GET /v1/alerts/statistics":        {params: paramGroups(hostileAlertParams, hostileTimeParams)},
 	"GET /v1/alerts/{id}":              {noun: "alert"},
 	"POST /v1/alerts/{id}/acknowledge": {noun: "alert", body: `{"note":"n"}`},
 	"POST /v1/alerts/{id}/resolve":     {noun: "alert", body: `{"note":"n"}`},
@@ -100,8 +100,8 @@ var hostileRoutes = map[string]hostileRoute{
 	"POST /v1/keys":                    {body: `{"name":"n","role":"reader","organizations":["org-a"]}`},
 	"DELETE /v1/keys/{id}":             {noun: "key"},
 	"POST /v1/keys/{id}/rotate":        {noun: "key", body: `{"overlap":"1h"}`},
-	"GET /v1/events":                   {params: params(eventText, timeParams, []hostileParam{{name: "limit", valid: "10"}, {name: "cursor"}})},
-	"GET /v1/events/export": {params: params(eventText, timeParams,
+	"GET /v1/events":                   {params: paramGroups(hostileEventParams, hostileTimeParams, []hostileParam{{name: "limit", valid: "10"}, {name: "cursor"}})},
+	"GET /v1/events/export": {params: paramGroups(hostileEventParams, hostileTimeParams,
 		[]hostileParam{{name: "format", valid: "csv"}, {name: "gzip", valid: "false"}})},
 	"GET /v1/events/{id}":                {noun: "event"},
 	"GET /v1/events/{id}/verify":         {noun: "event"},
@@ -151,20 +151,20 @@ func TestHostileInput(t *testing.T) {
 			f := newAuthzFixture(t, kind.open(t), authzOptions{records: true})
 			bases := map[string]authzRequest{}
 			for _, rt := range f.srv.Routes() {
-				if _, ok := hostileRoutes[routeKey(rt)]; !ok {
-					t.Errorf("route %s is missing from hostileRoutes: every route is tried", routeKey(rt))
+				if _, ok := hostileRoutes[routeID(rt)]; !ok {
+					t.Errorf("route %s is missing from hostileRoutes: every route is tried", routeID(rt))
 					continue
 				}
-				bases[routeKey(rt)] = f.authzCall(t, routeKey(rt), orgA)
+				bases[routeID(rt)] = f.authzCall(t, routeID(rt), scopeOrg)
 			}
 			before := f.counts(t)
 			ingestRefused, sent := int64(0), 0
 			for _, rt := range f.srv.Routes() {
-				hr, ok := hostileRoutes[routeKey(rt)]
+				hr, ok := hostileRoutes[routeID(rt)]
 				if !ok {
 					continue
 				}
-				h := hostileCase{f: f, t: t, rt: rt, hr: hr, base: bases[routeKey(rt)], sent: &sent}
+				h := hostileCase{f: f, t: t, rt: rt, hr: hr, base: bases[routeID(rt)], sent: &sent}
 				h.parameters()
 				h.pathSegments()
 				if rt.Path == "/v1/events" {
@@ -222,9 +222,9 @@ func (h *hostileCase) request(q string) authzRequest {
 type expectation int
 
 const (
-	refuse        expectation = iota // a 4xx whose message names the parameter
-	refuseOrEmpty                    // that, or a 2xx that found nothing
-	pass                             // a 2xx
+	wantRefusal          expectation = iota // a 4xx whose message names the parameter
+	wantRefusalOrNothing                    // that, or a 2xx that found nothing
+	wantSuccess                             // a 2xx
 )
 
 // send makes the request and checks the answer against want; name must
@@ -240,19 +240,19 @@ func (h *hostileCase) send(what string, rq authzRequest, name string, want expec
 	case rec.Code >= 500:
 		h.t.Errorf("%s: %d: %s", where, rec.Code, clip(body, 300))
 	case h.hr.kind == pprofRoute:
-	case rec.Code >= 400 && want == pass && h.hr.kind == strictRoute:
+	case rec.Code >= 400 && want == wantSuccess && h.hr.kind == strictRoute:
 		h.t.Errorf("%s: %d, want a 2xx: %s", where, rec.Code, clip(body, 300))
 	case rec.Code >= 400:
-		_, msg, err := errorBody(rec)
+		_, msg, err := decodeErrorBody(rec)
 		if err != nil {
 			h.t.Errorf("%s: %d without a JSON error (%v): %s", where, rec.Code, err, clip(body, 200))
 		} else if name != "" && !strings.Contains(strings.ToLower(msg), strings.ToLower(name)) {
 			h.t.Errorf("%s: %d, the message does not name %q: %s", where, rec.Code, name, clip(msg, 300))
 		}
-	case h.hr.kind == probeRoute || want == pass:
-	case want == refuse:
+	case h.hr.kind == probeRoute || want == wantSuccess:
+	case want == wantRefusal:
 		h.t.Errorf("%s: %d, want a 4xx naming %q: %s", where, rec.Code, name, clip(body, 200))
-	case strings.Contains(body, orgA) || strings.Contains(body, orgB):
+	case strings.Contains(body, scopeOrg) || strings.Contains(body, otherOrg):
 		h.t.Errorf("%s: %d and found data: the value widened the search: %s", where, rec.Code, clip(body, 300))
 	}
 	return rec
@@ -266,28 +266,28 @@ func (h *hostileCase) parameters() {
 	}
 	for _, p := range h.hr.params {
 		for _, v := range hostileValues {
-			want := refuse
+			want := wantRefusal
 			if p.free && v.formless {
-				want = refuseOrEmpty
+				want = wantRefusalOrNothing
 			}
 			h.send(p.name+" = "+v.name, h.request(url.Values{p.name: {v.value}}.Encode()), p.name, want)
 		}
 		if p.valid != "" {
-			want := refuse
+			want := wantRefusal
 			if p.list {
-				want = pass
+				want = wantSuccess
 			}
 			h.send(p.name+" twice", h.request(url.Values{p.name: {p.valid, p.valid}}.Encode()), p.name, want)
 		}
 	}
 	for _, name := range []string{"bogus", "organisationId", "limit[]"} {
-		h.send("unknown parameter", h.request(url.Values{name: {"1"}}.Encode()), name, refuse)
+		h.send("unknown parameter", h.request(url.Values{name: {"1"}}.Encode()), name, wantRefusal)
 	}
 }
 
 // pathSegments puts every hostile value in the route's path parameter.
 func (h *hostileCase) pathSegments() {
-	name, ok := pathParam(h.rt.Path)
+	name, ok := pathParamName(h.rt.Path)
 	if !ok && h.rt.Path != pprofPath {
 		return
 	}
@@ -298,11 +298,11 @@ func (h *hostileCase) pathSegments() {
 		} else {
 			rq.target = pprofPath + url.PathEscape(v.value)
 		}
-		rec := h.send("path "+v.name, rq, "", refuse)
+		rec := h.send("path "+v.name, rq, "", wantRefusal)
 		if h.hr.kind == pprofRoute || rec.Code >= 500 || rec.Code < 400 {
 			continue
 		}
-		if _, msg, err := errorBody(rec); err == nil {
+		if _, msg, err := decodeErrorBody(rec); err == nil {
 			if m := strings.ToLower(msg); !strings.Contains(m, name) && !strings.Contains(m, h.hr.noun) {
 				h.t.Errorf("%s %s: %d, the message names neither %q nor %q: %s", rq.method, clip(rq.target, 80), rec.Code, name, h.hr.noun, clip(msg, 200))
 			}
@@ -310,7 +310,7 @@ func (h *hostileCase) pathSegments() {
 	}
 }
 
-func pathParam(path string) (string, bool) {
+func pathParamName(path string) (string, bool) {
 	_, rest, ok := strings.Cut(path, "{")
 	if !ok {
 		return "", false
@@ -328,7 +328,7 @@ func (h *hostileCase) bodies() {
 	for _, b := range garbageBodies {
 		rq := h.request("")
 		rq.body = b.body
-		h.send("body "+b.name, rq, b.want, refuse)
+		h.send("body "+b.name, rq, b.want, wantRefusal)
 	}
 }
 
@@ -345,7 +345,7 @@ func (h *hostileCase) ingestBodies() int64 {
 		rec := h.f.serve(rq)
 		where := "POST /v1/events (body " + b.name + ")"
 		if rec.Code == http.StatusBadRequest {
-			if _, msg, err := errorBody(rec); err != nil || !strings.Contains(msg, "body") {
+			if _, msg, err := decodeErrorBody(rec); err != nil || !strings.Contains(msg, "body") {
 				h.t.Errorf("%s: 400 without a JSON error naming the body (%v): %s", where, err, rec.Body.String())
 			}
 			continue
