@@ -6,9 +6,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/pipeline"
@@ -155,7 +158,7 @@ func (r *Recorder) lose(n int, why string) {
 func eventPayload(a Access, org string, now time.Time) []byte {
 	e := make(map[string]any, len(a.Details)+12)
 	for k, v := range a.Details {
-		e[k] = v
+		e[storable(k)] = storableValue(v)
 	}
 	if a.Principal.Role != "" {
 		e["role"] = a.Principal.Role
@@ -170,7 +173,7 @@ func eventPayload(a Access, org string, now time.Time) []byte {
 	}
 	set := func(k, v string) {
 		if v != "" {
-			e[k] = v
+			e[k] = storable(v)
 		} else {
 			delete(e, k)
 		}
@@ -192,6 +195,46 @@ func eventPayload(a Access, org string, now time.Time) []byte {
 			"outcomeDescription": "access details could not be encoded: " + err.Error()})
 	}
 	return data
+}
+
+// storable makes text from a request (a path, an id, a parameter) fit to be
+// stored: the pipeline refuses NUL characters and invalid UTF-8 anywhere in
+// an event, and a record refused for a caller's odd path would hide exactly
+// the access it records.
+func storable(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// storableValue applies storable to the text inside a detail's value.
+func storableValue(v any) any {
+	switch v := v.(type) {
+	case string:
+		return storable(v)
+	case []string:
+		out := make([]string, len(v))
+		for i, s := range v {
+			out[i] = storable(s)
+		}
+		return out
+	case map[string][]string:
+		out := make(map[string][]string, len(v))
+		for k, vs := range v {
+			out[storable(k)] = storableValue(vs).([]string)
+		}
+		return out
+	case url.Values:
+		return storableValue(map[string][]string(v))
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[storable(k)] = storableValue(x)
+		}
+		return out
+	}
+	return v
 }
 
 func newRecordKey() string {

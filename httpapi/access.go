@@ -117,9 +117,22 @@ func (s *Server) authenticate(r *http.Request) (audit.Principal, error) {
 }
 
 // mayRead reports whether the request's credentials grant perm: open routes
-// show details to such principals only (health details, for example).
+// show details to such principals only (health details, for example). The
+// answer tells a valid key from a wrong one, so a wrong credential counts
+// against the client address as on any route, and a blocked address is told
+// nothing more than a caller without credentials.
 func (s *Server) mayRead(r *http.Request, perm audit.Permission) bool {
+	if _, ok := access.BearerToken(r.Header.Get("Authorization")); !ok {
+		return false
+	}
+	addr := clientAddr(r)
+	if blocked, _ := s.limits.AddressBlocked(addr); blocked {
+		return false
+	}
 	p, err := s.authenticate(r)
+	if audit.ErrorCode(err) == audit.CodeUnauthorized {
+		s.limits.FailedAuth(addr)
+	}
 	return err == nil && p.Can(perm)
 }
 
@@ -134,7 +147,9 @@ func (s *Server) record(r *http.Request, a access.Access) {
 	if a.Details == nil {
 		a.Details = map[string]any{}
 	}
-	a.Details["route"] = r.Method + " " + r.URL.Path
+	// A path is the caller's to choose: clipped, so that a huge one cannot
+	// make the record too large to store.
+	a.Details["route"] = clip(r.Method+" "+r.URL.Path, maxRecordedRoute)
 	a.Details["clientAddress"] = clientAddr(r).String()
 	if ua := r.UserAgent(); ua != "" {
 		a.Details["userAgent"] = clip(ua, 256)
@@ -161,6 +176,9 @@ func (s *Server) recordDenied(r *http.Request, route string, p audit.Principal, 
 	}
 	s.record(r, a)
 }
+
+// maxRecordedRoute bounds the request path an access record keeps.
+const maxRecordedRoute = 1024
 
 // clientAddr is the address the request came from. Forwarded headers are not
 // trusted: anyone can write them.

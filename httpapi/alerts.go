@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -135,7 +136,7 @@ func (s *Server) alertStatistics(w http.ResponseWriter, r *http.Request, store a
 // existence does not leak.
 func (s *Server) scopedAlert(w http.ResponseWriter, r *http.Request, store audit.AlertStore, op string) (audit.Alert, bool) {
 	id := r.PathValue("id")
-	if err := checkText("id", id); err != nil {
+	if err := cmp.Or(checkText("id", id), checkParams(r.URL.Query())); err != nil {
 		writeError(w, http.StatusBadRequest, string(audit.CodeInvalid), err.Error())
 		return audit.Alert{}, false
 	}
@@ -213,8 +214,7 @@ func orgList(org string) []string {
 func readTransition(w http.ResponseWriter, r *http.Request) (transitionRequest, error) {
 	var req transitionRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxTransitionBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := decodeObject(dec, &req); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return req, fmt.Errorf("request body exceeds %d bytes: %w", tooBig.Limit, err)
@@ -251,6 +251,9 @@ func parseAlertFilter(q url.Values, paging bool) (f audit.AlertFilter, none bool
 		known = append(known, "limit", "cursor")
 	}
 	if err := checkParams(q, known...); err != nil {
+		return f, false, err
+	}
+	if err := checkSingle(q, "organizationId", "since", "until", "limit", "cursor"); err != nil {
 		return f, false, err
 	}
 	for _, v := range listParam(q, "status") {

@@ -3,7 +3,9 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -178,6 +180,13 @@ func (s *Server) getDeadLetter(w http.ResponseWriter, r *http.Request, store Dea
 // configuration or the store. Stored (or found stored), the dead letter is
 // removed; refused again, it stays, its count raised.
 func (s *Server) redriveDeadLetter(w http.ResponseWriter, r *http.Request, store DeadLetterStore) {
+	// The route takes no body: a client sending one expects something this
+	// route does not do. An empty object is what some clients always send.
+	var none struct{}
+	if err := decodeBody(w, r, &none, maxKeyRequest); err != nil && !errors.Is(err, io.EOF) {
+		writeBodyError(w, err)
+		return
+	}
 	d, ok := s.scopedDeadLetter(w, r, store)
 	if !ok {
 		return

@@ -38,6 +38,9 @@ var (
 // (one event per line), and answers once they are durable with one result per
 // event. An event that is not even JSON is still kept, as a dead letter.
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
+	if !paramsOK(w, r) {
+		return
+	}
 	ndjson, err := ingestMediaType(r.Header.Get("Content-Type"))
 	if err != nil {
 		writeError(w, http.StatusUnsupportedMediaType, string(audit.CodeInvalid), err.Error())

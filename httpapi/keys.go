@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/access"
@@ -28,26 +30,55 @@ func (s *Server) withKeys(h func(w http.ResponseWriter, r *http.Request, keys au
 			writeError(w, http.StatusServiceUnavailable, string(audit.CodeUnavailable), "no key store is configured")
 			return
 		}
-		h(w, r, s.opts.Keys)
+		if paramsOK(w, r) { // no key route takes a parameter
+			h(w, r, s.opts.Keys)
+		}
 	}
 }
 
 func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, keys audit.KeyStore) {
-	if err := checkParams(r.URL.Query()); err != nil {
-		writeError(w, http.StatusBadRequest, string(audit.CodeInvalid), err.Error())
-		return
-	}
 	all, err := keys.ListAPIKeys(r.Context())
 	if err != nil {
 		s.writeStoreError(w, r, "list keys", err)
 		return
 	}
 	now := time.Now()
-	views := make([]access.KeyView, len(all))
-	for i, k := range all {
-		views[i] = access.View(k, now)
+	p := principalOf(r.Context())
+	views := make([]access.KeyView, 0, len(all))
+	for _, k := range all {
+		if keyInScope(p, k) {
+			views = append(views, access.View(k, now))
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"keys": views})
+}
+
+// keyInScope reports whether p may see and manage k: an admin scoped to some
+// organisations manages only keys within them, so that it can neither mint
+// a key beyond its own scope nor revoke another organisation's.
+func keyInScope(p audit.Principal, k audit.APIKey) bool {
+	if p.AllOrgs() {
+		return true
+	}
+	for _, org := range k.Organizations {
+		if !p.InScope(org) {
+			return false
+		}
+	}
+	return len(k.Organizations) > 0
+}
+
+// scopedKey reads the key named in the path; one outside the caller's scope
+// is answered like a missing one.
+func scopedKey(r *http.Request, keys audit.KeyStore, id string) error {
+	if !audit.ValidAPIKeyID(id) {
+		return audit.Errorf(audit.CodeNotFound, "api key %q: no such key", clip(id, 64))
+	}
+	k, err := keys.GetAPIKey(r.Context(), id)
+	if err == nil && !keyInScope(principalOf(r.Context()), k) {
+		err = audit.Errorf(audit.CodeNotFound, "api key %q: no such key", id)
+	}
+	return err
 }
 
 type keyRequest struct {
@@ -69,6 +100,11 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, keys audit.Ke
 		return
 	}
 	p := principalOf(r.Context())
+	if _, err := p.ScopeOrganizations(req.Organizations); err != nil {
+		s.recordKeyChange(r, "create", "", req.Role, req.Organizations, err)
+		writeError(w, http.StatusForbidden, string(audit.CodeForbidden), "organizations: "+err.Error())
+		return
+	}
 	k, token, err := access.CreateKey(r.Context(), keys, access.NewKey{Name: req.Name, Role: audit.Role(req.Role),
 		Organizations: req.Organizations, ExpiresIn: lifetime, CreatedBy: p.ID}, time.Now())
 	s.recordKeyChange(r, "create", k.ID, req.Role, req.Organizations, err)
@@ -82,10 +118,8 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, keys audit.Ke
 func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, keys audit.KeyStore) {
 	id := r.PathValue("id")
 	var k audit.APIKey
-	var err error
-	if !audit.ValidAPIKeyID(id) {
-		err = audit.Errorf(audit.CodeNotFound, "api key %q: no such key", clip(id, 64))
-	} else {
+	err := scopedKey(r, keys, id)
+	if err == nil {
 		k, err = keys.RevokeAPIKey(r.Context(), id, time.Now())
 	}
 	s.recordKeyChange(r, "revoke", id, string(k.Role), k.Organizations, err)
@@ -115,7 +149,12 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, keys audit.Ke
 		return
 	}
 	id := r.PathValue("id")
-	k, token, err := access.RotateKey(r.Context(), keys, id, overlap, time.Now())
+	var k audit.APIKey
+	var token string
+	err = scopedKey(r, keys, id)
+	if err == nil {
+		k, token, err = access.RotateKey(r.Context(), keys, id, overlap, time.Now())
+	}
 	s.recordKeyChange(r, "rotate", id, string(k.Role), k.Organizations, err)
 	if err != nil {
 		s.writeStoreError(w, r, "rotate key", err)
@@ -141,14 +180,32 @@ func (s *Server) recordKeyChange(r *http.Request, verb, id, role string, orgs []
 // fields; an empty body is io.EOF.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := decodeObject(dec, v); err != nil {
 		return err
 	}
 	if dec.More() {
 		return errors.New("the body must hold one JSON object")
 	}
 	return nil
+}
+
+// decodeObject decodes the next JSON value into v, refusing unknown fields,
+// anything but an object (encoding/json takes null as an empty request) and
+// invalid UTF-8 (which it would silently replace).
+func decodeObject(dec *json.Decoder, v any) error {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return err
+	}
+	switch {
+	case !utf8.Valid(raw):
+		return errors.New("must be valid UTF-8")
+	case raw[0] != '{':
+		return errors.New("must be a JSON object")
+	}
+	strict := json.NewDecoder(bytes.NewReader(raw))
+	strict.DisallowUnknownFields()
+	return strict.Decode(v)
 }
 
 // writeBodyError answers a body decodeBody refused.

@@ -48,6 +48,9 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveDashboard(w http.ResponseWriter, r *http.Request) {
+	if !paramsOK(w, r) {
+		return
+	}
 	if s.opts.Metrics.Dashboard == nil {
 		metricsUnavailable(w, "the dashboard is")
 		return
@@ -58,7 +61,15 @@ func (s *Server) serveDashboard(w http.ResponseWriter, r *http.Request) {
 // serveEnhancedMetrics serves the dashboard's numbers as JSON (the default) or the
 // Prometheus exposition (format=prometheus), as the original did.
 func (s *Server) serveEnhancedMetrics(w http.ResponseWriter, r *http.Request) {
-	switch format := r.URL.Query().Get("format"); format {
+	if !paramsOK(w, r, "format") {
+		return
+	}
+	format, err := singleParam(r.URL.Query(), "format")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
+	switch format {
 	case "", "json":
 		if s.opts.Metrics.Dashboard == nil {
 			metricsUnavailable(w, "enhanced metrics are")
@@ -73,6 +84,9 @@ func (s *Server) serveEnhancedMetrics(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveBottlenecks(w http.ResponseWriter, r *http.Request) {
+	if !paramsOK(w, r) {
+		return
+	}
 	if s.opts.Metrics.Bottlenecks == nil {
 		metricsUnavailable(w, "bottleneck analysis is")
 		return

@@ -2,11 +2,14 @@ package httpapi
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	audit "github.com/smartlogs/audit-worker"
 )
 
 // maxParamBytes bounds one query parameter value: identifiers are at most
@@ -24,6 +27,9 @@ func checkParams(q url.Values, known ...string) error {
 	}
 	sort.Strings(names) // the same error for the same request
 	for _, name := range names {
+		if !slices.Contains(known, name) && len(known) == 0 {
+			return fmt.Errorf("%s: unknown parameter (the route takes none)", clip(name, 64))
+		}
 		if !slices.Contains(known, name) {
 			return fmt.Errorf("%s: unknown parameter (known: %s)", clip(name, 64), strings.Join(known, ", "))
 		}
@@ -34,6 +40,27 @@ func checkParams(q url.Values, known ...string) error {
 			if err := checkText(name, v); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// paramsOK answers 400 and returns false when the query string holds a
+// parameter the route does not know, or a value no store could hold.
+func paramsOK(w http.ResponseWriter, r *http.Request, known ...string) bool {
+	if err := checkParams(r.URL.Query(), known...); err != nil {
+		writeError(w, http.StatusBadRequest, string(audit.CodeInvalid), err.Error())
+		return false
+	}
+	return true
+}
+
+// checkSingle refuses a parameter that may appear once given more often:
+// reading only its first value would silently drop the others.
+func checkSingle(q url.Values, names ...string) error {
+	for _, name := range names {
+		if _, err := singleParam(q, name); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -114,7 +114,9 @@ func New(opts Options) *Server {
 	if opts.Config != nil {
 		s.handle("GET", "/observability/config", audit.PermObservability, "running configuration and reload status",
 			func(w http.ResponseWriter, r *http.Request) {
-				writeJSON(w, http.StatusOK, s.opts.Config.ConfigStatus())
+				if paramsOK(w, r) {
+					writeJSON(w, http.StatusOK, s.opts.Config.ConfigStatus())
+				}
 			})
 	}
 	return s

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"net/http"
 	"net/http/pprof"
 	"runtime"
@@ -40,7 +41,9 @@ func (s *Server) routeTracing() {
 	started := time.Now() // New runs at start-up: uptime counts from here
 	s.handle("GET", "/observability/traces", audit.PermObservability, "recent traces", s.traces)
 	s.handle("GET", "/observability/profiling", audit.PermObservability, "profiling status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, s.profiling(started))
+		if paramsOK(w, r) {
+			writeJSON(w, http.StatusOK, s.profiling(started))
+		}
 	})
 	if s.opts.Tracing.EnablePprof {
 		// Registered on the server's own mux; net/http/pprof's init also fills
@@ -62,6 +65,10 @@ func (s *Server) traces(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
+	if err := cmp.Or(checkParams(q, "traceId", "limit"), checkSingle(q, "traceId", "limit")); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+		return
+	}
 	if q.Has("traceId") {
 		raw := strings.ToLower(q.Get("traceId"))
 		id, err := trace.TraceIDFromHex(raw)
