@@ -157,9 +157,10 @@ func (s *Server) record(r *http.Request, a access.Access) {
 	s.opts.Records.Record(a)
 }
 
-// recordDenied records a refused request. Without a principal, the caller is
-// named by the key id its credential claims (a revoked or mistyped key), or
-// "anonymous".
+// recordDenied records a refused request. Without a principal the caller is
+// "anonymous": a key id is no secret, so a credential that merely names one
+// must not make its owner the author of someone else's failures; the id it
+// claimed is kept in the details (claimedKey).
 func (s *Server) recordDenied(r *http.Request, route string, p audit.Principal, status int, outcome string) {
 	a := access.Access{Action: access.ActionDenied, Principal: p, Outcome: outcome,
 		Details: map[string]any{"httpStatus": status, "deniedRoute": route}}
@@ -167,7 +168,7 @@ func (s *Server) recordDenied(r *http.Request, route string, p audit.Principal, 
 		a.PrincipalID = "anonymous"
 		if token, ok := access.BearerToken(r.Header.Get("Authorization")); ok {
 			if id, _, ok := audit.ParseAPIKey(token); ok {
-				a.PrincipalID = "key:" + id
+				a.Details["claimedKey"] = "key:" + id
 			}
 		}
 	}
