@@ -73,7 +73,7 @@ func (f *eventFilters) register(cmd *cobra.Command) {
 	fs.StringVar(&f.ip, "ip", "", "sessionContext.ipAddress, as the producer wrote it")
 	fs.StringVar(&f.since, "since", "", "events at or after this time: RFC 3339, or an age like 36h or 7d (default 30d)")
 	fs.StringVar(&f.until, "until", "", "events before this time: RFC 3339, or an age like 36h or 7d")
-	fs.StringVar(&f.order, "order", "desc", "desc (newest first) or asc")
+	fs.StringVar(&f.order, "order", "", "desc (newest first, the default) or asc")
 }
 
 // maxFilterBytes bounds one filter value, as the HTTP API does.
@@ -450,10 +450,16 @@ func tableCell(v string) string {
 	if v == "" {
 		return "-"
 	}
+	return truncate(printable(v), tableCellRunes)
+}
+
+// printable is v, or v in Go's escaped form when it holds anything but
+// printable characters.
+func printable(v string) string {
 	if strings.ContainsFunc(v, func(r rune) bool { return !unicode.IsPrint(r) }) {
-		v = strconv.Quote(v)
+		return strconv.Quote(v)
 	}
-	return truncate(v, tableCellRunes)
+	return v
 }
 
 // parseEventID reads an event id (its sequence number) from the command line.
@@ -594,11 +600,13 @@ func writeVerification(out io.Writer, seq int64, v audit.Verification) error {
 	return err
 }
 
+// dash is a verification's value in full (a hash is compared by eye), made
+// printable, or "-" when there is none.
 func dash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return tableCell(s)
+	return printable(s)
 }
 
 // newEventHashCommand is the producer-hash tool (events hash, and event hash
@@ -730,6 +738,9 @@ func exportEvents(ctx context.Context, env *cliEnv, q audit.EventQuery, params m
 	res, err := writeExportFile(ctx, env.store, q, opts, p.update)
 	total.stop()
 	p.done()
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("export interrupted after %d events; %s was not written: %w", res.Rows, opts.path, ctx.Err())
+	}
 	m.CompletedAt, m.RowCount, m.FirstID, m.LastID = time.Now().UTC(), res.Rows, res.FirstID, res.LastID
 	m.Bytes, m.SHA256, m.Complete = res.Bytes, res.SHA256, err == nil
 	if err == nil {

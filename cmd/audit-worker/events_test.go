@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, to change rows behind the store's back
 
 	audit "github.com/smartlogs/audit-worker"
@@ -330,6 +331,9 @@ func TestEventsVerifyCommand(t *testing.T) {
 			t.Errorf("table lacks %s ok:\n%s", check, out)
 		}
 	}
+	if !strings.Contains(out, events[0].RecordHash) || !strings.Contains(out, events[0].Hash) {
+		t.Errorf("the table does not show the hashes in full:\n%s", out)
+	}
 	if !strings.Contains(out, fmt.Sprintf("event %d: verified\n", fresh)) {
 		t.Errorf("no verdict:\n%s", out)
 	}
@@ -601,6 +605,51 @@ func TestWriteExportFileLeavesNoHalfFile(t *testing.T) {
 	}
 }
 
+// cancellingStore cancels the command's context once its first page is read,
+// as an operator's Ctrl-C would.
+type cancellingStore struct {
+	cliStore
+	cancel context.CancelFunc
+}
+
+func (s cancellingStore) SearchEvents(ctx context.Context, q audit.EventQuery) ([]audit.StoredEvent, error) {
+	events, err := s.cliStore.SearchEvents(ctx, q)
+	s.cancel()
+	return events, err
+}
+
+// An interrupted export writes no file, says so, and still keeps its
+// manifest (incomplete) and its access record.
+func TestEventsExportInterrupted(t *testing.T) {
+	c := newEventsCLI(t, "sqlite", export.BatchSize+10)
+	path := filepath.Join(t.TempDir(), "out.ndjson")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	cmd := &cobra.Command{}
+	cmd.SetContext(ctx)
+	cmd.SetErr(io.Discard)
+	var out bytes.Buffer
+	err := withStore(cmd, c.config, func(ctx context.Context, env *cliEnv) error {
+		env.store = cancellingStore{cliStore: env.store, cancel: cancel}
+		q := audit.EventQuery{Order: audit.OrderDesc, Since: time.Now().Add(-24 * time.Hour)}
+		return exportEvents(ctx, env, q, map[string][]string{}, exportOptions{format: export.NDJSON, path: path}, &out, io.Discard)
+	})
+	if err == nil || !strings.Contains(err.Error(), "export interrupted after 2000 events; "+path+" was not written") {
+		t.Fatalf("err %v", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 0 || out.Len() != 0 {
+		t.Errorf("an interrupted export left %d files and printed %q", len(entries), out.String())
+	}
+	recs := c.accessRecords(t, "audit.access.export")
+	if len(recs) != 1 || recs[0].Status != audit.StatusFailure || !strings.Contains(recs[0].OutcomeDescription, "stopped after 2000 events") {
+		t.Fatalf("access records %+v", recs)
+	}
+	m, err := c.store.GetExport(t.Context(), recs[0].TargetResourceID)
+	if err != nil || m.Complete || m.RowCount != 2000 || m.Error == "" {
+		t.Errorf("kept manifest %+v (%v), want an incomplete one of 2000 rows", m, err)
+	}
+}
+
 func TestExportProgress(t *testing.T) {
 	for _, tc := range []struct {
 		rows, total int64
@@ -628,7 +677,8 @@ func TestExportProgress(t *testing.T) {
 	}
 	p.done()
 	// Redrawn at most every 250 ms: at 100 ms, then 400 ms.
-	if got := strings.Count(out.String(), "[K"); got != 3 || !strings.HasSuffix(out.String(), "[K") ||
+	const redraw = "\r\x1b[K"
+	if got := strings.Count(out.String(), redraw); got != 3 || !strings.HasSuffix(out.String(), redraw) ||
 		!strings.Contains(out.String(), "1,000 / 10,000 rows (10%), 10,000 rows/s, 1s left") {
 		t.Errorf("terminal progress %q", out.String())
 	}
