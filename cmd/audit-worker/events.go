@@ -250,20 +250,17 @@ func newEventsQueryCommand(configPath *string) *cobra.Command {
 // on stderr when more match.
 func queryPage(ctx context.Context, env *cliEnv, q audit.EventQuery, params map[string][]string, limit int,
 	w eventWriter, notes io.Writer) error {
-	q.Limit = min(limit+1, audit.MaxQueryLimit) // one more tells whether more match
-	events, err := env.store.SearchEvents(ctx, q)
+	events, more, err := searchPage(ctx, env.store, q, limit)
 	orgs := organizationSet{}
 	for i := range events {
 		orgs.add(events[i].OrganizationID)
 	}
-	if rerr := env.record(ctx, queryAccess(q, params, orgs, int64(min(len(events), limit)), err)); err == nil {
+	if rerr := env.record(ctx, queryAccess(q, params, orgs, int64(len(events)), err)); err == nil {
 		err = rerr
 	}
 	if err != nil {
 		return err
 	}
-	more := len(events) > limit
-	events = events[:min(len(events), limit)]
 	for i := range events {
 		if err := w.write(&events[i]); err != nil {
 			return err
@@ -276,6 +273,23 @@ func queryPage(ctx context.Context, env *cliEnv, q audit.EventQuery, params map[
 		fmt.Fprintf(notes, "more than %d events match: narrow the filters, raise --limit, or use --all\n", limit)
 	}
 	return nil
+}
+
+// searchPage returns the first limit events of q, and whether more match.
+func searchPage(ctx context.Context, r audit.EventReader, q audit.EventQuery, limit int) ([]audit.StoredEvent, bool, error) {
+	q.Limit = min(limit+1, audit.MaxQueryLimit) // one more tells whether more match
+	events, err := r.SearchEvents(ctx, q)
+	if err != nil || len(events) < limit {
+		return events, false, err
+	}
+	if len(events) > limit {
+		return events[:limit], true, nil
+	}
+	// A page of the largest size: ask for the one after it.
+	last := audit.PositionOf(&events[limit-1])
+	q.After, q.Limit = &last, 1
+	next, err := r.SearchEvents(ctx, q)
+	return events, len(next) > 0, err
 }
 
 // queryAll streams every matching event, page by page in keyset order, and

@@ -705,3 +705,30 @@ func TestCountInBackground(t *testing.T) {
 		t.Errorf("count %d from a reader that cannot count", n.get())
 	}
 }
+
+// searchPage tells whether more events match than it returns, up to pages
+// of the store's largest size.
+func TestSearchPage(t *testing.T) {
+	c := newEventsCLI(t, "sqlite", audit.MaxQueryLimit+1)
+	all := c.search(t, audit.EventQuery{Order: audit.OrderAsc})
+	since := time.Now().Add(-24 * time.Hour)
+	for _, tc := range []struct {
+		name  string
+		until time.Time // zero: every event
+		limit int
+		rows  int
+		more  bool
+	}{
+		{"every event, largest page", time.Time{}, audit.MaxQueryLimit, audit.MaxQueryLimit, true},
+		{"exactly a largest page", all[audit.MaxQueryLimit].Time, audit.MaxQueryLimit, audit.MaxQueryLimit, false},
+		{"fewer than the limit", all[4].Time, 5, 4, false},
+		{"exactly the limit", all[5].Time, 5, 5, false},
+		{"one more than the limit", all[6].Time, 5, 5, true},
+	} {
+		q := audit.EventQuery{Order: audit.OrderAsc, Since: since, Until: tc.until}
+		events, more, err := searchPage(t.Context(), c.store, q, tc.limit)
+		if err != nil || len(events) != tc.rows || more != tc.more || events[0].Seq != all[0].Seq {
+			t.Errorf("%s: %d events, more %v (%v); want %d, %v", tc.name, len(events), more, err, tc.rows, tc.more)
+		}
+	}
+}
