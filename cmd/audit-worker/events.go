@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -91,26 +92,46 @@ func (f *eventFilters) query(now time.Time) (audit.EventQuery, error) {
 			q.Organizations = append(q.Organizations, o)
 		}
 	}
-	texts := []struct{ flag, value string }{{"--principal", f.principal}, {"--action", f.action},
-		{"--resource-type", f.resourceType}, {"--resource-id", f.resourceID}, {"--correlation", f.correlation},
-		{"--session", f.session}, {"--ip", f.ip}}
-	for _, o := range q.Organizations {
-		texts = append(texts, struct{ flag, value string }{"--org", o})
+	if err := f.checkTexts(q.Organizations); err != nil {
+		return q, err
 	}
-	for _, t := range texts {
-		if err := checkFilterText(t.flag, t.value); err != nil {
-			return q, err
+	if err := f.checkChoices(&q); err != nil {
+		return q, err
+	}
+	var err error
+	q.Since, q.Until, err = f.window(now)
+	return q, err
+}
+
+// checkTexts refuses a value no store could hold or match, as the API does.
+func (f *eventFilters) checkTexts(orgs []string) error {
+	texts := map[string]string{"--principal": f.principal, "--action": f.action, "--resource-type": f.resourceType,
+		"--resource-id": f.resourceID, "--correlation": f.correlation, "--session": f.session, "--ip": f.ip}
+	for _, flag := range slices.Sorted(maps.Keys(texts)) {
+		if err := checkFilterText(flag, texts[flag]); err != nil {
+			return err
 		}
 	}
+	for _, o := range orgs {
+		if err := checkFilterText("--org", o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkChoices checks the filters that take one of a few values, and sets
+// the order.
+func (f *eventFilters) checkChoices(q *audit.EventQuery) error {
 	switch q.Status {
 	case "", audit.StatusAttempt, audit.StatusSuccess, audit.StatusFailure:
 	default:
-		return q, fmt.Errorf("--status: one of attempt, success, failure (is %q)", f.status)
+		return fmt.Errorf("--status: one of attempt, success, failure (is %q)", f.status)
 	}
 	switch q.DataClassification {
 	case "", audit.ClassPublic, audit.ClassInternal, audit.ClassConfidential, audit.ClassPHI:
 	default:
-		return q, fmt.Errorf("--classification: one of PUBLIC, INTERNAL, CONFIDENTIAL, PHI (is %q)", f.classification)
+		return fmt.Errorf("--classification: one of PUBLIC, INTERNAL, CONFIDENTIAL, PHI (is %q)", f.classification)
 	}
 	switch f.order {
 	case "desc", "":
@@ -118,30 +139,35 @@ func (f *eventFilters) query(now time.Time) (audit.EventQuery, error) {
 	case "asc":
 		q.Order = audit.OrderAsc
 	default:
-		return q, fmt.Errorf("--order: asc or desc (is %q)", f.order)
+		return fmt.Errorf("--order: asc or desc (is %q)", f.order)
 	}
 	if strings.Contains(q.Action, "*") {
 		if _, ok := q.ActionPrefix(); !ok || strings.Count(q.Action, "*") > 1 {
-			return q, fmt.Errorf("--action: an exact action, or a family written like auth.* (is %q)", q.Action)
+			return fmt.Errorf("--action: an exact action, or a family written like auth.* (is %q)", q.Action)
 		}
 	}
-	var err error
-	if q.Since, err = parseTimeFlag("--since", f.since, now); err != nil {
-		return q, err
+	return nil
+}
+
+// window is the time range searched: [since, until), since defaulting to the
+// last 30 days.
+func (f *eventFilters) window(now time.Time) (since, until time.Time, err error) {
+	if since, err = parseTimeFlag("--since", f.since, now); err != nil {
+		return since, until, err
 	}
-	if q.Until, err = parseTimeFlag("--until", f.until, now); err != nil {
-		return q, err
+	if until, err = parseTimeFlag("--until", f.until, now); err != nil {
+		return since, until, err
 	}
 	if f.since == "" {
-		q.Since = now.Add(-defaultSearchWindow)
+		since = now.Add(-defaultSearchWindow)
 	}
 	// Stored event times have microseconds: a finer bound is raised to the
 	// next one, which the stores then compare exactly.
-	q.Since, q.Until = ceilMicrosecond(q.Since), ceilMicrosecond(q.Until)
-	if !q.Until.IsZero() && !q.Until.After(q.Since) {
-		return q, fmt.Errorf("--until: must be after --since (%s)", q.Since.Format(time.RFC3339Nano))
+	since, until = ceilMicrosecond(since), ceilMicrosecond(until)
+	if !until.IsZero() && !until.After(since) {
+		return since, until, fmt.Errorf("--until: must be after --since (%s)", since.Format(time.RFC3339Nano))
 	}
-	return q, nil
+	return since, until, nil
 }
 
 func checkFilterText(flag, v string) error {

@@ -732,3 +732,33 @@ func TestSearchPage(t *testing.T) {
 		}
 	}
 }
+
+func TestEventFiltersWindow(t *testing.T) {
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	at := time.Date(2026, 3, 1, 8, 0, 0, 123_456_000, time.UTC)
+	for _, tc := range []struct {
+		since, until         string
+		wantSince, wantUntil time.Time
+		err                  string
+	}{
+		{"", "", now.Add(-30 * 24 * time.Hour), time.Time{}, ""},
+		{"36h", "", now.Add(-36 * time.Hour), time.Time{}, ""},
+		{"7d", "1h", now.Add(-7 * 24 * time.Hour), now.Add(-time.Hour), ""},
+		{at.Format(time.RFC3339Nano), "", at, time.Time{}, ""},
+		// between two microseconds: raised to the next, as stored times have microseconds
+		{"2026-03-01T08:00:00.1234565Z", "2026-03-01T12:00:00.0000001+02:00", at.Add(time.Microsecond),
+			time.Date(2026, 3, 1, 10, 0, 0, 1000, time.UTC), ""},
+		{"1h", "2h", time.Time{}, time.Time{}, "--until: must be after --since"},
+		{"0d", "", time.Time{}, time.Time{}, "--since"},
+		{"", "soon", time.Time{}, time.Time{}, "--until"},
+	} {
+		f := eventFilters{since: tc.since, until: tc.until}
+		since, until, err := f.window(now)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("since %q until %q: err %v, want %q", tc.since, tc.until, err, tc.err)
+		case tc.err == "" && (err != nil || !since.Equal(tc.wantSince) || !until.Equal(tc.wantUntil)):
+			t.Errorf("since %q until %q: [%s, %s) %v; want [%s, %s)", tc.since, tc.until, since, until, err, tc.wantSince, tc.wantUntil)
+		}
+	}
+}
