@@ -697,6 +697,21 @@ func testEventsBadInput(t *testing.T, f *eventsFixture) {
 			wantBadRequest(t, route+" "+tc.name, resp, body, tc.param)
 		}
 	}
+	// Extreme but valid input is answered, never with a 500.
+	for _, route := range []string{"/v1/events", "/v1/events/export"} {
+		for _, query := range []string{
+			"since=0001-01-01T00:00:00Z&until=9999-12-31T23:59:59.9999999Z",
+			"since=0001-01-01T00:00:00.0000001Z",
+			"until=9999-12-31T23:59:59Z&order=asc",
+			"principalId=" + strings.Repeat("é", 512), // 1,024 bytes: the longest value taken
+			"action=.*",
+			"organizationId=,,",
+		} {
+			if resp, body := f.getRaw(t, f.srv.URL+route+"?"+query); resp.StatusCode != http.StatusOK {
+				t.Errorf("%s?%s: status %d: %s", route, query, resp.StatusCode, body)
+			}
+		}
+	}
 	for _, tc := range []struct {
 		path   string
 		status int
