@@ -159,14 +159,6 @@ func ndjsonOf(events []audit.StoredEvent) []byte {
 	return b
 }
 
-func seqsOf(events []audit.StoredEvent) []int64 {
-	out := make([]int64, len(events))
-	for i := range events {
-		out[i] = events[i].Seq
-	}
-	return out
-}
-
 func TestEventsQueryCommand(t *testing.T) {
 	c := newEventsCLI(t, "sqlite", 2300)
 
