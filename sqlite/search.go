@@ -17,6 +17,17 @@ func prefixUpper(prefix string) string { return prefix[:len(prefix)-1] + "/" }
 // searchSQL turns the query's filters into a statement and its parameters;
 // only fixed SQL text is appended, values always go in as "?".
 func searchSQL(q audit.EventQuery) (string, []any) {
+	where, args := searchWhere(q)
+	order := ` ORDER BY timestamp DESC, id DESC`
+	if q.Order == audit.OrderAsc {
+		order = ` ORDER BY timestamp, id`
+	}
+	return `SELECT ` + eventColumns + ` FROM audit_log` + where + order + ` LIMIT ?`, append(args, q.Limit)
+}
+
+// searchWhere is the WHERE clause of the query's filters and position, and
+// its parameters ("" when nothing is filtered).
+func searchWhere(q audit.EventQuery) (string, []any) {
 	var conds []string
 	var args []any
 	add := func(cond string, a ...any) {
@@ -54,7 +65,6 @@ func searchSQL(q audit.EventQuery) (string, []any) {
 			add(f.column+` = ?`, f.value)
 		}
 	}
-	order := ` ORDER BY timestamp DESC, id DESC`
 	if q.After != nil {
 		if q.Order == audit.OrderAsc {
 			add(`(timestamp, id) > (?, ?)`, q.After.Time.UnixMicro(), q.After.Seq)
@@ -62,14 +72,10 @@ func searchSQL(q audit.EventQuery) (string, []any) {
 			add(`(timestamp, id) < (?, ?)`, q.After.Time.UnixMicro(), q.After.Seq)
 		}
 	}
-	if q.Order == audit.OrderAsc {
-		order = ` ORDER BY timestamp, id`
+	if len(conds) == 0 {
+		return "", args
 	}
-	sql := `SELECT ` + eventColumns + ` FROM audit_log`
-	if len(conds) > 0 {
-		sql += ` WHERE ` + strings.Join(conds, " AND ")
-	}
-	return sql + order + ` LIMIT ?`, append(args, q.Limit)
+	return ` WHERE ` + strings.Join(conds, " AND "), args
 }
 
 func anySlice(s []string) []any {

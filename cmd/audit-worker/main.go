@@ -97,7 +97,7 @@ default: SQLite in ./audit-data and HTTP on 127.0.0.1:3001.`,
 			return runWorker(cmd.Context(), configPath, cmd.ErrOrStderr())
 		},
 	}
-	root.AddCommand(run, newMigrateCommand(&configPath), newEventCommand(), newDemoCommand(), newDLQCommand(&configPath), newConfigCommand(&configPath))
+	root.AddCommand(run, newMigrateCommand(&configPath), newEventsCommand(&configPath), newDemoCommand(), newDLQCommand(&configPath), newConfigCommand(&configPath))
 	root.AddCommand(newAlertsCommand(&configPath), newKeysCommand(&configPath))
 	return root
 }
