@@ -63,6 +63,21 @@ func (q *EventQuery) ActionPrefix() (string, bool) {
 	return "", false
 }
 
+// Bounds returns Since and Until as the stores compare them: event times are
+// kept to the microsecond, so a bound between two microseconds moves up to
+// the next one ([since, until) keeps its meaning: an event at T is after
+// T-0.5µs and not before T+0.5µs).
+func (q *EventQuery) Bounds() (since, until time.Time) {
+	return ceilMicrosecond(q.Since), ceilMicrosecond(q.Until)
+}
+
+func ceilMicrosecond(t time.Time) time.Time {
+	if down := t.Truncate(time.Microsecond); down.Before(t) {
+		return down.Add(time.Microsecond)
+	}
+	return t
+}
+
 // Check reports what makes the query unusable, as a CodeInvalid error.
 func (q *EventQuery) Check() error {
 	switch {

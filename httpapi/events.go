@@ -117,10 +117,9 @@ func (s *Server) eventQuery(r *http.Request, q url.Values, now time.Time) (audit
 		}
 		eq.Since = now.Add(-window)
 	}
-	// Event times are kept to the microsecond and the stores compare bounds
-	// at that precision, rounding a finer one down: raised to the next
-	// microsecond instead, a bound selects exactly the events it names.
-	eq.Since, eq.Until = ceilMicrosecond(eq.Since), ceilMicrosecond(eq.Until)
+	// As the stores compare them: the cursor carries the bounds at that
+	// precision, so every page of a search sees the same range.
+	eq.Since, eq.Until = eq.Bounds()
 	if until != "" && !eq.Until.After(eq.Since) {
 		return eq, http.StatusBadRequest, fmt.Errorf("until: must be after since (%s)", eq.Since.Format(time.RFC3339Nano))
 	}
@@ -139,13 +138,6 @@ func (s *Server) eventQuery(r *http.Request, q url.Values, now time.Time) (audit
 	return eq, 0, nil
 }
 
-// ceilMicrosecond returns t, or the next microsecond when t falls between two.
-func ceilMicrosecond(t time.Time) time.Time {
-	if down := t.Truncate(time.Microsecond); down.Before(t) {
-		return down.Add(time.Microsecond)
-	}
-	return t
-}
 
 // cursorKey returns the key that signs cursors, shared by every replica
 // through the store; it is read once.

@@ -48,11 +48,12 @@ func searchWhere(q audit.EventQuery) *where {
 	if q.Organizations != nil {
 		w.add(`organization_id = ANY(?)`, q.Organizations)
 	}
-	if !q.Since.IsZero() {
-		w.add(`"timestamp" >= ?`, q.Since)
+	since, until := q.Bounds()
+	if !since.IsZero() {
+		w.add(`"timestamp" >= ?`, since)
 	}
-	if !q.Until.IsZero() {
-		w.add(`"timestamp" < ?`, q.Until)
+	if !until.IsZero() {
+		w.add(`"timestamp" < ?`, until)
 	}
 	if prefix, ok := q.ActionPrefix(); ok {
 		w.add(`action COLLATE "C" >= ? AND action COLLATE "C" < ?`, prefix, prefixUpper(prefix))

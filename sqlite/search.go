@@ -38,11 +38,12 @@ func searchWhere(q audit.EventQuery) (string, []any) {
 		add(`organization_id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(q.Organizations)), ",")+`)`,
 			anySlice(q.Organizations)...)
 	}
-	if !q.Since.IsZero() {
-		add(`timestamp >= ?`, q.Since.UnixMicro())
+	since, until := q.Bounds()
+	if !since.IsZero() {
+		add(`timestamp >= ?`, since.UnixMicro())
 	}
-	if !q.Until.IsZero() {
-		add(`timestamp < ?`, q.Until.UnixMicro())
+	if !until.IsZero() {
+		add(`timestamp < ?`, until.UnixMicro())
 	}
 	if prefix, ok := q.ActionPrefix(); ok {
 		add(`action >= ? AND action < ?`, prefix, prefixUpper(prefix))

@@ -161,9 +161,6 @@ func (f *eventFilters) window(now time.Time) (since, until time.Time, err error)
 	if f.since == "" {
 		since = now.Add(-defaultSearchWindow)
 	}
-	// Stored event times have microseconds: a finer bound is raised to the
-	// next one, which the stores then compare exactly.
-	since, until = ceilMicrosecond(since), ceilMicrosecond(until)
 	if !until.IsZero() && !until.After(since) {
 		return since, until, fmt.Errorf("--until: must be after --since (%s)", since.Format(time.RFC3339Nano))
 	}
@@ -196,12 +193,6 @@ func parseTimeFlag(flag, v string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%s: an RFC 3339 time such as 2026-01-02T15:04:05Z, or an age such as 36h or 7d (is %q)", flag, v)
 }
 
-func ceilMicrosecond(t time.Time) time.Time {
-	if down := t.Truncate(time.Microsecond); down.Before(t) {
-		return down.Add(time.Microsecond)
-	}
-	return t
-}
 
 // params are the filters as the HTTP API names them, for access records and
 // export manifests: what the operator asked, as given.

@@ -148,6 +148,7 @@ func testSearchFilters(t *testing.T, s SearchStore) {
 		"since":               {Since: mid},
 		"until":               {Until: mid},
 		"window":              {Since: all[100].Time, Until: all[200].Time},
+		"bounds between µs":   {Since: all[100].Time.Add(500 * time.Nanosecond), Until: all[200].Time.Add(500 * time.Nanosecond)},
 		"exclude audit.":      {ExcludeActionPrefixes: []string{"audit."}},
 		"combined": {Organizations: []string{"org-a", "org-b"}, Action: "auth.*", Status: audit.StatusSuccess,
 			Since: all[50].Time, Until: all[550].Time, ExcludeActionPrefixes: []string{"audit."}},
