@@ -138,7 +138,6 @@ func (s *Server) eventQuery(r *http.Request, q url.Values, now time.Time) (audit
 	return eq, 0, nil
 }
 
-
 // cursorKey returns the key that signs cursors, shared by every replica
 // through the store; it is read once.
 func (s *Server) cursorKey(ctx context.Context) ([]byte, error) {

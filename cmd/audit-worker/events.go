@@ -193,7 +193,6 @@ func parseTimeFlag(flag, v string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%s: an RFC 3339 time such as 2026-01-02T15:04:05Z, or an age such as 36h or 7d (is %q)", flag, v)
 }
 
-
 // params are the filters as the HTTP API names them, for access records and
 // export manifests: what the operator asked, as given.
 func (f *eventFilters) params() map[string][]string {
