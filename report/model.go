@@ -65,16 +65,16 @@ func (t Type) Title() string {
 // (Generator.ListedEvents), so that a report of any size is rendered in
 // constant memory.
 type Report struct {
-	Metadata  Metadata          `json:"metadata"`
-	Summary   Summary           `json:"summary"`
-	Activity  Activity          `json:"activity"`
-	HIPAA     *HIPAASpecific    `json:"hipaaSpecific,omitempty"`
-	Risk      *RiskAssessment   `json:"riskAssessment,omitempty"`
-	GDPR      *GDPRSpecific     `json:"gdprSpecific,omitempty"`
-	General   *GeneralSpecific  `json:"generalSpecific,omitempty"`
-	Results   *IntegrityResults `json:"results,omitempty"`
-	Failures  []IntegrityFailure `json:"failures,omitempty"`
-	Listed    *Listing          `json:"listedEvents,omitempty"`
+	Metadata Metadata           `json:"metadata"`
+	Summary  Summary            `json:"summary"`
+	Activity Activity           `json:"activity"`
+	HIPAA    *HIPAASpecific     `json:"hipaaSpecific,omitempty"`
+	Risk     *RiskAssessment    `json:"riskAssessment,omitempty"`
+	GDPR     *GDPRSpecific      `json:"gdprSpecific,omitempty"`
+	General  *GeneralSpecific   `json:"generalSpecific,omitempty"`
+	Results  *IntegrityResults  `json:"results,omitempty"`
+	Failures []IntegrityFailure `json:"failures,omitempty"`
+	Listed   *Listing           `json:"listedEvents,omitempty"`
 
 	filter   Filter
 	listCond Cond
@@ -287,7 +287,7 @@ type IntegrityResults struct {
 	NotVerifiable map[string]int64 `json:"notVerifiable"`
 	// VerificationRate is VerifiedEvents / TotalEvents in percent; null
 	// without events.
-	VerificationRate *float64             `json:"verificationRate"`
+	VerificationRate *float64              `json:"verificationRate"`
 	Checks           map[string]CheckTally `json:"checks"`
 	// FailuresListed is how many failures are listed (the first ones, at
 	// most the listing limit), FailuresTotal how many there are.

@@ -20,13 +20,26 @@ type reportSQL struct {
 	args []any
 	// local and legal are the expressions of an event's local time (Unix
 	// seconds shifted by its organisation's UTC offset) and legal basis:
-	// the columns of the materialised rows, or the full expressions.
+	// the columns of the materialised rows, or the full expressions (local
+	// built from zones when first used).
 	local, legal string
+	zones        report.Zones
 }
 
+// localSQL is the local time expression, built on first use so that no
+// parameter is bound that the statement does not use.
+func (q *reportSQL) localSQL() string {
+	if q.local == "" {
+		q.local = q.localExpr(q.zones)
+	}
+	return q.local
+}
+
+// arg binds v; parameters are numbered (?NNN), so that an expression may
+// appear twice in a statement with its parameters bound once.
 func (q *reportSQL) arg(v any) string {
 	q.args = append(q.args, v)
-	return "?"
+	return "?" + strconv.Itoa(len(q.args))
 }
 
 // list binds a list as one JSON array parameter.
@@ -194,11 +207,11 @@ func (q *reportSQL) dim(d report.Dimension) string {
 	case report.DimLegalBasis:
 		return q.legal
 	case report.DimLocalHour:
-		return `(((` + q.local + `) % 86400 + 86400) % 86400 / 3600)`
+		return `(((` + q.localSQL() + `) % 86400 + 86400) % 86400 / 3600)`
 	case report.DimLocalDay:
-		return `(((` + q.local + `) - (((` + q.local + `) % 86400 + 86400) % 86400)) / 86400)`
+		return `(((` + q.localSQL() + `) - (((` + q.localSQL() + `) % 86400 + 86400) % 86400)) / 86400)`
 	case report.DimLocalHourStamp:
-		return `(((` + q.local + `) - (((` + q.local + `) % 3600 + 3600) % 3600)) / 3600)`
+		return `(((` + q.localSQL() + `) - (((` + q.localSQL() + `) % 3600 + 3600) % 3600)) / 3600)`
 	}
 	panic(fmt.Sprintf("sqlite: report dimension %d has no SQL", d))
 }
@@ -289,7 +302,7 @@ func (s *Store) Aggregate(ctx context.Context, f report.Filter, aggs []report.Ag
 // branch is one aggregation over p, with keys and measures padded to the
 // statement's widths.
 func (q *reportSQL) branch(i int, a report.Aggregation, keys, measures int) string {
-	cols := []string{strconv.Itoa(i)}
+	cols := []string{strconv.Itoa(i) + " AS q"}
 	var groupBy []string
 	for k := range keys {
 		if k < len(a.GroupBy) {
@@ -298,6 +311,7 @@ func (q *reportSQL) branch(i int, a report.Aggregation, keys, measures int) stri
 		} else {
 			cols = append(cols, `''`)
 		}
+		cols[len(cols)-1] += " AS k" + strconv.Itoa(k)
 	}
 	for m := range measures {
 		if m < len(a.Measures) {
@@ -305,6 +319,7 @@ func (q *reportSQL) branch(i int, a report.Aggregation, keys, measures int) stri
 		} else {
 			cols = append(cols, `0`)
 		}
+		cols[len(cols)-1] += " AS m" + strconv.Itoa(m)
 	}
 	sql := `SELECT ` + strings.Join(cols, ", ") + ` FROM p`
 	if !a.Where.IsTrue() {
@@ -314,9 +329,9 @@ func (q *reportSQL) branch(i int, a report.Aggregation, keys, measures int) stri
 		sql += ` GROUP BY ` + strings.Join(groupBy, ", ")
 	}
 	if a.Top > 0 {
-		order := []string{strconv.Itoa(2+keys) + ` DESC`}
+		order := []string{`m0 DESC`}
 		for k := range a.GroupBy {
-			order = append(order, strconv.Itoa(k+2))
+			order = append(order, `k`+strconv.Itoa(k))
 		}
 		sql = `SELECT * FROM (` + sql + ` ORDER BY ` + strings.Join(order, ", ") + ` LIMIT ` + q.arg(a.Top) + `)`
 	}
@@ -329,8 +344,7 @@ func (s *Store) ReportEvents(ctx context.Context, f report.Filter, where report.
 	if limit < 1 || limit > audit.MaxQueryLimit {
 		return nil, audit.Errorf(audit.CodeInvalid, "limit %d is outside 1..%d", limit, audit.MaxQueryLimit)
 	}
-	q := &reportSQL{legal: legalExpr}
-	q.local = q.localExpr(f.Zones)
+	q := &reportSQL{legal: legalExpr, zones: f.Zones}
 	sql := `SELECT ` + eventColumns + ` FROM audit_log WHERE ` + q.filterWhere(f)
 	if !where.IsTrue() {
 		sql += ` AND ` + q.cond(where)
