@@ -1,6 +1,7 @@
 package report
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -285,7 +286,7 @@ func activityBuckets(gs []Group, unit string) []ActivityBucket {
 		}
 		list = append(list, numbered{n, ActivityBucket{Start: label, Events: gr.Values[0], Failures: gr.Values[1]}})
 	}
-	slices.SortFunc(list, func(a, b numbered) int { return int(a.n - b.n) })
+	slices.SortFunc(list, func(a, b numbered) int { return cmp.Compare(a.n, b.n) })
 	out := make([]ActivityBucket, len(list))
 	for i := range list {
 		out[i] = list[i].b
@@ -318,7 +319,7 @@ func planHIPAA(p *plan, c *Criteria, r *Report, off Cond) {
 		}
 		slices.SortFunc(h.ByPrincipal, func(a, b PrincipalPHI) int {
 			if a.PHIEvents != b.PHIEvents {
-				return int(b.PHIEvents - a.PHIEvents)
+				return cmp.Compare(b.PHIEvents, a.PHIEvents)
 			}
 			return strings.Compare(a.PrincipalID, b.PrincipalID)
 		})
@@ -394,7 +395,12 @@ func planGeneral(p *plan, r *Report) {
 				typ, id, _ := SplitResourceKey(gr.Keys[0])
 				gen.TopResources = append(gen.TopResources, ResourceCount{Type: typ, ID: id, Count: gr.Values[0]})
 			}
-			slices.SortStableFunc(gen.TopResources, func(a, b ResourceCount) int { return int(b.Count - a.Count) })
+			slices.SortFunc(gen.TopResources, func(a, b ResourceCount) int {
+				if a.Count != b.Count {
+					return cmp.Compare(b.Count, a.Count)
+				}
+				return cmp.Or(strings.Compare(a.Type, b.Type), strings.Compare(a.ID, b.ID))
+			})
 		})
 	p.add(Aggregation{GroupBy: []Dimension{DimLocalHour}, Measures: count}, func(gs []Group) {
 		hours := make([]HourCount, 24)
@@ -417,7 +423,7 @@ func planGeneral(p *plan, r *Report) {
 			}
 			slices.SortFunc(gen.AccessRecords.By, func(a, b PrincipalActions) int {
 				if a.Count != b.Count {
-					return int(b.Count - a.Count)
+					return cmp.Compare(b.Count, a.Count)
 				}
 				if c := strings.Compare(a.PrincipalID, b.PrincipalID); c != 0 {
 					return c
@@ -431,7 +437,7 @@ func planGeneral(p *plan, r *Report) {
 func sortCounts(cs []KeyCount) {
 	slices.SortFunc(cs, func(a, b KeyCount) int {
 		if a.Count != b.Count {
-			return int(b.Count - a.Count)
+			return cmp.Compare(b.Count, a.Count)
 		}
 		return strings.Compare(a.Key, b.Key)
 	})
