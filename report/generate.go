@@ -140,14 +140,6 @@ func (g *Generator) zoneNames(orgs []string) map[string]string {
 	return out
 }
 
-func (g *Generator) locator() Locator {
-	loc, err := g.opts.TimeZones.Locator()
-	if err != nil { // PlanZones has loaded the same zones
-		return func(string) *time.Location { return time.UTC }
-	}
-	return loc
-}
-
 // plan is the aggregations of one report and how their groups fill it.
 type plan struct {
 	aggs  []Aggregation

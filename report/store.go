@@ -23,7 +23,7 @@ type Filter struct {
 	Zones               Zones
 }
 
-// ActionPrefix returns the prefix of an action filter written "family.*"
+// ActionFilterPrefix returns the prefix of an action filter written "family.*"
 // (with its final dot), and whether it is one.
 func ActionFilterPrefix(a string) (string, bool) {
 	if p, ok := strings.CutSuffix(a, "*"); ok && strings.HasSuffix(p, ".") {
