@@ -126,6 +126,16 @@ func TestReportBenchmark(t *testing.T) {
 			t.Errorf("%s: median %s, the target is 2 s", typ, times[2])
 		}
 	}
+	// For scale: the same reports over every organisation, the whole month.
+	all := report.Criteria{From: benchMonth[0], To: benchMonth[1]}
+	for _, typ := range []report.Type{report.HIPAA, report.GDPR} {
+		start := time.Now()
+		r, err := g.Generate(context.Background(), report.Request{Type: typ, Criteria: all})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s, every organisation, one month: %d events in %s", typ, r.Summary.TotalEvents, time.Since(start).Round(time.Millisecond))
+	}
 }
 
 // peakRSS is the process's peak resident set (VmHWM), in MiB.
