@@ -3,6 +3,7 @@ package report_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -31,6 +32,8 @@ func (d *memoryDestination) Deliver(_ context.Context, del report.Delivery) (str
 
 func (d *memoryDestination) String() string { return "memory" }
 
+// names are the files delivered, sorted: two replicas may finish their
+// periods in either order.
 func (d *memoryDestination) names() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -38,6 +41,7 @@ func (d *memoryDestination) names() []string {
 	for _, del := range d.delivered {
 		out = append(out, del.Name)
 	}
+	slices.Sort(out)
 	return out
 }
 
