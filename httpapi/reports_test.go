@@ -141,7 +141,7 @@ func TestReportsAreRecorded(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	var found []audit.StoredEvent
 	for time.Now().Before(deadline) && len(found) == 0 {
 		time.Sleep(20 * time.Millisecond)
