@@ -43,7 +43,68 @@ type Config struct {
 	Logging    Logging    `json:"logging"`
 	// ConfigSource tunes how a running worker follows its configuration source.
 	ConfigSource ConfigSource `json:"configSource"`
+	// Compliance is the original's section: its reportingSchedule and gdpr
+	// are read (its other fields are accepted and ignored), plus our
+	// scheduled reports and report limits.
+	Compliance Compliance `json:"compliance"`
 }
+
+// Compliance configures the compliance reports.
+type Compliance struct {
+	// ReportingSchedule is the original's: HIPAA and GDPR reports of every
+	// organisation, each period, kept under storage.dataDir/reports.
+	ReportingSchedule ReportingSchedule `json:"reportingSchedule"`
+	// Reports are scheduled reports, each to a destination.
+	Reports []ScheduledReport `json:"reports"`
+	// GDPR is the record of processing activities (Art. 30) the GDPR report prints.
+	GDPR GDPRRecord `json:"gdpr"`
+	// MaxReportPeriodDays bounds the period of one report (default 400).
+	MaxReportPeriodDays int `json:"maxReportPeriodDays"`
+	// MaxListedEvents bounds the events a report lists (default 10000).
+	MaxListedEvents int `json:"maxListedEvents"`
+}
+
+// ReportingSchedule is the original's compliance.reportingSchedule.
+type ReportingSchedule struct {
+	Enabled    bool     `json:"enabled"`
+	Frequency  string   `json:"frequency"` // daily (default), weekly, monthly
+	Recipients []string `json:"recipients"`
+}
+
+// ScheduledReport is one report made every period and sent to Destination:
+// a directory, an s3://bucket/prefix, or an http(s):// webhook (signed with
+// Secret, as the alert webhooks are).
+type ScheduledReport struct {
+	Name          string   `json:"name"`
+	Report        string   `json:"report"` // hipaa, gdpr, general, integrity
+	Organizations []string `json:"organizations"`
+	Frequency     string   `json:"frequency"`
+	Cron          string   `json:"cron"`
+	TimeZone      string   `json:"timeZone"` // default: the first organisation's zone
+	Format        string   `json:"format"`   // pdf (default), json, csv
+	Destination   string   `json:"destination"`
+	Secret        string   `json:"secret"`
+}
+
+// GDPRRecord is the record of processing activities, printed as given.
+type GDPRRecord struct {
+	Controller             string   `json:"controller"`
+	Purposes               []string `json:"purposes"`
+	DataSubjectCategories  []string `json:"dataSubjectCategories"`
+	PersonalDataCategories []string `json:"personalDataCategories"`
+	RecipientCategories    []string `json:"recipientCategories"`
+	TransferSafeguards     string   `json:"transferSafeguards"`
+	ErasureTimeLimits      string   `json:"erasureTimeLimits"`
+	SecurityMeasures       []string `json:"securityMeasures"`
+}
+
+// ReportFrequencies and ReportFormats are the accepted values of the
+// scheduled reports' fields.
+var (
+	ReportFrequencies = []string{"daily", "weekly", "monthly"}
+	ReportTypes       = []string{"hipaa", "gdpr", "general", "integrity"}
+	ReportFormats     = []string{"pdf", "json", "csv"}
+)
 
 // Redis is the original's redis section. When host or url is set, the worker
 // consumes the BullMQ queue reliableProcessor.queueName.
@@ -399,6 +460,9 @@ func (c *Config) fillDefaults() {
 		c.Storage.DeadLetters.MaxBytes = 256 << 20
 	}
 	setInt(&c.Storage.DeadLetters.RetentionDays, 30)
+	setInt(&c.Compliance.MaxReportPeriodDays, 400)
+	setInt(&c.Compliance.MaxListedEvents, 10000)
+	setString(&c.Compliance.ReportingSchedule.Frequency, "daily")
 	setString(&c.Logging.Level, "info")
 	if c.HTTP.RateLimits.PerPrincipal == nil {
 		// Producers send often; people click. The file's entries are decoded
@@ -600,6 +664,8 @@ const (
 	listenAddressExpr = `^(\[[^\[\]\s]+\]|[^\s:\[\]]*):(0|` + portExpr + `)$`
 	tlsSSLModeExpr    = `[?&]sslmode=(require|verify-ca|verify-full)(&|$)`
 	httpURLExpr       = `^https?://[^\s/]+`
+	emailExpr         = `^[^@\s]+@[^@\s]+$`
+	s3URLExpr         = `^s3://[^/\s]+(/.*)?$`
 	// placeholderExpr finds the sample values of the original's README and
 	// docs (your-256-bit-encryption-key-here, changeme, …) in a key. It spells
 	// out case-insensitivity with classes because JSON Schema regexes
@@ -618,6 +684,8 @@ var (
 	listenAddressPattern = regexp.MustCompile(listenAddressExpr)
 	tlsSSLModePattern    = regexp.MustCompile(tlsSSLModeExpr)
 	httpURLPattern       = regexp.MustCompile(httpURLExpr)
+	emailPattern         = regexp.MustCompile(emailExpr)
+	s3URLPattern         = regexp.MustCompile(s3URLExpr)
 	placeholderPattern   = regexp.MustCompile(placeholderExpr)
 )
 
@@ -821,6 +889,7 @@ func (c *Config) Validate() error {
 		fmt.Sprintf("must be one of %s (is %q)", strings.Join(logLevels, ", "), c.Logging.Level))
 	check(c.Logging.Format == "" || c.Logging.Format == "json" || c.Logging.Format == "text", "logging.format", "must be json or text")
 
+	probs = append(probs, c.Compliance.problems()...)
 	if c.Environment == "production" {
 		probs = append(probs, c.productionProblems()...)
 	}

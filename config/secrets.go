@@ -305,6 +305,19 @@ func (c Config) Masked() Config {
 		}
 	}
 	m.Monitoring.PatternDetection.OrganizationTimeZones = maps.Clone(c.Monitoring.PatternDetection.OrganizationTimeZones)
+	if c.Compliance.Reports != nil { // webhook secrets, and tokens in destination URLs
+		m.Compliance.Reports = make([]ScheduledReport, len(c.Compliance.Reports))
+		for i, r := range c.Compliance.Reports {
+			if r.Secret != "" {
+				r.Secret = Mask
+			}
+			if strings.HasPrefix(r.Destination, "http") {
+				r.Destination = maskWebhookQuery(r.Destination)
+			}
+			r.Organizations = slices.Clone(r.Organizations)
+			m.Compliance.Reports[i] = r
+		}
+	}
 	if c.Observability.Tracing.Headers != nil { // export headers carry API keys
 		m.Observability.Tracing.Headers = make(map[string]string, len(c.Observability.Tracing.Headers))
 		for k := range c.Observability.Tracing.Headers {

@@ -81,6 +81,7 @@ type Options struct {
 	Tracing TracingOptions // tracing.go: traces, profiling, pprof
 	Alerts  AlertOptions   // alerts.go
 	Events  EventOptions   // events.go: search, single events, verification, exports
+	Reports ReportOptions  // reports.go: compliance reports and scheduled runs
 }
 
 // Server serves the worker's HTTP endpoints.
@@ -111,6 +112,7 @@ func New(opts Options) *Server {
 	s.routeKeys()
 	s.routeEvents()
 	s.routeDeadLetters()
+	s.routeReports()
 	if opts.Config != nil {
 		s.handle("GET", "/observability/config", audit.PermObservability, "running configuration and reload status",
 			func(w http.ResponseWriter, r *http.Request) {

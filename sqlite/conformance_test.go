@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
 
@@ -58,5 +59,24 @@ func TestRefusalConformance(t *testing.T) {
 		s, path := openFresh(t)
 		storetest.RefuseInSQLite(t, path)
 		return s
+	})
+}
+
+func TestReportConformance(t *testing.T) {
+	paths := map[storetest.ReportStore]string{}
+	storetest.RunReports(t, func(t *testing.T) storetest.ReportStore {
+		s, path := openFresh(t)
+		paths[s] = path
+		return s
+	}, func(t *testing.T, s storetest.ReportStore, seq int64, field string) {
+		column := map[string]string{"outcome": "outcome_description", "principal": "principal_id"}[field]
+		db, err := sql.Open("sqlite", paths[s])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.ExecContext(t.Context(), `UPDATE audit_log SET `+column+` = 'tampered' WHERE id = ?`, seq); err != nil {
+			t.Fatalf("tamper with %d: %v", seq, err)
+		}
 	})
 }

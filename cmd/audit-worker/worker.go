@@ -243,6 +243,9 @@ func (w *worker) start(ctx context.Context, cfg config.Config) error {
 	if err := w.wireReadSide(&apiOpts); err != nil {
 		return err
 	}
+	if err := w.startReports(cfg, &apiOpts); err != nil {
+		return err
+	}
 	apiOpts.MaxBodyBytes, apiOpts.Logger, apiOpts.Config = cfg.HTTP.MaxBodyBytes, log, w
 	apiOpts.MaxInFlightBytes = cfg.HTTP.MaxInFlightBytes
 	if w.obs.metrics != nil {
