@@ -25,6 +25,7 @@ import (
 	"github.com/smartlogs/audit-worker/internal/testenv"
 	"github.com/smartlogs/audit-worker/pipeline"
 	"github.com/smartlogs/audit-worker/postgres"
+	"github.com/smartlogs/audit-worker/report"
 	"github.com/smartlogs/audit-worker/sqlite"
 	"github.com/smartlogs/audit-worker/telemetry"
 )
@@ -39,6 +40,8 @@ type authzStore interface {
 	audit.SecretStore
 	audit.AlertStore
 	DeadLetterStore
+	report.Store
+	report.RunStore
 }
 
 // authzDB is a store with a second connection to its database, through which
@@ -195,6 +198,7 @@ func newAuthzFixture(t *testing.T, db authzDB, o authzOptions) *authzFixture {
 		Tracing: TracingOptions{Store: telemetry.NewSpanStore(100), EnablePprof: true},
 		Alerts:  AlertOptions{Store: db.store},
 		Events:  EventOptions{Reader: db.store, Exports: db.store, Secrets: db.store},
+		Reports: ReportOptions{Generator: report.New(report.Options{Store: db.store}), Runs: db.store},
 	})
 	t.Cleanup(f.srv.Close)
 	for _, org := range []string{scopeOrg, otherOrg} {

@@ -72,6 +72,8 @@ var authzExpected = map[string]authzRule{
 	"GET /v1/dead-letters":                {roles: rolesObserve, own: 200},
 	"GET /v1/dead-letters/{id}":           {roles: rolesObserve, own: 200, foreign: 404},
 	"POST /v1/dead-letters/{id}/redrive":  {roles: rolesObserve, own: 200, foreign: 404},
+	"POST /v1/reports/{type}":             {roles: rolesAudit, own: 200, foreign: 403},
+	"GET /v1/reports/runs":                {roles: rolesAudit, own: 200},
 }
 
 func routeID(rt Route) string { return rt.Method + " " + rt.Path }
@@ -90,8 +92,11 @@ func (f *authzFixture) authzCall(t *testing.T, route, org string) authzRequest {
 	case "GET /healthz", "GET /readyz", "GET /metrics", "GET /observability/dashboard",
 		"GET /observability/metrics/enhanced", "GET /observability/bottlenecks", "GET /observability/profiling",
 		"GET /observability/config", "GET /debug/pprof/", "GET /debug/pprof/cmdline", "GET /debug/pprof/symbol",
-		"GET /v1/keys", "GET /v1/dead-letters":
+		"GET /v1/keys", "GET /v1/dead-letters", "GET /v1/reports/runs":
 		return get(strings.TrimPrefix(route, "GET "))
+	case "POST /v1/reports/{type}":
+		return authzRequest{method: "POST", target: "/v1/reports/general",
+			body: fmt.Sprintf(`{"criteria":{"organizationIds":[%q],"from":"2026-01-01T00:00:00Z","to":"2027-01-01T00:00:00Z"}}`, org)}
 	case "GET /health/{component}":
 		return get("/health/database")
 	case "GET /observability/traces":

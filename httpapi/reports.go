@@ -91,7 +91,7 @@ func (s *Server) makeReport(w http.ResponseWriter, r *http.Request) {
 			"Accept: a report is application/json, text/csv or application/pdf")
 		return
 	}
-	criteria, err := readCriteria(r, g)
+	criteria, err := readCriteria(w, r, g)
 	if err != nil {
 		status := http.StatusBadRequest
 		if errors.As(err, new(*http.MaxBytesError)) {
@@ -126,18 +126,15 @@ func (s *Server) makeReport(w http.ResponseWriter, r *http.Request) {
 
 // readCriteria reads {"criteria": {...}} strictly: an unknown member is an
 // error, as a misspelt criterion must never widen a report.
-func readCriteria(r *http.Request, g *report.Generator) (report.Criteria, error) {
-	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxReportRequestBytes))
-	if err != nil {
-		return report.Criteria{}, fmt.Errorf("body: %w", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
+func readCriteria(w http.ResponseWriter, r *http.Request, g *report.Generator) (report.Criteria, error) {
 	var req struct {
 		Criteria json.RawMessage `json:"criteria"`
 	}
-	if err := dec.Decode(&req); err != nil {
-		return report.Criteria{}, fmt.Errorf(`body: {"criteria": {...}} expected: %v`, err)
+	if err := decodeBody(w, r, &req, maxReportRequestBytes); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = errors.New("empty")
+		}
+		return report.Criteria{}, fmt.Errorf(`body: {"criteria": {...}} expected: %w`, err)
 	}
 	if len(req.Criteria) == 0 || string(req.Criteria) == "null" {
 		return report.Criteria{}, errors.New(`criteria: required, {"criteria": {"from": …, "to": …}}`)
