@@ -81,6 +81,7 @@ type Options struct {
 	Tracing TracingOptions // tracing.go: traces, profiling, pprof
 	Alerts  AlertOptions   // alerts.go
 	Events  EventOptions   // events.go: search, single events, verification, exports
+	Console ConsoleOptions // session.go: the web console, its sessions and live overview
 }
 
 // Server serves the worker's HTTP endpoints.
@@ -91,6 +92,7 @@ type Server struct {
 	limits   *access.Limiter
 	inFlight *inFlight
 	cursorState
+	consoleState
 }
 
 // New builds the server and registers its routes (see Routes).
@@ -111,6 +113,7 @@ func New(opts Options) *Server {
 	s.routeKeys()
 	s.routeEvents()
 	s.routeDeadLetters()
+	s.routeConsole()
 	if opts.Config != nil {
 		s.handle("GET", "/observability/config", audit.PermObservability, "running configuration and reload status",
 			func(w http.ResponseWriter, r *http.Request) {
