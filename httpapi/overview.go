@@ -251,7 +251,9 @@ func (s *Server) sharedOverview(ctx context.Context) *sharedOverview {
 	}
 	if src := s.opts.Console.Overview; src != nil {
 		sh.series = src.Series(seriesSeconds)
-		sh.doc.BreakerHistory = src.BreakerHistory()
+		if h := src.BreakerHistory(); h != nil {
+			sh.doc.BreakerHistory = h
+		}
 	}
 	sh.doc.Health = s.opts.Health.Checker.CheckAll(ctx)
 	sh.doc.Status = sh.doc.Health.Status
