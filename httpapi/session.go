@@ -11,6 +11,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -336,11 +337,28 @@ func readSignIn(w http.ResponseWriter, r *http.Request) (string, int, error) {
 }
 
 // sessionCookie is HttpOnly (no script reads it), SameSite=Strict (no other
-// site's page makes the browser send it) and Secure when the request came
+// site's page makes the browser send it) and Secure when the browser came
 // over TLS.
 func sessionCookie(r *http.Request, value string, maxAge time.Duration) *http.Cookie {
 	return &http.Cookie{Name: SessionCookie, Value: value, Path: "/", MaxAge: int(maxAge / time.Second),
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode}
+		HttpOnly: true, Secure: overTLS(r), SameSite: http.SameSiteStrictMode}
+}
+
+// overTLS reports whether the browser reached us over TLS: directly, or
+// through a proxy that ends TLS and says so. The forwarded headers are
+// trusted here, unlike elsewhere, because they can only make the cookie
+// stricter: a client that lies gets a cookie its own browser keeps from
+// plain HTTP.
+func overTLS(r *http.Request) bool {
+	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		return true
+	}
+	for _, part := range strings.Split(r.Header.Get("Forwarded"), ";") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(part), "="); ok && strings.EqualFold(k, "proto") && strings.EqualFold(strings.Trim(v, `"`), "https") {
+			return true
+		}
+	}
+	return false
 }
 
 // currentSession tells the console who it is signed in as and its CSRF

@@ -194,6 +194,21 @@ func TestSignInSetsAStrictHttpOnlyCookie(t *testing.T) {
 	if cs := resp.Cookies(); len(cs) != 1 || !cs[0].Secure {
 		t.Errorf("over TLS the cookie is %+v, want Secure", cs)
 	}
+
+	for _, header := range []string{"X-Forwarded-Proto: https", "Forwarded: for=10.0.0.1;proto=https;by=10.0.0.2"} {
+		req, _ := http.NewRequest("POST", srv.URL+"/console/session", strings.NewReader(`{"credential":"`+sessReaderKey+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		name, value, _ := strings.Cut(header, ": ")
+		req.Header.Set(name, value)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if cs := resp.Cookies(); len(cs) != 1 || !cs[0].Secure {
+			t.Errorf("behind a TLS proxy (%s) the cookie is %+v, want Secure", header, cs)
+		}
+	}
 }
 
 func TestSessionCookieNeedsCSRFTokenToChangeAnything(t *testing.T) {

@@ -52,7 +52,8 @@ export async function request(method, path, { body, accept } = {}) {
       message = (j.error && j.error.message) || message;
     } catch { /* keep the status line */ }
   }
-  if (res.status === 401 && path !== '/console/session') onSignedOut();
+  // A 401 means the session is gone, except for a refused sign-in.
+  if (res.status === 401 && !(method === 'POST' && path === '/console/session')) onSignedOut();
   throw new ApiError(res.status, code, message);
 }
 
