@@ -83,7 +83,9 @@ func BenchmarkOverviewMessage(b *testing.B) {
 	checker := health.NewChecker(health.Options{TTL: -1})
 	checker.Add("database", health.Database(store))
 	d := telemetry.NewDashboard(telemetry.DashboardOptions{Metrics: m,
-		Alerts: func(ctx context.Context) (audit.AlertStatistics, error) { return store.AlertStatistics(ctx, audit.AlertFilter{}) }})
+		Alerts: func(ctx context.Context) (audit.AlertStatistics, error) {
+			return store.AlertStatistics(ctx, audit.AlertFilter{})
+		}})
 	s := New(Options{Auth: sessionAuth(), Health: HealthOptions{Checker: checker}, Alerts: AlertOptions{Store: store},
 		Metrics: MetricsOptions{Dashboard: d}, Console: ConsoleOptions{Overview: m, DeadLetterUsage: store}})
 	defer s.Close()
