@@ -224,7 +224,8 @@ func (tb *tab) darkTheme(on bool) {
 // temporary directory.
 func (tb *tab) screenshot(name string) {
 	tb.t.Helper()
-	png, err := chromedp.Run(tb.ctx, chromedp.FullScreenshot(100))
+	tb.do(chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`))
+	png, err := chromedp.Run(tb.ctx, chromedp.CaptureScreenshot()) // the 1280×900 viewport, PNG
 	if err != nil {
 		tb.t.Fatalf("screenshot %s: %v", name, err)
 	}

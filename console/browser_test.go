@@ -137,9 +137,9 @@ func TestAcknowledgeAlertThenReadItFromTheAPI(t *testing.T) {
 	}
 	note := "looked into it: a locked-out nurse, not an attack"
 	tb.do(chromedp.SendKeys(chromedp.CSS("#alert-note"), note))
-	tb.screenshot("alert")
 	tb.do(chromedp.Click(chromedp.CSS("#alert-acknowledge")))
 	tb.waitFor(`document.querySelector('#alert-status[data-status="acknowledged"]') !== null`, "the acknowledged status")
+	tb.screenshot("alert")
 
 	var got audit.Alert
 	if code := w.call("GET", "/v1/alerts/"+alert.ID, w.keys["admin"], nil, &got); code != http.StatusOK {
@@ -411,5 +411,37 @@ func TestNoRequestToAnotherOrigin(t *testing.T) {
 	}
 	if p := tb.problems(); len(p) > 0 {
 		t.Errorf("the pages reported errors: %q", p)
+	}
+}
+
+// TestReportDownload makes a PDF report of one organisation and lists the
+// scheduled runs, against stand-ins of the report routes in their issue's
+// shapes.
+func TestReportDownload(t *testing.T) {
+	w := newWorker(t)
+	w.proofs.reports = &reportShim{}
+	tb := newTab(t)
+	tb.signIn(w.URL, w.keys["auditor-a"])
+	tb.open(w.URL, "#/reports", `document.getElementById('runs-table') !== null`)
+	tb.do(chromedp.SetValue(chromedp.CSS("#r-type"), "gdpr"), chromedp.SetValue(chromedp.CSS("#r-format"), "pdf"),
+		chromedp.SetValue(chromedp.CSS("#r-from"), "2026-11-01"), chromedp.SetValue(chromedp.CSS("#r-to"), "2026-12-01"),
+		chromedp.Click(chromedp.CSS("#report-download")))
+	tb.waitFor(`document.getElementById('report-file') !== null`, "the report's file")
+	name := eval[string](tb, `document.getElementById('report-file').download`)
+	if name != "report-gdpr-org-a-2026-11-01-2026-12-01.pdf" {
+		t.Errorf("the file is named %q", name)
+	}
+	r := w.proofs.reports
+	r.mu.Lock()
+	accept, criteria := r.accept, fmt.Sprint(r.criteria)
+	r.mu.Unlock()
+	if accept != "application/pdf" || criteria != "map[from:2026-11-01T00:00:00Z organizationIds:[org-a] to:2026-12-01T00:00:00Z]" {
+		t.Errorf("the console asked for %s with criteria %s", accept, criteria)
+	}
+	if runs := tb.text("#runs-table"); !strings.Contains(runs, "delivered") || !strings.Contains(runs, "47.1 KiB") {
+		t.Errorf("the runs table shows %q", runs)
+	}
+	if p := tb.problems(); len(p) > 0 {
+		t.Errorf("the page reported errors: %q", p)
 	}
 }

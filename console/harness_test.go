@@ -241,14 +241,57 @@ type proofShim struct {
 	w      *worker
 	mu     sync.Mutex
 	tamper bool
+	// reports, when set, stands in for POST /v1/reports/{type} and GET
+	// /v1/reports/runs (the reports are another branch's); unset, those
+	// routes answer the worker's own 404.
+	reports *reportShim
+}
+
+// reportShim answers the report routes in the shapes of their issue and
+// keeps what the console asked for.
+type reportShim struct {
+	mu       sync.Mutex
+	accept   string
+	criteria map[string]any
 }
 
 func (p *proofShim) wrap(api http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/events/{id}/proof", p.serveProof)
 	mux.HandleFunc("GET /v1/checkpoints/key", p.serveKey)
+	mux.HandleFunc("POST /v1/reports/{type}", func(w http.ResponseWriter, r *http.Request) { p.serveReport(w, r, api) })
+	mux.HandleFunc("GET /v1/reports/runs", func(w http.ResponseWriter, r *http.Request) { p.serveRuns(w, r, api) })
 	mux.Handle("/", api)
 	return mux
+}
+
+func (p *proofShim) serveReport(w http.ResponseWriter, r *http.Request, api http.Handler) {
+	if p.reports == nil {
+		api.ServeHTTP(w, r)
+		return
+	}
+	var body struct {
+		Criteria map[string]any `json:"criteria"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	p.reports.mu.Lock()
+	p.reports.accept, p.reports.criteria = r.Header.Get("Accept"), body.Criteria
+	p.reports.mu.Unlock()
+	w.Header().Set("Content-Type", r.Header.Get("Accept"))
+	fmt.Fprintf(w, "%%PDF-1.7 report %s for %v\n", r.PathValue("type"), body.Criteria["organizationIds"])
+}
+
+func (p *proofShim) serveRuns(w http.ResponseWriter, r *http.Request, api http.Handler) {
+	if p.reports == nil {
+		api.ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprint(w, `{"runs":[{"report":"hipaa","organizations":["org-a"],"periodStart":"2026-11-01T00:00:00Z",`+
+		`"periodEnd":"2026-12-01T00:00:00Z","status":"delivered","size":48213,"checksum":"sha256:9f2c41d0"}]}`)
 }
 
 func (p *proofShim) setTamper(on bool) {

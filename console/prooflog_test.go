@@ -54,6 +54,23 @@ func (l *treeLog) prove(ctx context.Context, store audit.EventReader, seq int64)
 		return inclusionProof{}, err
 	}
 	slices.SortFunc(rows, func(a, b audit.StoredEvent) int { return int(a.Seq - b.Seq) })
+	leaves := make([]string, len(rows))
+	index := int64(-1)
+	for i, r := range rows {
+		leaves[i] = r.RecordHash
+		if r.Seq == seq {
+			index = int64(i)
+		}
+	}
+	if index < 0 {
+		return inclusionProof{}, fmt.Errorf("event %d is not stored", seq)
+	}
+	return buildProof(leaves, index, l.signer)
+}
+
+// buildProof is the proof of leaf index in the tree of leaves (record
+// hashes, hex), with a checkpoint of that tree signed by signer.
+func buildProof(leaves []string, index int64, signer note.Signer) (inclusionProof, error) {
 	var stored []tlog.Hash
 	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
 		out := make([]tlog.Hash, len(idx))
@@ -62,9 +79,8 @@ func (l *treeLog) prove(ctx context.Context, store audit.EventReader, seq int64)
 		}
 		return out, nil
 	})
-	index := int64(-1)
-	for i, r := range rows {
-		data, err := hex.DecodeString(r.RecordHash)
+	for i, leaf := range leaves {
+		data, err := hex.DecodeString(leaf)
 		if err != nil {
 			return inclusionProof{}, err
 		}
@@ -73,14 +89,8 @@ func (l *treeLog) prove(ctx context.Context, store audit.EventReader, seq int64)
 			return inclusionProof{}, err
 		}
 		stored = append(stored, hs...)
-		if r.Seq == seq {
-			index = int64(i)
-		}
 	}
-	if index < 0 {
-		return inclusionProof{}, fmt.Errorf("event %d is not stored", seq)
-	}
-	size := int64(len(rows))
+	size := int64(len(leaves))
 	root, err := tlog.TreeHash(size, reader)
 	if err != nil {
 		return inclusionProof{}, err
@@ -89,12 +99,12 @@ func (l *treeLog) prove(ctx context.Context, store audit.EventReader, seq int64)
 	if err != nil {
 		return inclusionProof{}, err
 	}
-	text := "audit.test/console\n" + strconv.FormatInt(size, 10) + "\n" + base64.StdEncoding.EncodeToString(root[:]) + "\n"
-	signed, err := note.Sign(&note.Note{Text: text}, l.signer)
+	text := signer.Name() + "\n" + strconv.FormatInt(size, 10) + "\n" + base64.StdEncoding.EncodeToString(root[:]) + "\n"
+	signed, err := note.Sign(&note.Note{Text: text}, signer)
 	if err != nil {
 		return inclusionProof{}, err
 	}
-	p := inclusionProof{Index: index, Size: size, Leaf: rows[index].RecordHash, Checkpoint: string(signed)}
+	p := inclusionProof{Index: index, Size: size, Leaf: leaves[index], Checkpoint: string(signed)}
 	for _, h := range rp {
 		p.Hashes = append(p.Hashes, base64.StdEncoding.EncodeToString(h[:]))
 	}

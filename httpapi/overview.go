@@ -145,23 +145,14 @@ func (s *Server) streamOverview(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("%d overview streams are open, the most this worker serves; close one or retry later", cap(hub.slots)))
 		return
 	}
-	rc := http.NewResponseController(w)
-	// A stream outlives the server's read timeout, which would otherwise
-	// cancel its context.
-	_ = rc.SetReadDeadline(time.Time{})
-	_ = rc.SetWriteDeadline(time.Time{})
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no") // proxies must pass each message on at once
-	w.WriteHeader(http.StatusOK)
+	rc, err := startEventStream(w)
+	if err != nil {
+		return
+	}
 	ctx, p := r.Context(), principalOf(r.Context())
 	var sentEnd int64
 	ticker := time.NewTicker(hub.interval)
 	defer ticker.Stop()
-	if _, err := io.WriteString(w, "retry: 5000\n\n"); err != nil {
-		return
-	}
 	for {
 		if err := writeEvent(w, "overview", s.overviewFor(ctx, p, &sentEnd)); err != nil || rc.Flush() != nil {
 			return
@@ -179,6 +170,23 @@ func (s *Server) streamOverview(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// startEventStream answers with the event-stream headers and a reconnection
+// delay for the browser.
+func startEventStream(w http.ResponseWriter) (*http.ResponseController, error) {
+	rc := http.NewResponseController(w)
+	// A stream outlives the server's read timeout, which would otherwise
+	// cancel its context.
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // proxies must pass each message on at once
+	w.WriteHeader(http.StatusOK)
+	_, err := io.WriteString(w, "retry: 5000\n\n")
+	return rc, err
 }
 
 // streamRevoked says why the stream's caller may no longer watch, or "".

@@ -278,25 +278,8 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, codeFor(status), err.Error())
 		return
 	}
-	principal, err := audit.Principal{}, error(access.ErrUnauthorized)
-	if s.opts.Auth != nil {
-		principal, err = s.opts.Auth.Authenticate(r.Context(), credential)
-	}
-	switch {
-	case audit.ErrorCode(err) == audit.CodeUnavailable:
-		s.opts.Logger.Warn("credentials could not be checked", "route", "POST /console/session", "err", err)
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, string(audit.CodeUnavailable), "credentials cannot be checked right now, retry later")
-		return
-	case err != nil:
-		s.limits.FailedAuth(addr)
-		s.recordDenied(r, "POST /console/session", audit.Principal{}, http.StatusUnauthorized, "unauthorized: console sign-in with no valid credentials")
-		writeError(w, http.StatusUnauthorized, string(audit.CodeUnauthorized), "credential: not a valid API key or token")
-		return
-	case principal.Role == audit.RoleIngest:
-		s.recordDenied(r, "POST /console/session", principal, http.StatusForbidden, "forbidden: an ingest key may not sign in to the console")
-		writeError(w, http.StatusForbidden, string(audit.CodeForbidden),
-			"credential: an ingest key sends events and cannot sign in to the console; use a reader, auditor, operator or admin key")
+	principal, ok := s.signInPrincipal(w, r, credential)
+	if !ok {
 		return
 	}
 	if old, err := r.Cookie(SessionCookie); err == nil {
@@ -312,6 +295,34 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	s.record(r, access.Access{Action: access.AccessAction("signin"), Principal: principal,
 		Organizations: scopeOrgs(principal), Success: true, TargetType: "console_session", Outcome: "signed in to the console"})
 	writeJSON(w, http.StatusOK, s.viewSession(sess))
+}
+
+// signInPrincipal authenticates a sign-in's credential as the guard does a
+// bearer one, and answers the request itself when it may not sign in.
+func (s *Server) signInPrincipal(w http.ResponseWriter, r *http.Request, credential string) (audit.Principal, bool) {
+	const route = "POST /console/session"
+	principal, err := audit.Principal{}, error(access.ErrUnauthorized)
+	if s.opts.Auth != nil {
+		principal, err = s.opts.Auth.Authenticate(r.Context(), credential)
+	}
+	switch {
+	case audit.ErrorCode(err) == audit.CodeUnavailable:
+		s.opts.Logger.Warn("credentials could not be checked", "route", route, "err", err)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, string(audit.CodeUnavailable), "credentials cannot be checked right now, retry later")
+		return principal, false
+	case err != nil:
+		s.limits.FailedAuth(clientAddr(r))
+		s.recordDenied(r, route, audit.Principal{}, http.StatusUnauthorized, "unauthorized: console sign-in with no valid credentials")
+		writeError(w, http.StatusUnauthorized, string(audit.CodeUnauthorized), "credential: not a valid API key or token")
+		return principal, false
+	case principal.Role == audit.RoleIngest:
+		s.recordDenied(r, route, principal, http.StatusForbidden, "forbidden: an ingest key may not sign in to the console")
+		writeError(w, http.StatusForbidden, string(audit.CodeForbidden),
+			"credential: an ingest key sends events and cannot sign in to the console; use a reader, auditor, operator or admin key")
+		return principal, false
+	}
+	return principal, true
 }
 
 // readSignIn reads {"credential": "..."}.

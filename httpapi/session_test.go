@@ -3,6 +3,8 @@ package httpapi
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/access"
@@ -535,5 +539,77 @@ func TestOverviewStreamOutlivesTheReadTimeoutAndEndsOnShutdown(t *testing.T) {
 	}
 	if d := time.Since(began); d > 2*time.Second {
 		t.Errorf("shutdown took %s with a stream open", d)
+	}
+}
+
+// oidcIssuer is a local OpenID provider (discovery and keys) and a token
+// signer.
+func oidcIssuer(t *testing.T) (string, func(claims map[string]any) string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": srv.URL, "jwks_uri": srv.URL + "/jwks",
+			"id_token_signing_alg_values_supported": []string{"RS256"}})
+	})
+	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	})
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key},
+		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv.URL, func(claims map[string]any) string {
+		payload, _ := json.Marshal(claims)
+		jws, err := signer.Sign(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		token, err := jws.CompactSerialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return token
+	}
+}
+
+// TestSignInWithAnOIDCTokenEndsWithTheToken signs in with a token from the
+// configured issuer: the session is the token's subject, with its role and
+// organisations, and it ends when the token expires.
+func TestSignInWithAnOIDCTokenEndsWithTheToken(t *testing.T) {
+	issuer, sign := oidcIssuer(t)
+	o, err := access.NewOIDC(access.OIDCConfig{Issuer: issuer, Audience: "audit-worker", ClockSkew: time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := access.NewAuthenticator(access.Options{})
+	auth.SetOIDC(o)
+	srv, _ := sessionServer(t, Options{Auth: auth})
+	now := time.Now()
+	expires := time.Unix(now.Add(3*time.Second).Unix(), 0) // exp is in whole seconds
+	token := sign(map[string]any{"iss": issuer, "aud": "audit-worker", "sub": "alice", "iat": now.Unix(),
+		"nbf": now.Add(-time.Minute).Unix(), "exp": expires.Unix(),
+		"roles": []string{"auditor"}, "organizations": []string{"org-a"}})
+	code, s := signInAs(t, srv.URL, token)
+	if code != http.StatusOK {
+		t.Fatalf("sign in with a token: %d", code)
+	}
+	if p := s.view.Principal; p.ID != "oidc:alice" || p.Role != audit.RoleAuditor || strings.Join(p.Organizations, ",") != "org-a" {
+		t.Errorf("the session's principal is %+v, want oidc:alice, auditor of org-a", p)
+	}
+	if resp := s.do(t, "GET", srv.URL+"/console/session", "", ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("with the session: %d", resp.StatusCode)
+	}
+	testenv.Eventually(t, 10*time.Second, "the session to end with its token", func() bool {
+		return s.do(t, "GET", srv.URL+"/console/session", "", "").StatusCode == http.StatusUnauthorized
+	})
+	if time.Now().Before(expires) {
+		t.Errorf("the session ended before its token expired at %s", expires)
 	}
 }

@@ -18,8 +18,10 @@ func TestSeriesIsTheLastWholeSecondsOldestFirst(t *testing.T) {
 	m.ObserveBatch(ctx, report(c.Now(), storedN(3, time.Millisecond)...))
 	c.Add(time.Second)
 	m.ObserveBatch(ctx, report(c.Now(), append(storedN(5, time.Millisecond), rejected(audit.ReasonValidation))...))
-	c.Add(2 * time.Second)                                                // one second without events
-	m.ObserveBatch(ctx, report(c.Now(), storedN(7, time.Millisecond)...)) // the current second: left out
+	// One second without events, then events in the current second, which
+	// the series leaves out.
+	c.Add(2 * time.Second)
+	m.ObserveBatch(ctx, report(c.Now(), storedN(7, time.Millisecond)...))
 
 	for _, tc := range []struct {
 		n                  int

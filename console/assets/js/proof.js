@@ -93,11 +93,12 @@ export function parseCheckpoint(note) {
   return { text, origin: lines[0], size, root, signatures };
 }
 
-// parseVerifierKey reads <name>+<hex key id>+<base64(0x01 || Ed25519 key)>.
+// parseVerifierKey reads <name>+<hex key id>+<base64(0x01 || Ed25519 key)>;
+// the base64 may hold '+' itself, so only the first two separate.
 async function parseVerifierKey(vkey) {
-  const parts = vkey.trim().split('+');
-  if (parts.length !== 3) throw new Error('the verifier key is not <name>+<key id>+<key>');
-  const [name, idHex, keyB64] = parts;
+  const m = /^([^+\s]+)\+([0-9a-fA-F]{8})\+(\S+)$/.exec(vkey.trim());
+  if (!m) throw new Error('the verifier key is not <name>+<key id>+<key>');
+  const [, name, idHex, keyB64] = m;
   const key = fromBase64(keyB64);
   if (key.length !== 33 || key[0] !== 1) throw new Error('the verifier key is not an Ed25519 key');
   const id = (await sha256(enc.encode(name), Uint8Array.of(0x0a), key)).slice(0, 4);
@@ -125,7 +126,9 @@ export async function checkProof(recordHash, proof, verifierKey) {
     add('leaf', equal(data, fromHex(recordHash)), `the proof is for record hash ${toHex(data)}; the event's is ${recordHash}`);
     const cp = parseCheckpoint(String(proof.checkpoint));
     add('checkpoint', cp.size === Number(proof.size), `checkpoint of ${cp.origin} covers ${cp.size} rows; the proof is for a tree of ${proof.size}`);
-    const root = await rootFromInclusion(Number(proof.index), Number(proof.size), await leafHash(data), proof.hashes.map(fromBase64));
+    // A one-leaf tree has an empty path, which a Go server may send as null.
+    const path = (proof.hashes || []).map(fromBase64);
+    const root = await rootFromInclusion(Number(proof.index), Number(proof.size), await leafHash(data), path);
     add('root', equal(root, cp.root), `the proof leads to root ${toHex(root)}; the checkpoint states ${toHex(cp.root)}`);
     if (verifierKey) {
       let ok = false;
