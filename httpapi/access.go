@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -84,6 +85,10 @@ func (s *Server) guard(rt Route, h http.HandlerFunc) http.HandlerFunc {
 			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusServiceUnavailable, string(audit.CodeUnavailable), "credentials cannot be checked right now, retry later")
 			return
+		case errors.Is(err, errCSRF):
+			s.recordDenied(r, route, audit.Principal{}, http.StatusForbidden, "forbidden: console session without its CSRF token")
+			writeError(w, http.StatusForbidden, string(audit.CodeForbidden), err.Error())
+			return
 		case err != nil:
 			s.limits.FailedAuth(addr)
 			s.recordDenied(r, route, audit.Principal{}, http.StatusUnauthorized, "unauthorized: no valid credentials")
@@ -107,10 +112,14 @@ func (s *Server) guard(rt Route, h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// authenticate reads the bearer credential; none is ErrUnauthorized.
+// authenticate reads the bearer credential, else the console's session
+// cookie (session.go); neither is ErrUnauthorized.
 func (s *Server) authenticate(r *http.Request) (audit.Principal, error) {
 	token, ok := access.BearerToken(r.Header.Get("Authorization"))
-	if !ok || s.opts.Auth == nil {
+	if !ok {
+		return s.authenticateSession(r)
+	}
+	if s.opts.Auth == nil {
 		return audit.Principal{}, access.ErrUnauthorized
 	}
 	return s.opts.Auth.Authenticate(r.Context(), token)

@@ -82,6 +82,7 @@ type Options struct {
 	Alerts  AlertOptions   // alerts.go
 	Events  EventOptions   // events.go: search, single events, verification, exports
 	Reports ReportOptions  // reports.go: compliance reports and scheduled runs
+	Console ConsoleOptions // session.go: the web console, its sessions and live overview
 }
 
 // Server serves the worker's HTTP endpoints.
@@ -92,6 +93,7 @@ type Server struct {
 	limits   *access.Limiter
 	inFlight *inFlight
 	cursorState
+	consoleState
 }
 
 // New builds the server and registers its routes (see Routes).
@@ -113,6 +115,7 @@ func New(opts Options) *Server {
 	s.routeEvents()
 	s.routeDeadLetters()
 	s.routeReports()
+	s.routeConsole()
 	if opts.Config != nil {
 		s.handle("GET", "/observability/config", audit.PermObservability, "running configuration and reload status",
 			func(w http.ResponseWriter, r *http.Request) {

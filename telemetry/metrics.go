@@ -93,6 +93,8 @@ type Metrics struct {
 	queues      map[string]int64
 	queuesAt    time.Time
 	queuesError string
+	// breakerHistory is the latest transitions, oldest first (series.go).
+	breakerHistory []BreakerTransition
 }
 
 // NewMetrics creates the metrics and their registry, which also carries the
@@ -391,6 +393,7 @@ func (m *Metrics) BreakerChanged(from, to pipeline.BreakerState) {
 	m.breakerTransitions.WithLabelValues(breakerLabel(from), breakerLabel(to)).Inc()
 	m.mu.Lock()
 	m.breaker = to
+	m.breakerHistory = appendTransition(m.breakerHistory, BreakerTransition{Time: m.now().UTC(), From: from, To: to})
 	m.mu.Unlock()
 	if to == pipeline.BreakerOpen {
 		m.win.mu.Lock()

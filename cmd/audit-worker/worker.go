@@ -248,6 +248,7 @@ func (w *worker) start(ctx context.Context, cfg config.Config) error {
 	}
 	apiOpts.MaxBodyBytes, apiOpts.Logger, apiOpts.Config = cfg.HTTP.MaxBodyBytes, log, w
 	apiOpts.MaxInFlightBytes = cfg.HTTP.MaxInFlightBytes
+	apiOpts.Console = w.consoleOptions()
 	if w.obs.metrics != nil {
 		apiOpts.IngestObserver = w.obs.metrics
 	}
@@ -338,6 +339,7 @@ func (w *worker) serve(address string) error {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(w.log.Handler(), slog.LevelWarn),
 	}
+	w.server.RegisterOnShutdown(w.api.EndStreams) // live streams never go idle on their own
 	w.spawn("HTTP server", func() error {
 		if err := w.server.Serve(w.listener); !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -447,7 +449,7 @@ func runWorker(ctx context.Context, configPath string, logOut io.Writer) error {
 		log.Error("the worker did not start", "err", err)
 		return err
 	}
-	attrs := []any{"http", w.URL(), "store", w.storeDesc, "ingest", "POST " + w.URL() + "/v1/events", "health", w.URL() + "/healthz"}
+	attrs := []any{"http", w.URL(), "console", w.URL() + "/console/", "store", w.storeDesc, "ingest", "POST " + w.URL() + "/v1/events", "health", w.URL() + "/healthz"}
 	if w.keyFile != "" {
 		attrs = append(attrs, "apiKeyFile", w.keyFile)
 	}

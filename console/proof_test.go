@@ -1,0 +1,156 @@
+package console_test
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/smartlogs/audit-worker/console"
+)
+
+type proofCase struct {
+	Name        string         `json:"name"`
+	RecordHash  string         `json:"recordHash"`
+	Proof       inclusionProof `json:"proof"`
+	VerifierKey string         `json:"verifierKey"`
+	Want        bool           `json:"want"`
+}
+
+// TestBrowserProofCheckAgreesWithAnIndependentImplementation runs the
+// console's proof check (console/assets/js/proof.js, Web Crypto) on proofs
+// and signed checkpoints made by golang.org/x/mod's RFC 6962 and signed-note
+// code: every leaf of trees of many shapes, each with a key of its own (so
+// that keys whose base64 holds '+' or '/' come up), must be proven, and
+// every kind of corruption refused.
+func TestBrowserProofCheckAgreesWithAnIndependentImplementation(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.Handle(console.Prefix, console.Handler())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	var cases []proofCase
+	for _, size := range []int{1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 100} {
+		leaves := make([]string, size)
+		for i := range leaves {
+			h := sha256.Sum256([]byte(fmt.Sprint("row ", size, " ", i)))
+			leaves[i] = hex.EncodeToString(h[:])
+		}
+		for _, index := range indexesOf(size) {
+			signer, vkey := newSigner(t, fmt.Sprintf("audit.test/tree-%d", size))
+			p, err := buildProof(leaves, int64(index), signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := fmt.Sprintf("leaf %d of %d", index, size)
+			cases = append(cases, proofCase{Name: name, RecordHash: leaves[index], Proof: p, VerifierKey: vkey, Want: true})
+			cases = append(cases, corruptions(t, name, leaves, index, p, vkey)...)
+		}
+	}
+	tb := newTab(t)
+	tb.do(chromedp.Navigate(srv.URL + console.Prefix))
+	input, err := json.Marshal(cases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := eval[[]struct {
+		OK     bool            `json:"ok"`
+		Checks json.RawMessage `json:"checks"`
+	}](tb, `import('/console/js/proof.js').then((m) => Promise.all(`+string(input)+`.map((c) => m.checkProof(c.recordHash, c.proof, c.verifierKey))))`)
+	if len(got) != len(cases) {
+		t.Fatalf("%d results for %d cases", len(got), len(cases))
+	}
+	proven := 0
+	for i, c := range cases {
+		if got[i].OK != c.Want {
+			t.Errorf("%s: the browser says ok=%v, want %v: %s", c.Name, got[i].OK, c.Want, got[i].Checks)
+		}
+		if c.Want {
+			proven++
+		}
+	}
+	t.Logf("%d proofs checked in the browser: %d proven, %d corruptions refused", len(cases), proven, len(cases)-proven)
+}
+
+// indexesOf are the leaves to prove in a tree of size: all of a small
+// tree, the edges and the middle of a large one.
+func indexesOf(size int) []int {
+	if size <= 17 {
+		out := make([]int, size)
+		for i := range out {
+			out[i] = i
+		}
+		return out
+	}
+	return []int{0, 1, size / 2, size - 2, size - 1}
+}
+
+func newSigner(t *testing.T, name string) (note.Signer, string) {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, vkey
+}
+
+// corruptions are the ways a proof of leaf index can be wrong; each must fail.
+func corruptions(t *testing.T, name string, leaves []string, index int, p inclusionProof, vkey string) []proofCase {
+	t.Helper()
+	bad := func(what string, edit func(*proofCase)) proofCase {
+		c := proofCase{Name: name + ": " + what, RecordHash: leaves[index], Proof: p, VerifierKey: vkey}
+		c.Proof.Hashes = append([]string(nil), p.Hashes...)
+		edit(&c)
+		return c
+	}
+	var out []proofCase
+	other := leaves[(index+1)%len(leaves)]
+	if len(leaves) > 1 {
+		out = append(out,
+			bad("another event's record hash", func(c *proofCase) { c.RecordHash = other }),
+			bad("the proof of another leaf", func(c *proofCase) { c.Proof.Leaf, c.RecordHash = other, other }))
+	}
+	if len(p.Hashes) > 0 {
+		out = append(out,
+			bad("a hash of the path changed", func(c *proofCase) {
+				h, _ := base64.StdEncoding.DecodeString(c.Proof.Hashes[0])
+				h[31] ^= 1
+				c.Proof.Hashes[0] = base64.StdEncoding.EncodeToString(h)
+			}),
+			bad("the path cut short", func(c *proofCase) { c.Proof.Hashes = c.Proof.Hashes[:len(c.Proof.Hashes)-1] }),
+			bad("the path made longer", func(c *proofCase) { c.Proof.Hashes = append(c.Proof.Hashes, c.Proof.Hashes[0]) }))
+	}
+	if index+1 < len(leaves) {
+		out = append(out, bad("the index moved", func(c *proofCase) { c.Proof.Index++ }))
+	}
+	_, stranger := newSigner(t, "audit.test/stranger")
+	out = append(out,
+		bad("a size other than the checkpoint's", func(c *proofCase) { c.Proof.Size++ }),
+		bad("a checkpoint signed by another key", func(c *proofCase) { c.VerifierKey = stranger }),
+		bad("the checkpoint's size edited after signing", func(c *proofCase) {
+			c.Proof.Checkpoint = replaceLine(c.Proof.Checkpoint, 1, strconv.FormatInt(c.Proof.Size+1, 10))
+			c.Proof.Size++
+		}))
+	return out
+}
+
+// replaceLine replaces line n (from 0) of text.
+func replaceLine(text string, n int, with string) string {
+	lines := strings.SplitN(text, "\n", n+2)
+	lines[n] = with
+	return strings.Join(lines, "\n")
+}
