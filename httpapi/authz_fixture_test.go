@@ -21,6 +21,7 @@ import (
 
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/access"
+	"github.com/smartlogs/audit-worker/console"
 	"github.com/smartlogs/audit-worker/internal/eventgen"
 	"github.com/smartlogs/audit-worker/internal/testenv"
 	"github.com/smartlogs/audit-worker/pipeline"
@@ -199,6 +200,7 @@ func newAuthzFixture(t *testing.T, db authzDB, o authzOptions) *authzFixture {
 		Alerts:  AlertOptions{Store: db.store},
 		Events:  EventOptions{Reader: db.store, Exports: db.store, Secrets: db.store},
 		Reports: ReportOptions{Generator: report.New(report.Options{Store: db.store}), Runs: db.store},
+		Console: ConsoleOptions{Assets: console.Handler(), StreamInterval: 50 * time.Millisecond},
 	})
 	t.Cleanup(f.srv.Close)
 	for _, org := range []string{scopeOrg, otherOrg} {
@@ -346,6 +348,9 @@ type authzRequest struct {
 	token                string // sent as a bearer credential when set
 	remote               string // the client address; default 192.0.2.1:1234
 	header               map[string]string
+	// stream marks a route that answers until the client goes: the request
+	// is ended after a moment, and what it answered by then is checked.
+	stream bool
 }
 
 func (f *authzFixture) serve(rq authzRequest) *httptest.ResponseRecorder {
@@ -362,6 +367,14 @@ func (f *authzFixture) serve(rq authzRequest) *httptest.ResponseRecorder {
 	}
 	if rq.remote != "" {
 		req.RemoteAddr = rq.remote
+	}
+	for k, v := range rq.header {
+		req.Header.Set(k, v)
+	}
+	if rq.stream {
+		ctx, cancel := context.WithTimeout(req.Context(), 300*time.Millisecond)
+		defer cancel()
+		req = req.WithContext(ctx)
 	}
 	rec := httptest.NewRecorder()
 	f.srv.ServeHTTP(rec, req)

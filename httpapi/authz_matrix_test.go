@@ -74,6 +74,13 @@ var authzExpected = map[string]authzRule{
 	"POST /v1/dead-letters/{id}/redrive":  {roles: rolesObserve, own: 200, foreign: 404},
 	"POST /v1/reports/{type}":             {roles: rolesAudit, own: 200, foreign: 403},
 	"GET /v1/reports/runs":                {roles: rolesAudit, own: 200},
+	"GET /console/":                       {open: true, own: 200},
+	// Sign-in is open: it takes the credential in its body. The matrix sends
+	// a wrong one there, so every caller gets 401, whatever its header says.
+	"POST /console/session":   {open: true, own: 401},
+	"GET /console/session":    {roles: audit.Roles, own: 200},
+	"DELETE /console/session": {roles: audit.Roles, own: 200},
+	"GET /v1/stream/overview": {roles: rolesObserve, own: 200},
 }
 
 func routeID(rt Route) string { return rt.Method + " " + rt.Path }
@@ -92,8 +99,14 @@ func (f *authzFixture) authzCall(t *testing.T, route, org string) authzRequest {
 	case "GET /healthz", "GET /readyz", "GET /metrics", "GET /observability/dashboard",
 		"GET /observability/metrics/enhanced", "GET /observability/bottlenecks", "GET /observability/profiling",
 		"GET /observability/config", "GET /debug/pprof/", "GET /debug/pprof/cmdline", "GET /debug/pprof/symbol",
-		"GET /v1/keys", "GET /v1/dead-letters", "GET /v1/reports/runs":
+		"GET /v1/keys", "GET /v1/dead-letters", "GET /v1/reports/runs", "GET /console/", "GET /console/session":
 		return get(strings.TrimPrefix(route, "GET "))
+	case "POST /console/session":
+		return authzRequest{method: "POST", target: "/console/session", body: `{"credential":"awk_aaaaaaaaaaaaaaaa_not-a-secret-of-any-key-at-all-000000000"}`}
+	case "DELETE /console/session":
+		return authzRequest{method: "DELETE", target: "/console/session"}
+	case "GET /v1/stream/overview":
+		return authzRequest{method: "GET", target: "/v1/stream/overview", stream: true}
 	case "POST /v1/reports/{type}":
 		return authzRequest{method: "POST", target: "/v1/reports/general",
 			body: fmt.Sprintf(`{"criteria":{"organizationIds":[%q],"from":"2026-01-01T00:00:00Z","to":"2027-01-01T00:00:00Z"}}`, org)}

@@ -111,7 +111,12 @@ var hostileRoutes = map[string]hostileRoute{
 	"POST /v1/dead-letters/{id}/redrive": {noun: "dead letter"},
 	"POST /v1/reports/{type}": {noun: "type",
 		body: `{"criteria":{"organizationIds":["org-a"],"from":"2026-01-01T00:00:00Z","to":"2026-02-01T00:00:00Z"}}`},
-	"GET /v1/reports/runs": {params: []hostileParam{{name: "schedule", free: true, valid: "monthly"}, {name: "limit", valid: "10"}, {name: "after", valid: "0"}}},
+	"GET /v1/reports/runs":    {params: []hostileParam{{name: "schedule", free: true, valid: "monthly"}, {name: "limit", valid: "10"}, {name: "after", valid: "0"}}},
+	"GET /console/":           {kind: probeRoute}, // static assets: parameters are ignored, as by any file server
+	"POST /console/session":   {body: `{"credential":""}`},
+	"GET /console/session":    {},
+	"DELETE /console/session": {},
+	"GET /v1/stream/overview": {},
 }
 
 // hostileValues are tried in every parameter and path segment.

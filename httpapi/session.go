@@ -5,10 +5,8 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strings"
@@ -314,6 +312,7 @@ func (s *Server) signInPrincipal(w http.ResponseWriter, r *http.Request, credent
 	case err != nil:
 		s.limits.FailedAuth(clientAddr(r))
 		s.recordDenied(r, route, audit.Principal{}, http.StatusUnauthorized, "unauthorized: console sign-in with no valid credentials")
+		w.Header().Set("WWW-Authenticate", `Bearer realm="audit-worker"`) // as every 401 must (RFC 9110)
 		writeError(w, http.StatusUnauthorized, string(audit.CodeUnauthorized), "credential: not a valid API key or token")
 		return principal, false
 	case principal.Role == audit.RoleIngest:
@@ -327,19 +326,21 @@ func (s *Server) signInPrincipal(w http.ResponseWriter, r *http.Request, credent
 
 // readSignIn reads {"credential": "..."}.
 func readSignIn(w http.ResponseWriter, r *http.Request) (string, int, error) {
+	if err := checkParams(r.URL.Query()); err != nil {
+		return "", http.StatusBadRequest, err
+	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return "", http.StatusUnsupportedMediaType, errors.New("Content-Type: sign in with application/json, {\"credential\": \"<API key or token>\"}")
 	}
 	var body struct {
 		Credential string `json:"credential"`
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxSignInBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		return "", http.StatusBadRequest, fmt.Errorf("body: a JSON object {\"credential\": \"<API key or token>\"} of at most %d bytes: %s", maxSignInBody, clip(err.Error(), 200))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return "", http.StatusBadRequest, errors.New("body: one JSON object, nothing after it")
+	if err := decodeBody(w, r, &body, maxSignInBody); err != nil {
+		status := http.StatusBadRequest
+		if errors.As(err, new(*http.MaxBytesError)) {
+			status = http.StatusRequestEntityTooLarge
+		}
+		return "", status, fmt.Errorf("body: a JSON object {\"credential\": \"<API key or token>\"} of at most %d bytes: %s", maxSignInBody, clip(err.Error(), 200))
 	}
 	if body.Credential == "" {
 		return "", http.StatusBadRequest, errors.New("credential: required (an API key or a token)")
@@ -394,6 +395,10 @@ func (s *Server) currentSession(w http.ResponseWriter, r *http.Request) {
 // signOut ends the session of the request's cookie and clears the cookie.
 func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 	sessionHeaders(w.Header())
+	if err := checkParams(r.URL.Query()); err != nil {
+		writeError(w, http.StatusBadRequest, string(audit.CodeInvalid), err.Error())
+		return
+	}
 	ended := false
 	if c, err := r.Cookie(SessionCookie); err == nil {
 		ended = s.sessions.end(c.Value)
