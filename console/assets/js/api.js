@@ -19,6 +19,9 @@ export class ApiError extends Error {
   // routeMissing is a 404 from the router rather than from a handler: the
   // worker does not serve this endpoint (yet).
   get routeMissing() { return this.status === 404 && !this.code; }
+  // notServed is a route this worker does not serve: missing, or answered
+  // 503 because the part behind it is not configured.
+  get notServed() { return this.routeMissing || (this.status === 503 && this.code === 'unavailable'); }
 }
 
 // query turns an object into a query string, leaving out empty values.

@@ -58,8 +58,8 @@ async function download(data, status) {
     link.click();
     announce('Report downloaded');
   } catch (err) {
-    clear(status, message(err instanceof ApiError && err.routeMissing
-      ? 'This worker does not make reports yet (POST /v1/reports/{type} answered 404).'
+    clear(status, message(err instanceof ApiError && err.notServed
+      ? 'This worker does not make reports (no report store is configured).'
       : errorText(err, 'The report failed'), 'error'));
   }
 }
@@ -78,8 +78,8 @@ async function listRuns(el) {
       { label: 'error', value: (r) => r.error || '' },
     ], rows, { id: 'runs-table' }) : h('p', { class: 'muted' }, 'No scheduled run yet.'));
   } catch (err) {
-    clear(el, err instanceof ApiError && err.routeMissing
-      ? h('p', { class: 'muted', id: 'runs-unavailable' }, 'This worker does not schedule reports yet (GET /v1/reports/runs answered 404).')
+    clear(el, err instanceof ApiError && err.notServed
+      ? h('p', { class: 'muted', id: 'runs-unavailable' }, 'This worker does not schedule reports.')
       : message(errorText(err, 'The runs could not be read'), 'error'));
   }
 }
