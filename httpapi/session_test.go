@@ -146,7 +146,7 @@ func TestSignInRefusesBadInputAndNamesIt(t *testing.T) {
 		{"no credential", "application/json", `{}`, 400, "credential: required"},
 		{"wrong key", "application/json", `{"credential":"not-a-key"}`, 401, "credential"},
 		{"ingest key", "application/json", `{"credential":"` + sessIngestKey + `"}`, 403, "ingest key"},
-		{"too large", "application/json", `{"credential":"` + strings.Repeat("k", 20<<10) + `"}`, 400, "body"},
+		{"too large", "application/json", `{"credential":"` + strings.Repeat("k", 20<<10) + `"}`, 413, "body"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, err := http.Post(srv.URL+"/console/session", tc.contentType, strings.NewReader(tc.body))

@@ -737,9 +737,9 @@ func TestEventFiltersWindow(t *testing.T) {
 		{"36h", "", now.Add(-36 * time.Hour), time.Time{}, ""},
 		{"7d", "1h", now.Add(-7 * 24 * time.Hour), now.Add(-time.Hour), ""},
 		{at.Format(time.RFC3339Nano), "", at, time.Time{}, ""},
-		// between two microseconds: raised to the next, as stored times have microseconds
-		{"2026-03-01T08:00:00.1234565Z", "2026-03-01T12:00:00.0000001+02:00", at.Add(time.Microsecond),
-			time.Date(2026, 3, 1, 10, 0, 0, 1000, time.UTC), ""},
+		// kept to the nanosecond: EventQuery.Bounds raises it to the next stored microsecond
+		{"2026-03-01T08:00:00.1234565Z", "2026-03-01T12:00:00.0000001+02:00", at.Add(500 * time.Nanosecond),
+			time.Date(2026, 3, 1, 10, 0, 0, 100, time.UTC), ""},
 		{"1h", "2h", time.Time{}, time.Time{}, "--until: must be after --since"},
 		{"0d", "", time.Time{}, time.Time{}, "--since"},
 		{"", "soon", time.Time{}, time.Time{}, "--until"},
