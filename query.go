@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -152,4 +153,19 @@ type EventReader interface {
 	// GetEventBySeq returns the event with this sequence number (CodeNotFound
 	// if none).
 	GetEventBySeq(ctx context.Context, seq int64) (StoredEvent, error)
+}
+
+// ParseQueryTime reads a query bound written in RFC 3339. An offset can carry
+// a time past the years RFC 3339 writes (and so past what a cursor, a
+// manifest or a report records), so the time in UTC must fall within the
+// years 0000 to 9999.
+func ParseQueryTime(v string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("must be an RFC 3339 time such as 2026-01-02T15:04:05Z (is %q)", v)
+	}
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return time.Time{}, fmt.Errorf("must fall within the years 0000 to 9999 in UTC (is %q)", v)
+	}
+	return t, nil
 }

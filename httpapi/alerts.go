@@ -323,14 +323,9 @@ func timeParam(q url.Values, name string) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, v)
+	t, err := audit.ParseQueryTime(v)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%s: must be an RFC 3339 time such as 2026-01-02T15:04:05Z (is %q)", name, v)
-	}
-	// An offset can carry a time past the years RFC 3339 (and every
-	// manifest and cursor that records it) can write.
-	if y := t.UTC().Year(); y < 1 || y > 9999 {
-		return time.Time{}, fmt.Errorf("%s: must fall within the years 0001 to 9999 in UTC (is %q)", name, v)
+		return time.Time{}, fmt.Errorf("%s: %w", name, err)
 	}
 	return t, nil
 }

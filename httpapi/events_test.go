@@ -667,7 +667,7 @@ func testEventsBadInput(t *testing.T, f *eventsFixture) {
 		{"since without offset", "since=2026-01-02T15:04:05", "since", ""},
 		{"malformed until", "until=2026-13-01T00:00:00Z", "until", ""},
 		{"since past year 9999 in UTC", "since=9999-12-31T23:00:00-05:00", "since", ""},
-		{"until before year 1 in UTC", "until=0001-01-01T00:00:00%2B01:00", "until", ""},
+		{"until before year 0 in UTC", "until=0000-01-01T00:00:00%2B01:00", "until", ""},
 		{"until before since", "since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", "until", ""},
 		{"limit 0", "limit=0", "limit", "/v1/events"},
 		{"limit 1001", "limit=1001", "limit", "/v1/events"},

@@ -98,9 +98,9 @@ func parseInstant(field string, v *string) (time.Time, error) {
 	if v == nil || *v == "" {
 		return time.Time{}, audit.Errorf(audit.CodeInvalid, "%s: required, an RFC 3339 time with an offset such as 2024-03-01T00:00:00-05:00", field)
 	}
-	t, err := time.Parse(time.RFC3339Nano, *v)
+	t, err := audit.ParseQueryTime(*v)
 	if err != nil {
-		return time.Time{}, audit.Errorf(audit.CodeInvalid, "%s: %q is not an RFC 3339 time with an offset such as 2024-03-01T00:00:00-05:00", field, clip(*v))
+		return time.Time{}, audit.Errorf(audit.CodeInvalid, "%s: %q: %s", field, clip(*v), err)
 	}
 	return t, nil
 }

@@ -153,7 +153,7 @@ func parseSince(v string, now time.Time) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
 	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+	if t, err := audit.ParseQueryTime(v); err == nil {
 		return t, nil
 	}
 	if d, err := time.ParseDuration(v); err == nil && d > 0 {

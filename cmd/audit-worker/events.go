@@ -184,13 +184,17 @@ func parseTimeFlag(flag, v string, now time.Time) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
 	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t, nil
-	}
 	if d, err := access.ParseLifetime(v); err == nil && d > 0 {
 		return now.Add(-d), nil
 	}
-	return time.Time{}, fmt.Errorf("%s: an RFC 3339 time such as 2026-01-02T15:04:05Z, or an age such as 36h or 7d (is %q)", flag, v)
+	if !strings.Contains(v, "T") {
+		return time.Time{}, fmt.Errorf("%s: an RFC 3339 time such as 2026-01-02T15:04:05Z, or an age such as 36h or 7d (is %q)", flag, v)
+	}
+	t, err := audit.ParseQueryTime(v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s: %w", flag, err)
+	}
+	return t, nil
 }
 
 // params are the filters as the HTTP API names them, for access records and

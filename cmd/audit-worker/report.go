@@ -152,11 +152,11 @@ report is recorded in the audit trail as an audit.access.report event.`,
 				return fmt.Errorf("--format: %w", err)
 			}
 			c := report.Criteria{OrganizationIDs: orgs, HighVolumeAccessThreshold: threshold}
-			if c.From, err = time.Parse(time.RFC3339Nano, from); err != nil {
-				return fmt.Errorf("--from: an RFC 3339 time with an offset, such as 2024-03-01T00:00:00-05:00")
+			if c.From, err = audit.ParseQueryTime(from); err != nil {
+				return fmt.Errorf("--from: %w", err)
 			}
-			if c.To, err = time.Parse(time.RFC3339Nano, to); err != nil {
-				return fmt.Errorf("--to: an RFC 3339 time with an offset, such as 2024-04-01T00:00:00-04:00")
+			if c.To, err = audit.ParseQueryTime(to); err != nil {
+				return fmt.Errorf("--to: %w", err)
 			}
 			return withStore(cmd, *configPath, func(ctx context.Context, env *cliEnv) error {
 				return runReport(ctx, env, typ, c, f, out, cmd.OutOrStdout())
