@@ -26,7 +26,7 @@ const (
 	// exportMemRows is how many events TestExportMemoryIsFlat exports;
 	// AUDIT_EXPORT_TEST_ROWS overrides it, and AUDIT_EXPORT_TEST_ROWS=1000000
 	// is the full run (the default keeps CI fast).
-	exportMemRows = 200_000
+	exportMemRows = 50_000
 	// exportMemGrowth is how far the worker's RSS may rise above its size
 	// before the export: the store's readers and their page caches, one
 	// batch of events in hand, the response's buffers, the collector's room.
@@ -43,7 +43,7 @@ const (
 // exportMemGrowth and stays flat after the first quarter of the rows.
 func TestExportMemoryIsFlat(t *testing.T) {
 	if testing.Short() {
-		t.Skip("exports 200,000 events through a worker process; skipped with -short")
+		t.Skip("exports 50,000 events through a worker process; skipped with -short")
 	}
 	rows := exportMemRows
 	if v := os.Getenv("AUDIT_EXPORT_TEST_ROWS"); v != "" {
