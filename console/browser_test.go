@@ -397,10 +397,13 @@ func TestNoRequestToAnotherOrigin(t *testing.T) {
 			t.Errorf("%s has controls without a label: %q", p.hash, unlabelled)
 		}
 	}
-	tb.do(chromedp.SendKeys(chromedp.CSS("#r-org"), orgA), chromedp.Click(chromedp.CSS("#report-download")))
+	// An admin leaves the organisation empty: the report covers every one.
+	tb.do(chromedp.Click(chromedp.CSS("#report-download")))
 	tb.waitFor(`document.querySelector('#report-status .message') !== null`, "the report's answer")
-	if msg := tb.text("#report-status .message"); !strings.HasPrefix(msg, "Report ready: report-hipaa-org-a-") {
+	if msg := tb.text("#report-status .message"); !strings.HasPrefix(msg, "Report ready: report-hipaa-all-") {
 		t.Errorf("the report page says %q", msg)
+	} else if orgs := tb.text("#fig-organizations"); orgs != "all" {
+		t.Errorf("an admin's report without an organisation covers %q", orgs)
 	}
 	if n := tb.requestCount(); n < 20 {
 		t.Fatalf("only %d requests recorded: the recorder is not working", n)

@@ -239,6 +239,14 @@ func TestReportFiguresMatchTheAPI(t *testing.T) {
 	if ctype := eval[string](tb, `document.getElementById('report-file').dataset.type`); ctype != "application/pdf" {
 		t.Errorf("the PDF came as %q", ctype)
 	}
+
+	// The API's refusal, shown as it words it.
+	tb.do(chromedp.SetValue(chromedp.CSS("#r-from"), "2026-12-01"), chromedp.SetValue(chromedp.CSS("#r-to"), "2026-11-01"),
+		chromedp.Click(chromedp.CSS("#report-download")))
+	tb.waitFor(`document.querySelector('#report-status .error') !== null`, "the refusal")
+	if msg := tb.text("#report-status .error"); !strings.Contains(msg, "criteria.from") || !strings.Contains(msg, "HTTP 400") {
+		t.Errorf("a period that ends before it starts shows %q", msg)
+	}
 	if p := tb.problems(); len(p) > 0 {
 		t.Errorf("the page reported errors: %q", p)
 	}

@@ -100,6 +100,11 @@ async function download(data, status) {
   }
 }
 
+// orgNames lists organisations; '*' is every organisation.
+function orgNames(orgs) {
+  return (orgs || []).map((o) => (o === '*' ? 'all' : o)).join(', ') || '–';
+}
+
 // at reads a dotted path of an object.
 function at(obj, path) {
   return path.split('.').reduce((o, k) => (o == null ? undefined : o[k]), obj);
@@ -113,7 +118,7 @@ function figures(rep) {
   const range = rep.summary && rep.summary.timeRange;
   const rows = [
     [h('dt', {}, 'Report'), h('dd', {}, titles[md.reportType] || md.reportType || '–')],
-    [h('dt', {}, 'Organisations'), h('dd', { id: 'fig-organizations' }, (md.organizations || []).join(', ') || '–')],
+    [h('dt', {}, 'Organisations'), h('dd', { id: 'fig-organizations' }, orgNames(md.organizations))],
     [h('dt', {}, 'Period'), h('dd', {}, `${fmtTime(md.criteria && md.criteria.from)} – ${fmtTime(md.criteria && md.criteria.to)}`)],
     [h('dt', {}, 'First and last event'), h('dd', {}, range ? `${fmtTime(range.earliest)} – ${fmtTime(range.latest)}` : 'no event')],
     list.map(([path, label]) => [h('dt', {}, label), h('dd', { 'data-figure': path }, fmtNumber(at(rep, path)))]),
@@ -158,7 +163,7 @@ async function listRuns(el, more) {
       clear(el, rows.length ? table('Scheduled report runs, newest first', [
         { label: 'schedule', value: (r) => r.schedule },
         { label: 'report', value: (r) => titles[r.reportType] || r.reportType },
-        { label: 'organisations', value: (r) => (r.organizations || []).map((o) => (o === '*' ? 'all' : o)).join(', ') },
+        { label: 'organisations', value: (r) => orgNames(r.organizations) },
         { label: 'period', value: (r) => `${fmtTime(r.periodStart)} – ${fmtTime(r.periodEnd)}` },
         { label: 'format', value: (r) => r.format },
         { label: 'status', value: runStatus },
