@@ -12,6 +12,7 @@ const titles = {
   GENERAL_COMPLIANCE: 'General compliance', INTEGRITY_VERIFICATION: 'Integrity verification',
 };
 const runsPage = 50;
+let fileURL = ''; // the last report's blob: URL, released when the next one comes
 
 // figures are the numbers a JSON report's page shows: [path in the report, label].
 const summaryFigures = [
@@ -85,8 +86,9 @@ async function download(data, status) {
     const res = await request('POST', `/v1/reports/${encodeURIComponent(type)}`, { body: { criteria }, accept: fmt[2] });
     const blob = await res.blob();
     const name = `report-${type}-${org || 'all'}-${data.get('from')}-${data.get('to')}.${fmt[0]}`;
-    const url = URL.createObjectURL(blob);
-    const link = h('a', { href: url, download: name, id: 'report-file', 'data-type': blob.type }, `Save ${name} again`);
+    if (fileURL) URL.revokeObjectURL(fileURL);
+    fileURL = URL.createObjectURL(blob);
+    const link = h('a', { href: fileURL, download: name, id: 'report-file', 'data-type': blob.type }, `Save ${name} again`);
     const id = res.headers.get('X-Report-Id') || '';
     clear(status, message(`Report ready: ${name} (${fmtBytes(blob.size)}).`, 'success'),
       h('p', {}, link, id ? h('span', { class: 'muted' }, ` · report id `, h('code', { id: 'report-id' }, id)) : null),
@@ -175,10 +177,12 @@ async function listRuns(el, more) {
         { label: 'error', value: (r) => r.error || '' },
       ], rows, { id: 'runs-table', rowId: (r) => r.id }) : h('p', { class: 'muted', id: 'no-runs' }, 'No scheduled run yet.'));
     } catch (err) {
-      more.hidden = true;
-      clear(el, err instanceof ApiError && err.notServed
-        ? h('p', { class: 'muted', id: 'runs-unavailable' }, 'This worker keeps no report runs.')
-        : message(errorText(err, 'The runs could not be read'), 'error'));
+      if (err instanceof ApiError && err.notServed) {
+        more.hidden = true;
+        clear(el, h('p', { class: 'muted', id: 'runs-unavailable' }, 'This worker keeps no report runs.'));
+      } else {
+        el.append(message(errorText(err, 'The runs could not be read'), 'error')); // keeps the rows already shown
+      }
     } finally {
       more.disabled = false;
     }
