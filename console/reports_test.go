@@ -221,6 +221,9 @@ func TestReportFiguresMatchTheAPI(t *testing.T) {
 	}
 	tb.screenshot("reports")
 
+	if id, _ := lookup(saved, "metadata.reportId"); tb.text("#report-id") != id || id == nil {
+		t.Errorf("the page names report %q, the file is report %v", tb.text("#report-id"), id)
+	}
 	// The saved JSON is the API's report, but for its id and time.
 	for _, path := range []string{"summary", "hipaaSpecific", "riskAssessment", "metadata.criteria", "metadata.organizations"} {
 		a, _ := lookup(api, path)
