@@ -236,6 +236,9 @@ func TestReportFiguresMatchTheAPI(t *testing.T) {
 	if csv := request("csv"); !bytes.Contains(csv, []byte("HIPAA")) || !bytes.Contains(csv, []byte("dr-ames")) {
 		t.Errorf("the CSV download is %.300q", csv)
 	}
+	if ctype := eval[string](tb, `document.getElementById('report-file').dataset.type`); !strings.HasPrefix(ctype, "text/csv") {
+		t.Errorf("the CSV came as %q", ctype)
+	}
 	if pdf := request("pdf"); len(pdf) < 1000 || !bytes.HasPrefix(pdf, []byte("%PDF-")) {
 		t.Errorf("the PDF download is %d bytes: %.40q", len(pdf), pdf)
 	}
