@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/emulation"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
@@ -25,7 +26,7 @@ import (
 // One headless Chromium serves every test of the package; each test gets a
 // tab in a browser context of its own (its own cookies), so starting the
 // browser is paid once.
-var browser struct {
+var chromium struct {
 	once   sync.Once
 	ctx    context.Context
 	cancel func()
@@ -49,12 +50,12 @@ func chromiumPath() (string, error) {
 func startBrowser() {
 	path, err := chromiumPath()
 	if err != nil {
-		browser.err = err
+		chromium.err = err
 		return
 	}
 	dir, err := os.MkdirTemp("", "console-chromium-*")
 	if err != nil {
-		browser.err = err
+		chromium.err = err
 		return
 	}
 	// The flags that work as root on a machine with no way out: no sandbox,
@@ -66,22 +67,22 @@ func startBrowser() {
 		chromedp.WindowSize(1280, 900))
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(allocCtx)
-	browser.ctx = ctx
-	browser.cancel = func() {
+	chromium.ctx = ctx
+	chromium.cancel = func() {
 		cancelCtx()
 		cancelAlloc()
 		_ = os.RemoveAll(dir)
 	}
 	if err := chromedp.Do(ctx); err != nil { // starts the browser
-		browser.cancel()
-		browser.cancel, browser.err = nil, err
+		chromium.cancel()
+		chromium.cancel, chromium.err = nil, err
 	}
 }
 
 // stopBrowser ends the shared browser, if a test started it.
 func stopBrowser() {
-	if browser.cancel != nil {
-		browser.cancel()
+	if chromium.cancel != nil {
+		chromium.cancel()
 	}
 }
 
@@ -99,11 +100,11 @@ type tab struct {
 
 func newTab(t *testing.T) *tab {
 	t.Helper()
-	browser.once.Do(startBrowser)
-	if browser.err != nil {
-		testenv.Unavailable(t, "Chromium", "apt-get update && apt-get install -y chromium", browser.err)
+	chromium.once.Do(startBrowser)
+	if chromium.err != nil {
+		testenv.Unavailable(t, "Chromium", "apt-get update && apt-get install -y chromium", chromium.err)
 	}
-	ctx, cancel := chromedp.NewContext(browser.ctx, chromedp.WithNewBrowserContext())
+	ctx, cancel := chromedp.NewContext(chromium.ctx, chromedp.WithNewBrowserContext())
 	t.Cleanup(cancel)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
 	t.Cleanup(cancelTimeout)
@@ -279,4 +280,43 @@ func (tb *tab) problems() []string {
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
 	return append(append([]string{}, tb.exceptions...), tb.errors...)
+}
+
+// downloaded runs actions that make the page download a file and returns
+// the file the browser saved.
+func (tb *tab) downloaded(actions ...chromedp.Action[chromedp.Void]) []byte {
+	tb.t.Helper()
+	dir := tb.t.TempDir()
+	yes := true
+	_, err := chromedp.Call(tb.ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+		Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, BrowserContextID: chromedp.FromContext(tb.ctx).BrowserContextID,
+		DownloadPath: dir, EventsEnabled: &yes})
+	if err != nil {
+		tb.t.Fatalf("let the browser download: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
+	defer cancel()
+	progress := chromedp.Events(ctx, browser.DownloadProgress) // subscribes now, before the click
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		cancel()
+		for range progress { // ends the subscription
+		}
+		tb.t.Fatalf("browser: %v", err)
+	}
+	for ev, err := range progress {
+		if err != nil {
+			tb.t.Fatalf("waiting for a download: %v", err)
+		}
+		switch ev.State {
+		case browser.DownloadProgressStateCompleted:
+			data, err := os.ReadFile(filepath.Join(dir, ev.GUID))
+			if err != nil {
+				tb.t.Fatalf("the downloaded file: %v", err)
+			}
+			return data
+		case browser.DownloadProgressStateCanceled:
+			tb.t.Fatal("the download was cancelled")
+		}
+	}
+	return nil
 }

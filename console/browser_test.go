@@ -383,7 +383,7 @@ func TestNoRequestToAnotherOrigin(t *testing.T) {
 		{fmt.Sprintf("#/dead-letters/%d", dls.DeadLetters[0].ID), `document.getElementById('dl-payload') !== null`},
 		{"#/events", `document.getElementById('events-table') !== null`},
 		{fmt.Sprintf("#/events/%d", r.Results[0].Seq), `document.getElementById('proof-result') !== null`},
-		{"#/reports", `document.getElementById('runs-unavailable') !== null`},
+		{"#/reports", `document.getElementById('no-runs') !== null`},
 	}
 	for _, p := range pages {
 		tb.open(w.URL, p.hash, p.ready)
@@ -397,12 +397,14 @@ func TestNoRequestToAnotherOrigin(t *testing.T) {
 			t.Errorf("%s has controls without a label: %q", p.hash, unlabelled)
 		}
 	}
-	tb.do(chromedp.SendKeys(chromedp.CSS("#r-org"), orgA), chromedp.Click(chromedp.CSS("#report-download")))
+	// An admin leaves the organisation empty: the report covers every one.
+	tb.do(chromedp.Click(chromedp.CSS("#report-download")))
 	tb.waitFor(`document.querySelector('#report-status .message') !== null`, "the report's answer")
-	if msg := tb.text("#report-status"); !strings.Contains(msg, "does not make reports") {
-		t.Errorf("the report page says %q while the worker serves no reports", msg)
+	if msg := tb.text("#report-status .message"); !strings.HasPrefix(msg, "Report ready: report-hipaa-all-") {
+		t.Errorf("the report page says %q", msg)
+	} else if orgs := tb.text("#fig-organizations"); orgs != "all" {
+		t.Errorf("an admin's report without an organisation covers %q", orgs)
 	}
-	tb.screenshot("reports")
 	if n := tb.requestCount(); n < 20 {
 		t.Fatalf("only %d requests recorded: the recorder is not working", n)
 	}
@@ -411,37 +413,5 @@ func TestNoRequestToAnotherOrigin(t *testing.T) {
 	}
 	if p := tb.problems(); len(p) > 0 {
 		t.Errorf("the pages reported errors: %q", p)
-	}
-}
-
-// TestReportDownload makes a PDF report of one organisation and lists the
-// scheduled runs, against stand-ins of the report routes in their issue's
-// shapes.
-func TestReportDownload(t *testing.T) {
-	w := newWorker(t)
-	w.proofs.reports = &reportShim{}
-	tb := newTab(t)
-	tb.signIn(w.URL, w.keys["auditor-a"])
-	tb.open(w.URL, "#/reports", `document.getElementById('runs-table') !== null`)
-	tb.do(chromedp.SetValue(chromedp.CSS("#r-type"), "gdpr"), chromedp.SetValue(chromedp.CSS("#r-format"), "pdf"),
-		chromedp.SetValue(chromedp.CSS("#r-from"), "2026-11-01"), chromedp.SetValue(chromedp.CSS("#r-to"), "2026-12-01"),
-		chromedp.Click(chromedp.CSS("#report-download")))
-	tb.waitFor(`document.getElementById('report-file') !== null`, "the report's file")
-	name := eval[string](tb, `document.getElementById('report-file').download`)
-	if name != "report-gdpr-org-a-2026-11-01-2026-12-01.pdf" {
-		t.Errorf("the file is named %q", name)
-	}
-	r := w.proofs.reports
-	r.mu.Lock()
-	accept, criteria := r.accept, fmt.Sprint(r.criteria)
-	r.mu.Unlock()
-	if accept != "application/pdf" || criteria != "map[from:2026-11-01T00:00:00Z organizationIds:[org-a] to:2026-12-01T00:00:00Z]" {
-		t.Errorf("the console asked for %s with criteria %s", accept, criteria)
-	}
-	if runs := tb.text("#runs-table"); !strings.Contains(runs, "delivered") || !strings.Contains(runs, "47.1 KiB") {
-		t.Errorf("the runs table shows %q", runs)
-	}
-	if p := tb.problems(); len(p) > 0 {
-		t.Errorf("the page reported errors: %q", p)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/smartlogs/audit-worker/internal/eventgen"
 	"github.com/smartlogs/audit-worker/internal/teststores"
 	"github.com/smartlogs/audit-worker/pipeline"
+	"github.com/smartlogs/audit-worker/report"
 	"github.com/smartlogs/audit-worker/sqlite"
 	"github.com/smartlogs/audit-worker/telemetry"
 )
@@ -47,6 +48,7 @@ type worker struct {
 	gen     *eventgen.Generator
 	keys    map[string]string // by role-org name, e.g. "operator", "reader-a"
 	proofs  *proofShim
+	reports *report.Generator
 }
 
 func newWorker(t *testing.T) *worker {
@@ -77,6 +79,7 @@ func newWorker(t *testing.T) *worker {
 		Alerts: func(ctx context.Context) (audit.AlertStatistics, error) {
 			return store.AlertStatistics(ctx, audit.AlertFilter{})
 		}})
+	w.reports = reportGenerator(config.Default(), store, w.hmacKey)
 	w.api = httpapi.New(httpapi.Options{
 		Ingester: batcher, Store: store, Auth: auth, Keys: store, DeadLetters: store, Records: records,
 		MaxBodyBytes: 16 << 20,
@@ -85,6 +88,7 @@ func newWorker(t *testing.T) *worker {
 		Alerts:       httpapi.AlertOptions{Store: store},
 		Events:       httpapi.EventOptions{Reader: store, Exports: store, Secrets: store, HMACKey: func() []byte { return w.hmacKey }},
 		Console:      httpapi.ConsoleOptions{Assets: console.Handler(), Overview: metrics, DeadLetterUsage: store},
+		Reports:      httpapi.ReportOptions{Generator: w.reports, Runs: store},
 		Config:       fileConfig{},
 	})
 	w.proofs = &proofShim{w: w}
@@ -241,57 +245,14 @@ type proofShim struct {
 	w      *worker
 	mu     sync.Mutex
 	tamper bool
-	// reports, when set, stands in for POST /v1/reports/{type} and GET
-	// /v1/reports/runs (the reports are another branch's); unset, those
-	// routes answer the worker's own 404.
-	reports *reportShim
-}
-
-// reportShim answers the report routes in the shapes of their issue and
-// keeps what the console asked for.
-type reportShim struct {
-	mu       sync.Mutex
-	accept   string
-	criteria map[string]any
 }
 
 func (p *proofShim) wrap(api http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/events/{id}/proof", p.serveProof)
 	mux.HandleFunc("GET /v1/checkpoints/key", p.serveKey)
-	mux.HandleFunc("POST /v1/reports/{type}", func(w http.ResponseWriter, r *http.Request) { p.serveReport(w, r, api) })
-	mux.HandleFunc("GET /v1/reports/runs", func(w http.ResponseWriter, r *http.Request) { p.serveRuns(w, r, api) })
 	mux.Handle("/", api)
 	return mux
-}
-
-func (p *proofShim) serveReport(w http.ResponseWriter, r *http.Request, api http.Handler) {
-	if p.reports == nil {
-		api.ServeHTTP(w, r)
-		return
-	}
-	var body struct {
-		Criteria map[string]any `json:"criteria"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	p.reports.mu.Lock()
-	p.reports.accept, p.reports.criteria = r.Header.Get("Accept"), body.Criteria
-	p.reports.mu.Unlock()
-	w.Header().Set("Content-Type", r.Header.Get("Accept"))
-	fmt.Fprintf(w, "%%PDF-1.7 report %s for %v\n", r.PathValue("type"), body.Criteria["organizationIds"])
-}
-
-func (p *proofShim) serveRuns(w http.ResponseWriter, r *http.Request, api http.Handler) {
-	if p.reports == nil {
-		api.ServeHTTP(w, r)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprint(w, `{"runs":[{"report":"hipaa","organizations":["org-a"],"periodStart":"2026-11-01T00:00:00Z",`+
-		`"periodEnd":"2026-12-01T00:00:00Z","status":"delivered","size":48213,"checksum":"sha256:9f2c41d0"}]}`)
 }
 
 func (p *proofShim) setTamper(on bool) {
@@ -321,6 +282,7 @@ func (p *proofShim) serveProof(w http.ResponseWriter, r *http.Request) {
 		h, _ := base64.StdEncoding.DecodeString(proof.Hashes[0])
 		h[0] ^= 0xff
 		proof.Hashes[0] = base64.StdEncoding.EncodeToString(h)
+		proof.Proof = tlogProof(proof) // a lying log lies consistently
 	}
 	p.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")

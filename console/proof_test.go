@@ -1,20 +1,26 @@
 package console_test
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/smartlogs/audit-worker/console"
 )
@@ -115,6 +121,7 @@ func corruptions(t *testing.T, name string, leaves []string, index int, p inclus
 		c := proofCase{Name: name + ": " + what, RecordHash: leaves[index], Proof: p, VerifierKey: vkey}
 		c.Proof.Hashes = append([]string(nil), p.Hashes...)
 		edit(&c)
+		c.Proof.Proof = tlogProof(c.Proof)
 		return c
 	}
 	var out []proofCase
@@ -153,4 +160,94 @@ func replaceLine(text string, n int, with string) string {
 	lines := strings.SplitN(text, "\n", n+2)
 	lines[n] = with
 	return strings.Join(lines, "\n")
+}
+
+// TestProofShimShape checks the stand-in of the proof routes against their
+// documented shapes: exactly the members index, size, leaf (the row's record
+// hash, hex), hashes (base64), checkpoint (a signed note) and proof (the
+// same as a C2SP tlog-proof), and a verifier key "<name>+<hex id>+<base64>";
+// and that the proof is sound by golang.org/x/mod's own check.
+func TestProofShimShape(t *testing.T) {
+	w := newWorker(t)
+	var sent [][]byte
+	for range 5 {
+		sent = append(sent, w.event(orgA, nil))
+	}
+	res := w.send(sent...)
+	if res.Stored != len(sent) {
+		t.Fatalf("stored %d of %d", res.Stored, len(sent))
+	}
+	get := func(path string) []byte {
+		t.Helper()
+		resp, err := http.Get(w.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: HTTP %d %s %v", path, resp.StatusCode, data, err)
+		}
+		return data
+	}
+	vkey := strings.TrimSpace(string(get("/v1/checkpoints/key")))
+	if !regexp.MustCompile(`^[^+\s]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$`).MatchString(vkey) {
+		t.Errorf("the key is %q, not <name>+<hex id>+<base64>", vkey)
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatalf("key %q: %v", vkey, err)
+	}
+	seq := res.Results[2].Seq
+	stored, err := w.store.GetEventBySeq(context.Background(), seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := get(fmt.Sprintf("/v1/events/%d/proof", seq))
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(data, &members); err != nil {
+		t.Fatal(err)
+	}
+	if keys := slices.Sorted(maps.Keys(members)); !slices.Equal(keys, []string{"checkpoint", "hashes", "index", "leaf", "proof", "size"}) {
+		t.Errorf("the proof's members are %q", keys)
+	}
+	var p inclusionProof
+	if err := json.Unmarshal(data, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Leaf != stored.RecordHash || !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(p.Leaf) {
+		t.Errorf("the leaf is %q, the record hash %q", p.Leaf, stored.RecordHash)
+	}
+	n, err := note.Open([]byte(p.Checkpoint), note.VerifierList(verifier))
+	if err != nil {
+		t.Fatalf("the checkpoint does not open with the key: %v", err)
+	}
+	lines := strings.Split(n.Text, "\n")
+	if len(lines) != 4 || lines[1] != strconv.FormatInt(p.Size, 10) {
+		t.Fatalf("checkpoint text %q for size %d", n.Text, p.Size)
+	}
+	root, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(root) != 32 {
+		t.Fatalf("checkpoint root %q", lines[2])
+	}
+	var path tlog.RecordProof
+	for _, h := range p.Hashes {
+		b, err := base64.StdEncoding.DecodeString(h)
+		if err != nil || len(b) != 32 {
+			t.Fatalf("hash %q is not base64 of 32 bytes", h)
+		}
+		path = append(path, tlog.Hash(b))
+	}
+	leaf, _ := hex.DecodeString(p.Leaf)
+	if err := tlog.CheckRecord(path, p.Size, tlog.Hash(root), p.Index, tlog.RecordHash(leaf)); err != nil {
+		t.Errorf("the proof does not check: %v", err)
+	}
+	// The tlog-proof text: header, index, the path, a blank line, the checkpoint.
+	want := "c2sp.org/tlog-proof@v1\nindex " + strconv.FormatInt(p.Index, 10) + "\n"
+	for _, h := range p.Hashes {
+		want += h + "\n"
+	}
+	if want += "\n" + p.Checkpoint; p.Proof != want {
+		t.Errorf("the tlog-proof is\n%s\nwant\n%s", p.Proof, want)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -19,9 +20,23 @@ import (
 type inclusionProof struct {
 	Index      int64    `json:"index"`
 	Size       int64    `json:"size"`
-	Leaf       string   `json:"leaf"`   // the row's record hash, hex
-	Hashes     []string `json:"hashes"` // base64, leaf to root
-	Checkpoint string   `json:"checkpoint"`
+	Leaf       string   `json:"leaf"`       // the row's record hash, hex
+	Hashes     []string `json:"hashes"`     // base64, leaf to root
+	Checkpoint string   `json:"checkpoint"` // a signed note
+	Proof      string   `json:"proof"`      // the same, as a C2SP tlog-proof
+}
+
+// tlogProof is p in the C2SP tlog-proof text format: the header line, the
+// leaf's index, the audit path (one base64 hash a line), a blank line and
+// the signed checkpoint.
+func tlogProof(p inclusionProof) string {
+	var b strings.Builder
+	b.WriteString("c2sp.org/tlog-proof@v1\nindex " + strconv.FormatInt(p.Index, 10) + "\n")
+	for _, h := range p.Hashes {
+		b.WriteString(h + "\n")
+	}
+	b.WriteString("\n" + p.Checkpoint)
+	return b.String()
 }
 
 // treeLog builds the Merkle tree of the stored rows (in id order, each leaf
@@ -108,5 +123,6 @@ func buildProof(leaves []string, index int64, signer note.Signer) (inclusionProo
 	for _, h := range rp {
 		p.Hashes = append(p.Hashes, base64.StdEncoding.EncodeToString(h[:]))
 	}
+	p.Proof = tlogProof(p)
 	return p, nil
 }
