@@ -243,7 +243,11 @@ func TestEventSearchVerificationAndProof(t *testing.T) {
 	tb.open(w.URL, "#/events", `document.getElementById('event-filters') !== null`)
 	tb.do(chromedp.SendKeys(chromedp.CSS("#f-principalId"), "user-search"), chromedp.Click(chromedp.CSS("#event-search")))
 	rows := `document.querySelectorAll('#events-table tbody tr').length`
-	tb.waitFor(rows+` === 50 && !document.getElementById('events-more').hidden`, "the first page of 50 and a load-more button")
+	// The page first shows the unfiltered search, then the filtered one in
+	// new elements: wait for the filtered one's, or the click lands on a
+	// button that is gone.
+	tb.waitFor(`document.getElementById('event-results').dataset.filters === 'principalId=user-search' && `+
+		rows+` === 50 && !document.getElementById('events-more').hidden`, "the first page of 50 and a load-more button")
 	tb.do(chromedp.Click(chromedp.CSS("#events-more")))
 	tb.waitFor(rows+` === 60 && document.getElementById('events-more').hidden`, "the 60 events of org-a, and no more pages")
 	if orgs := eval[[]string](tb, `[...new Set([...document.querySelectorAll('#events-table tbody tr td:nth-child(6)')].map((td) => td.textContent))]`); len(orgs) != 1 || orgs[0] != orgA {

@@ -47,15 +47,18 @@ function renderSearch(main, params) {
     for (const [n] of timeFilters) if (data.get(n)) q.set(n, toRFC3339(data.get(n)));
     location.hash = `#/events?${q}`;
   });
-  const results = h('div', { id: 'event-results' });
+  // The cursor is signed for exactly these filters: load more resends them.
+  const search = {};
+  for (const [k, v] of Object.entries(filters)) if (v && !(k === 'order' && v === 'desc')) search[k] = v;
+  // data-filters names the search the results belong to, so that what
+  // reads the page (a test, an assistive tool) can tell one search's
+  // results from the page's before it.
+  const results = h('div', { id: 'event-results', 'data-filters': new URLSearchParams(search).toString() });
   const more = h('button', { type: 'button', id: 'events-more', hidden: true }, 'Load more');
   main.append(h('h1', {}, 'Events'),
     h('p', { class: 'muted' }, 'Newest first, the last 30 days unless you say otherwise. Every search is itself recorded as an access to the audit trail.'),
     form, results, h('div', { class: 'actions' }, more));
 
-  // The cursor is signed for exactly these filters: load more resends them.
-  const search = {};
-  for (const [k, v] of Object.entries(filters)) if (v && !(k === 'order' && v === 'desc')) search[k] = v;
   const rows = [];
   let cursor = '';
   const load = async () => {
