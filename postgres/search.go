@@ -86,20 +86,25 @@ func searchWhere(q audit.EventQuery) *where {
 	return w
 }
 
-// SearchEvents returns a page of events matching q (keyset paging on
-// ("timestamp", id): a deep page costs what the first one costs).
-func (s *Store) SearchEvents(ctx context.Context, q audit.EventQuery) ([]audit.StoredEvent, error) {
-	if err := q.Check(); err != nil {
-		return nil, err
-	}
+// searchSQL is the statement of a search and its parameters.
+func searchSQL(q audit.EventQuery) (string, []any) {
 	w := searchWhere(q)
 	order := ` ORDER BY "timestamp" DESC, id DESC`
 	if q.Order == audit.OrderAsc {
 		order = ` ORDER BY "timestamp", id`
 	}
 	w.args = append(w.args, q.Limit)
-	sql := `SELECT ` + eventColumns + ` FROM audit_log` + w.sql() + order + ` LIMIT $` + strconv.Itoa(len(w.args))
-	rows, err := s.pool.Query(ctx, sql, w.args...)
+	return `SELECT ` + eventColumns + ` FROM audit_log` + w.sql() + order + ` LIMIT $` + strconv.Itoa(len(w.args)), w.args
+}
+
+// SearchEvents returns a page of events matching q (keyset paging on
+// ("timestamp", id): a deep page costs what the first one costs).
+func (s *Store) SearchEvents(ctx context.Context, q audit.EventQuery) ([]audit.StoredEvent, error) {
+	if err := q.Check(); err != nil {
+		return nil, err
+	}
+	sql, args := searchSQL(q)
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, wrapErr("search events", err)
 	}
