@@ -65,6 +65,8 @@ func TestReadBench(t *testing.T) {
 		{Name: "organisation, 10,000 pages deep", Query: audit.EventQuery{Organizations: []string{readbench.BigOrganization}}, Pages: readbench.DeepPages},
 		{Name: "all organisations, 10,000 pages deep", Query: audit.EventQuery{}, Pages: readbench.DeepPages},
 	})
+	results = append(results, readbench.RunHTTP(t, readbench.ServeHTTP(t, s, s, s, h.From), h, 200,
+		"organisation, 24 h window", "principal", "correlation id")...)
 	t.Logf("PostgreSQL, %d events:\n%s", rows, readbench.Table(results))
 }
 

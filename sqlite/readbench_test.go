@@ -74,6 +74,8 @@ func TestReadBench(t *testing.T) {
 		{Name: "all organisations, 10,000 pages deep", Query: audit.EventQuery{}, Pages: readbench.DeepPages},
 		{Name: "organisation, 2,000 pages deep", Query: audit.EventQuery{Organizations: []string{readbench.BigOrganization}}, Pages: 2000},
 	})
+	results = append(results, readbench.RunHTTP(t, readbench.ServeHTTP(t, s, s, s, h.From), h, 200,
+		"organisation, 24 h window", "principal", "correlation id")...)
 	t.Logf("SQLite, %d events:\n%s", rows, readbench.Table(results))
 }
 

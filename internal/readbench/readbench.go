@@ -7,14 +7,23 @@ package readbench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/access"
+	"github.com/smartlogs/audit-worker/httpapi"
 )
 
 // The shape of the generated history, the same for every store, so that the
@@ -234,4 +243,103 @@ func Table(results []Result) string {
 		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %s |\n", r.Name, r.Requests, float64(r.Rows)/float64(r.Requests), ms(r.P50), ms(r.P95), ms(r.Max))
 	}
 	return b.String()
+}
+
+// HTTPSearch runs queries as GET /v1/events requests to baseURL with the
+// API key, the way a client does; a query without Since searches from from
+// (the API's default window is shorter than the history). It reads and
+// counts the events of the page; the position it returns is zero (paging
+// through HTTP takes the cursor, which Deep does not use).
+func HTTPSearch(client *http.Client, baseURL, key string, from time.Time) Search {
+	return func(ctx context.Context, q audit.EventQuery) (int, audit.Position, error) {
+		v := url.Values{"limit": {strconv.Itoa(q.Limit)}, "order": {string(q.Order)}}
+		since := q.Since
+		if since.IsZero() {
+			since = from
+		}
+		v.Set("since", since.Format(time.RFC3339Nano))
+		if !q.Until.IsZero() {
+			v.Set("until", q.Until.Format(time.RFC3339Nano))
+		}
+		for name, value := range map[string]string{"principalId": q.PrincipalID, "action": q.Action,
+			"correlationId": q.CorrelationID, "sessionId": q.SessionID, "ipAddress": q.IPAddress} {
+			if value != "" {
+				v.Set(name, value)
+			}
+		}
+		for _, org := range q.Organizations {
+			v.Add("organizationId", org)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/v1/events?"+v.Encode(), nil)
+		if err != nil {
+			return 0, audit.Position{}, err
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, audit.Position{}, err
+		}
+		defer resp.Body.Close()
+		var page struct {
+			Events []json.RawMessage `json:"events"`
+		}
+		if resp.StatusCode != http.StatusOK {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+			return 0, audit.Position{}, fmt.Errorf("GET /v1/events?%s: %s %s", v.Encode(), resp.Status, body)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+			return 0, audit.Position{}, fmt.Errorf("GET /v1/events: %w", err)
+		}
+		return len(page.Events), audit.Position{}, nil
+	}
+}
+
+// Named returns the scenarios of h with these names, in this order.
+func Named(h History, names ...string) []Scenario {
+	var out []Scenario
+	for _, n := range names {
+		for _, sc := range Scenarios(h) {
+			if sc.Name == n {
+				out = append(out, sc)
+			}
+		}
+	}
+	return out
+}
+
+// ServeHTTP starts the worker's HTTP API on r (cursors signed with a key kept
+// in secrets) for the test, and returns a Search through it as an auditor
+// whose scope is every organisation.
+func ServeHTTP(t *testing.T, r audit.EventReader, exports audit.ExportStore, secrets audit.SecretStore, from time.Time) Search {
+	t.Helper()
+	const key = "readbench-key-0123456789abcdef"
+	auth := access.NewAuthenticator(access.Options{})
+	auth.SetStaticKeys([]access.StaticKey{{Name: "readbench", Key: key, Role: audit.RoleAuditor,
+		Organizations: []string{audit.AllOrganizations}}})
+	srv := httptest.NewServer(httpapi.New(httpapi.Options{Auth: auth, Logger: slog.New(slog.DiscardHandler),
+		Events: httpapi.EventOptions{Reader: r, Exports: exports, Secrets: secrets}}))
+	t.Cleanup(srv.Close)
+	client := srv.Client()
+	t.Cleanup(client.CloseIdleConnections)
+	return HTTPSearch(client, srv.URL, key, from)
+}
+
+// RunHTTP measures the named scenarios through search (ServeHTTP), n
+// requests each.
+func RunHTTP(t *testing.T, search Search, h History, n int, names ...string) []Result {
+	t.Helper()
+	var out []Result
+	for _, sc := range Named(h, names...) {
+		if _, err := Measure(context.Background(), search, sc, 20); err != nil {
+			t.Fatal(err)
+		}
+		r, err := Measure(context.Background(), search, sc, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Name = "HTTP: " + r.Name
+		t.Log(r)
+		out = append(out, r)
+	}
+	return out
 }
