@@ -106,13 +106,14 @@ var specIndexes = []string{
 
 // queryIndexes are the migrations' query indexes (not the keys).
 var queryIndexes = []string{"audit_log_timestamp_id_idx", "audit_log_principal_id_timestamp_id_idx",
-	"audit_log_organization_id_timestamp_id_idx", "audit_log_target_resource_idx", "audit_log_correlation_id_idx"}
+	"audit_log_organization_id_timestamp_id_idx", "audit_log_target_resource_idx", "audit_log_correlation_id_idx",
+	"audit_log_action_family_idx"}
 
 // searchIndexes007 are the indexes 007_search_indexes creates, and
 // before007 the ones it replaces, as 001 created them.
 var (
 	searchIndexes007 = []string{"audit_log_timestamp_id_idx", "audit_log_organization_id_timestamp_id_idx",
-		"audit_log_principal_id_timestamp_id_idx"}
+		"audit_log_principal_id_timestamp_id_idx", "audit_log_action_family_idx"}
 	before007 = []string{`CREATE INDEX audit_log_timestamp_idx ON audit_log ("timestamp")`,
 		`CREATE INDEX audit_log_principal_id_timestamp_idx ON audit_log (principal_id, "timestamp")`,
 		`CREATE INDEX audit_log_organization_id_timestamp_idx ON audit_log (organization_id, "timestamp")`}

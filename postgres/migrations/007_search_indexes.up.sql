@@ -24,6 +24,15 @@ CREATE INDEX audit_log_organization_id_timestamp_id_idx ON audit_log (organizati
 DROP INDEX audit_log_principal_id_timestamp_idx;
 CREATE INDEX audit_log_principal_id_timestamp_id_idx ON audit_log (principal_id, "timestamp", id);
 
+-- Searches by action. Actions come in families (auth., fhir., data., …), and
+-- a family prefix is a range on action, which cannot return rows in time
+-- order: an index on action would sort a whole family per page. The search
+-- also compares the family, split_part(action, '.', 1) (implied by the
+-- action filter, so it changes no result), and this index walks a family in
+-- search order: a page of auth.* reads ~150 pages instead of ~450 through the
+-- time index, system.* ~150 instead of ~830 (5 million events).
+CREATE INDEX audit_log_action_family_idx ON audit_log ((split_part(action, '.', 1)), "timestamp", id);
+
 -- sessionId and ipAddress (inside details) have no index: one on each
 -- expression halved the store's write rate (BenchmarkStoreBatchIndexes,
 -- docs/querying.md), as every event's details would be parsed twice more.
