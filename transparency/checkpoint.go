@@ -82,7 +82,7 @@ func Open(signed string, verifier note.Verifier) (Tree, error) {
 // VerifierKeyOf returns the verifier key of a note private key.
 func VerifierKeyOf(skey string) (string, error) {
 	// PRIVATE+KEY+name+hash+base64(alg || private key)
-	parts := strings.Split(skey, "+")
+	parts := strings.SplitN(skey, "+", 5)
 	if len(parts) != 5 || parts[0] != "PRIVATE" || parts[1] != "KEY" {
 		return "", audit.Errorf(audit.CodeInvalid, "checkpoint signing key is not a note private key (PRIVATE+KEY+name+hash+key)")
 	}
