@@ -27,13 +27,16 @@ type env struct {
 	// store's database, as an attacker with database access would.
 	exec func(t *testing.T, query string, args ...any)
 	pg   string // the PostgreSQL URL; "" for SQLite
+	// fresh returns an empty store of the same kind: a new SQLite file, or
+	// the same PostgreSQL database emptied (creating one costs seconds).
+	fresh func(t *testing.T) env
 }
 
 var placeholder = regexp.MustCompile(`\$\d+`)
 
 func sqliteEnv(t *testing.T) env {
 	s, path := teststores.SQLite(t)
-	return env{store: s, exec: func(t *testing.T, query string, args ...any) {
+	return env{store: s, fresh: sqliteEnv, exec: func(t *testing.T, query string, args ...any) {
 		t.Helper()
 		db, err := sql.Open("sqlite", path)
 		if err != nil {
@@ -48,7 +51,8 @@ func sqliteEnv(t *testing.T) env {
 
 func postgresEnv(t *testing.T) env {
 	s, url := teststores.Postgres(t)
-	return env{store: s, pg: url, exec: func(t *testing.T, query string, args ...any) {
+	e := env{store: s, pg: url}
+	e.exec = func(t *testing.T, query string, args ...any) {
 		t.Helper()
 		conn, err := pgx.Connect(t.Context(), url)
 		if err != nil {
@@ -58,7 +62,12 @@ func postgresEnv(t *testing.T) env {
 		if _, err := conn.Exec(t.Context(), query, args...); err != nil {
 			t.Fatalf("%s: %v", query, err)
 		}
-	}}
+	}
+	e.fresh = func(t *testing.T) env {
+		e.exec(t, `TRUNCATE audit_log, tlog_leaves, tlog_hashes, tlog_checkpoints`)
+		return e
+	}
+	return e
 }
 
 // bothStores runs fn on a fresh SQLite and a fresh PostgreSQL store.
