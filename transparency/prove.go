@@ -25,20 +25,32 @@ type InclusionProof struct {
 }
 
 // ProveInclusion proves the row seq in the checkpoint of size leaves, or in
-// the latest checkpoint when size is 0. CodeNotFound when the row is not a
-// leaf yet or no checkpoint covers it (yet).
+// the latest checkpoint when size is 0. CodeConflict when the row is not in
+// a checkpoint yet (it will be within seconds), CodeNotFound when there is
+// no checkpoint of that size, CodeInvalid when that checkpoint is older than
+// the row.
 func ProveInclusion(ctx context.Context, s audit.TreeStore, seq, size int64) (InclusionProof, error) {
 	leaf, err := s.LeafOf(ctx, seq)
+	if audit.ErrorCode(err) == audit.CodeNotFound {
+		return InclusionProof{}, audit.Errorf(audit.CodeConflict, "event %d is not yet in a checkpoint; retry in a few seconds", seq)
+	}
 	if err != nil {
 		return InclusionProof{}, err
 	}
 	c, err := checkpointFor(ctx, s, size)
+	if size == 0 && audit.ErrorCode(err) == audit.CodeNotFound {
+		return InclusionProof{}, audit.Errorf(audit.CodeConflict, "event %d is not yet in a checkpoint; retry in a few seconds", seq)
+	}
 	if err != nil {
 		return InclusionProof{}, err
 	}
-	if leaf.Index >= c.Size {
-		return InclusionProof{}, audit.Errorf(audit.CodeNotFound,
+	switch {
+	case leaf.Index >= c.Size && size == 0:
+		return InclusionProof{}, audit.Errorf(audit.CodeConflict,
 			"event %d is leaf %d, not yet in a checkpoint (the latest has %d leaves); retry in a few seconds", seq, leaf.Index, c.Size)
+	case leaf.Index >= c.Size:
+		return InclusionProof{}, audit.Errorf(audit.CodeInvalid,
+			"size: event %d is leaf %d, after the %d leaves of that checkpoint", seq, leaf.Index, c.Size)
 	}
 	p, err := tlog.ProveRecord(c.Size, leaf.Index, storeHashes(ctx, s))
 	if err != nil {
@@ -61,7 +73,7 @@ func checkpointFor(ctx context.Context, s audit.TreeStore, size int64) (audit.Ch
 	}
 	c, err := s.CheckpointAt(ctx, size)
 	if audit.ErrorCode(err) == audit.CodeNotFound {
-		return c, audit.Errorf(audit.CodeNotFound, "no checkpoint of size %d", size)
+		return c, audit.Errorf(audit.CodeNotFound, "size: no checkpoint of %d leaves was signed", size)
 	}
 	return c, err
 }
@@ -113,4 +125,24 @@ func ProveConsistency(ctx context.Context, s audit.TreeStore, from, to int64) (C
 		return ConsistencyProof{}, err
 	}
 	return ConsistencyProof{From: from, To: c.Size, Hashes: encodeHashes(p)}, nil
+}
+
+// CheckInclusion checks p's hashes lead from leaf (the record hash) to the
+// root of tree.
+func CheckInclusion(p InclusionProof, leaf []byte, tree Tree) error {
+	if tree.Size != p.Size {
+		return audit.Errorf(audit.CodeIntegrity, "the proof is for %d leaves, the checkpoint has %d", p.Size, tree.Size)
+	}
+	hashes := make(tlog.RecordProof, len(p.Hashes))
+	for i, h := range p.Hashes {
+		b, err := base64.StdEncoding.DecodeString(h)
+		if err != nil || len(b) != tlog.HashSize {
+			return audit.Errorf(audit.CodeIntegrity, "proof hash %d is not a base64 SHA-256 hash", i)
+		}
+		copy(hashes[i][:], b)
+	}
+	if err := tlog.CheckRecord(hashes, p.Size, tree.Root, p.Index, tlog.RecordHash(leaf)); err != nil {
+		return audit.Errorf(audit.CodeIntegrity, "the inclusion proof does not lead to the checkpoint's root: %w", err)
+	}
+	return nil
 }
