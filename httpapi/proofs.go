@@ -93,13 +93,15 @@ func (s *Server) consistencyProof(w http.ResponseWriter, r *http.Request) {
 	if !paramsOK(w, r, "from", "to") {
 		return
 	}
+	// Each parameter is read before any is found missing, so that the
+	// error names the one that is wrong.
 	from, err := sizeParam(q, "from")
-	if err == nil && from == 0 {
-		err = fmt.Errorf("from: required, the size of the earlier checkpoint")
-	}
 	var to int64
 	if err == nil {
 		to, err = sizeParam(q, "to")
+	}
+	if err == nil && from == 0 {
+		err = fmt.Errorf("from: required, the size of the earlier checkpoint")
 	}
 	if err == nil && to != 0 && from > to {
 		err = fmt.Errorf("from: %d is larger than to (%d)", from, to)
