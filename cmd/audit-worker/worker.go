@@ -246,6 +246,9 @@ func (w *worker) start(ctx context.Context, cfg config.Config) error {
 	if err := w.startReports(cfg, &apiOpts); err != nil {
 		return err
 	}
+	if err := w.startIntegrator(cfg, &apiOpts); err != nil {
+		return err
+	}
 	apiOpts.MaxBodyBytes, apiOpts.Logger, apiOpts.Config = cfg.HTTP.MaxBodyBytes, log, w
 	apiOpts.MaxInFlightBytes = cfg.HTTP.MaxInFlightBytes
 	apiOpts.Console = w.consoleOptions()
