@@ -116,6 +116,34 @@ func (in *Integrator) Run(ctx context.Context) error {
 	return nil
 }
 
+// Flush integrates every row stored so far and signs a checkpoint of them,
+// unless another replica integrates (it will): the worker calls it on
+// shutdown, once nothing more is stored, so that no row waits for the next
+// start to be in a checkpoint.
+func (in *Integrator) Flush(ctx context.Context) error {
+	unlock, err := in.store.LockIntegrator(ctx)
+	if audit.ErrorCode(err) == audit.CodeConflict {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	in.size = -1
+	if err := in.loadSigned(ctx); err != nil {
+		return err
+	}
+	for {
+		n, err := in.Integrate(ctx)
+		if err != nil {
+			return err
+		}
+		if n < in.cfg.Batch {
+			return in.Checkpoint(ctx)
+		}
+	}
+}
+
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -130,6 +130,7 @@ func (w *worker) startIntegrator(cfg config.Config, opts *httpapi.Options) error
 			}
 		},
 	})
+	w.integrator = in
 	w.spawn("tree integrator", func() error { return in.Run(w.running) })
 	opts.Proofs = httpapi.ProofOptions{Tree: tree, VerifierKey: key.VerifierKey}
 	return nil
