@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -177,62 +178,62 @@ func (s *Store) LeafOf(ctx context.Context, seq int64) (audit.Leaf, error) {
 	return l, nil
 }
 
-// leafEventColumns are eventColumns read through the outer join of a leaf
-// with its row: every column the join may leave NULL is COALESCEd, and
-// found says whether the row is there.
-const leafEventColumns = `a.id IS NOT NULL, COALESCE(a.id, 0), COALESCE(a."timestamp", 'epoch'), COALESCE(a.timestamp_raw, ''),
-	COALESCE(a.ttl, ''), COALESCE(a.principal_id, ''), COALESCE(a.organization_id, ''), COALESCE(a.action, ''),
-	COALESCE(a.target_resource_type, ''), COALESCE(a.target_resource_id, ''), COALESCE(a.status, ''),
-	COALESCE(a.outcome_description, ''), COALESCE(a.hash, ''), COALESCE(a.hash_algorithm, ''),
-	COALESCE(a.signature, ''), COALESCE(a.signature_algorithm, ''), COALESCE(a.event_version, ''),
-	COALESCE(a.correlation_id, ''), COALESCE(a.data_classification, ''), COALESCE(a.retention_policy, ''),
-	a.processing_latency, a.details, COALESCE(a.idempotency_key, ''), COALESCE(a.source, ''),
-	COALESCE(a.hash_status, ''), COALESCE(a.signature_status, ''), COALESCE(a.record_hash, ''),
-	COALESCE(a.received_at, 'epoch'), COALESCE(a.ingested_at, 'epoch')`
-
-// LeafEvents returns leaves from index from on, each joined with its row by
-// the row's primary key (id, "timestamp").
+// LeafEvents returns leaves from index from on, each with its row. The rows
+// are read by ranges of id (leaf order is nearly id order): an index range
+// scan per run of close ids, where a join would probe every partition for
+// every leaf. A row counts only if its event time is the leaf's too: (id,
+// "timestamp") is the row's key.
 func (s *Store) LeafEvents(ctx context.Context, from int64, limit int) ([]audit.LeafEvent, error) {
-	rows, err := s.pool.Query(ctx, `SELECT l.leaf_index, l.event_id, l.event_time, l.leaf_data, `+leafEventColumns+`
-		FROM (SELECT * FROM tlog_leaves WHERE leaf_index >= $1 ORDER BY leaf_index LIMIT $2) l
-		LEFT JOIN audit_log a ON a.id = l.event_id AND a."timestamp" = l.event_time
-		ORDER BY l.leaf_index`, from, limit)
+	rows, err := s.pool.Query(ctx, `SELECT leaf_index, event_id, event_time, leaf_data FROM tlog_leaves
+		WHERE leaf_index >= $1 ORDER BY leaf_index LIMIT $2`, from, limit)
 	if err != nil {
 		return nil, wrapErr("read leaves", err)
 	}
-	defer rows.Close()
-	var out []audit.LeafEvent
-	for rows.Next() {
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (audit.LeafEvent, error) {
 		var le audit.LeafEvent
-		var e audit.StoredEvent
-		var found bool
-		var data, details []byte
-		var status, class string
-		if err := rows.Scan(&le.Index, &le.Seq, &le.Time, &data, &found,
-			&e.Seq, &e.Time, &e.Timestamp, &e.TTL, &e.PrincipalID,
-			&e.OrganizationID, &e.Action, &e.TargetResourceType,
-			&e.TargetResourceID, &status, &e.OutcomeDescription, &e.Hash,
-			&e.HashAlgorithm, &e.Signature, &e.SignatureAlgorithm,
-			&e.EventVersion, &e.CorrelationID, &class,
-			&e.RetentionPolicy, &e.ProcessingLatency, &details, &e.IdempotencyKey, &e.Source,
-			&e.HashStatus, &e.SignatureStatus, &e.RecordHash, &e.ReceivedAt, &e.StoredAt); err != nil {
-			return nil, wrapErr("read leaves", err)
-		}
+		var data []byte
+		err := r.Scan(&le.Index, &le.Seq, &le.Time, &data)
 		copy(le.RecordHash[:], data)
-		if found {
-			e.Status, e.DataClassification = audit.Status(status), audit.Classification(class)
-			if len(details) > 0 {
-				e.Details = details
-			}
-			le.Event = &e
-		}
-		out = append(out, le)
-	}
-	if err := rows.Err(); err != nil {
+		return le, err
+	})
+	if err != nil {
 		return nil, wrapErr("read leaves", err)
+	}
+	ids := make([]int64, len(out))
+	for i := range out {
+		ids[i] = out[i].Seq
+	}
+	slices.Sort(ids)
+	bySeq := make(map[int64]*audit.StoredEvent, len(out))
+	for lo := 0; lo < len(ids); {
+		hi := lo
+		for hi+1 < len(ids) && ids[hi+1]-ids[hi] <= leafRangeGap {
+			hi++
+		}
+		events, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM audit_log WHERE id BETWEEN $1 AND $2`, ids[lo], ids[hi])
+		if err != nil {
+			return nil, wrapErr("read leaf rows", err)
+		}
+		found, err := pgx.CollectRows(events, scanEvent)
+		if err != nil {
+			return nil, wrapErr("read leaf rows", err)
+		}
+		for i := range found {
+			bySeq[found[i].Seq] = &found[i]
+		}
+		lo = hi + 1
+	}
+	for i := range out {
+		if e := bySeq[out[i].Seq]; e != nil && e.Time.Equal(out[i].Time) {
+			out[i].Event = e
+		}
 	}
 	return out, nil
 }
+
+// leafRangeGap: ids of a page of leaves closer than this are read in one
+// range, the rows between them that are not in the page included.
+const leafRangeGap = 1000
 
 // AddCheckpoint stores c.
 func (s *Store) AddCheckpoint(ctx context.Context, c audit.Checkpoint) error {

@@ -56,6 +56,10 @@ type Integrator struct {
 	marks     []mark
 	maxSeq    int64
 	lastSweep time.Time
+	// cursor: after a full batch, the next pass goes on from its last row
+	// instead of walking again from the floor; a pass that drains goes
+	// back to the floor, which finds rows that appeared below the cursor.
+	cursor int64
 
 	signed     Tree      // the last checkpoint signed or found published
 	signedAt   time.Time // when it was signed
@@ -252,8 +256,8 @@ func (in *Integrator) Integrate(ctx context.Context) (int, error) {
 		candidate = max(candidate, in.marks[settled].seq)
 		settled++
 	}
-	from := in.floor
-	if time.Since(in.lastSweep) >= in.cfg.Sweep {
+	from := max(in.floor, in.cursor)
+	if in.cursor == 0 && time.Since(in.lastSweep) >= in.cfg.Sweep {
 		from = 0
 	}
 	rows, err := in.store.PendingRows(ctx, from, in.cfg.Batch)
@@ -278,7 +282,11 @@ func (in *Integrator) Integrate(ctx context.Context) (int, error) {
 		in.size += int64(len(rows))
 		in.maxSeq = max(in.maxSeq, rows[len(rows)-1].Seq)
 	}
-	if len(rows) < in.cfg.Batch {
+	in.cursor = 0
+	if len(rows) == in.cfg.Batch {
+		in.cursor = rows[len(rows)-1].Seq
+	}
+	if len(rows) < in.cfg.Batch && from <= in.floor {
 		// Everything visible above the floor is a leaf: the candidate's
 		// rows, visible since the horizon, were among them.
 		in.floor = candidate
