@@ -125,16 +125,33 @@ func Verify(ctx context.Context, s audit.TreeStore, opts VerifyOptions) (Report,
 	v.readOutside("given checkpoint", opts.External)
 	rep.Published = len(opts.Published)
 
+	// The next page is read while this one is checked: the database and
+	// the hashing overlap. Every read is waited for before Verify returns.
+	type fetched struct {
+		page []audit.LeafEvent
+		err  error
+	}
+	fetch := func(from int64) <-chan fetched {
+		ch := make(chan fetched, 1)
+		go func() {
+			page, err := s.LeafEvents(ctx, from, opts.Batch)
+			ch <- fetched{page, err}
+		}()
+		return ch
+	}
 	next := int64(0)
+	pending := fetch(0)
 	for {
-		page, err := s.LeafEvents(ctx, next, opts.Batch)
-		if err != nil {
-			return *rep, err
+		f := <-pending
+		if f.err != nil {
+			return *rep, f.err
 		}
-		if len(page) == 0 {
+		if len(f.page) == 0 {
 			break
 		}
-		if err := v.leaves(page, &next); err != nil {
+		pending = fetch(f.page[len(f.page)-1].Index + 1)
+		if err := v.leaves(f.page, &next); err != nil {
+			<-pending
 			return *rep, err
 		}
 		if opts.Progress != nil {
