@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/mod/sumdb/note"
+
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/access"
 	"github.com/smartlogs/audit-worker/transparency"
@@ -154,7 +156,8 @@ func wantsText(r *http.Request) bool {
 
 // inclusionCheck is the verification's "inclusion" check: the row's record
 // hash is the leaf integrated, and that leaf is proven in the latest
-// checkpoint. ok is false when no proof is available yet.
+// checkpoint, whose signature verifies. ok is false when no proof is
+// available yet.
 func (s *Server) inclusionCheck(r *http.Request, e *audit.StoredEvent) (audit.Check, bool) {
 	if s.opts.Proofs.Tree == nil {
 		return audit.Check{}, false
@@ -168,9 +171,14 @@ func (s *Server) inclusionCheck(r *http.Request, e *audit.StoredEvent) (audit.Ch
 		c.Note = fmt.Sprintf("leaf %d holds another record hash: the row changed after it was integrated", p.Index)
 		return c, true
 	}
-	tree, err := transparency.ParseTree(p.Checkpoint[:strings.Index(p.Checkpoint, "\n\n")+1])
+	verifier, err := note.NewVerifier(s.opts.Proofs.VerifierKey)
 	if err != nil {
-		c.Note = "the latest checkpoint cannot be read: " + err.Error()
+		c.Note = "no verifier key to check the checkpoint with: " + err.Error()
+		return c, true
+	}
+	tree, err := transparency.Open(p.Checkpoint, verifier)
+	if err != nil {
+		c.Note = "the latest checkpoint does not verify: " + err.Error()
 		return c, true
 	}
 	leaf, _ := hex.DecodeString(p.Leaf)

@@ -116,7 +116,10 @@ func runVerify(ctx context.Context, env *cliEnv, f verifyFlags, out, progressOut
 		}
 		verdict := "OK"
 		if !rep.OK {
-			verdict = "FAILED: " + groupDigits(rep.ProblemsFound) + " problems"
+			verdict = "FAILED: " + groupDigits(rep.ProblemsFound) + " problem"
+			if rep.ProblemsFound > 1 {
+				verdict += "s"
+			}
 		}
 		fmt.Fprintf(out, "%s: %s leaves, %s stored checkpoints, %d published, in %s (%s rows/s)\n", verdict,
 			groupDigits(rep.Leaves), groupDigits(rep.Checkpoints), rep.Published, elapsed.Round(time.Millisecond),
