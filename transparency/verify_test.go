@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/transparency"
@@ -180,6 +181,45 @@ func TestVerifyFindsTampering(t *testing.T) {
 				}
 			})
 			wantProblem(t, rep, transparency.ProblemCheckpointSig, 0)
+		})
+		t.Run("TreeRolledBackBelowAKeptCheckpoint", func(t *testing.T) {
+			// The attacker rolls the database back to the first checkpoint
+			// (12 leaves), published file included; someone kept the
+			// checkpoint of 21 elsewhere (verify --checkpoint).
+			var kept string
+			key := newKey(t, testOrigin)
+			e := e.fresh(t)
+			in, published := newIntegrator(t, e, key)
+			storeRecords(t, e, 31, 12)
+			integrateAll(t, in)
+			storeRecords(t, e, 32, 9)
+			integrateAll(t, in)
+			notes, _ := transparency.ReadNotes(published)
+			kept = notes[1]
+			e.exec(t, `DELETE FROM tlog_leaves WHERE leaf_index >= 12`)
+			e.exec(t, `DELETE FROM tlog_hashes WHERE hash_index >= $1`, tlog.StoredHashCount(12))
+			e.exec(t, `DELETE FROM tlog_checkpoints WHERE size > 12`)
+			e.exec(t, `DELETE FROM audit_log WHERE id NOT IN (SELECT event_id FROM tlog_leaves)`)
+			if err := os.WriteFile(published, []byte(notes[0]), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := transparency.Verify(t.Context(), e.store, transparency.VerifyOptions{Verifier: key.Verifier,
+				Published: []string{notes[0]}, External: []string{kept}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, p := range rep.Problems {
+				found = found || (p.Kind == transparency.ProblemCheckpointAhead && p.Size == 21)
+			}
+			if rep.OK || !found {
+				t.Fatalf("the rolled-back tree is not reported against the kept checkpoint: %+v", rep)
+			}
+			// Without the kept checkpoint, the rolled-back store looks whole.
+			if rep, _ := transparency.Verify(t.Context(), e.store, transparency.VerifyOptions{Verifier: key.Verifier,
+				Published: []string{notes[0]}}); !rep.OK {
+				t.Fatalf("rolled back consistently, verify still finds %+v", rep.Problems)
+			}
 		})
 		t.Run("PublishedFileRolledBack", func(t *testing.T) {
 			rep := tampered(t, e.fresh(t), func(t *testing.T, e env, _ []audit.StoredEvent, published string) {
