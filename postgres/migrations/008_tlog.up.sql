@@ -1,10 +1,10 @@
 -- The Merkle tree over the stored rows (docs/tamper-evidence.md).
 -- tlog_leaves: one row per leaf, in leaf order. A leaf names its audit_log row
--- by (id, "timestamp"), the partitioned table's primary key, and keeps, as leaf_data, the
--- record hash the row had when it was integrated: a later change to the row
--- shows as a difference. The unique event_id index is what the integrator's
--- "rows not yet leaves" anti-join probes, and what stops a row being
--- integrated twice.
+-- by (id, "timestamp"), the partitioned table's primary key, and keeps as
+-- leaf_data the record hash the row had when it was integrated: a later
+-- change to the row shows as a difference. The unique event_id index is
+-- what the integrator's "rows not yet leaves" anti-join probes, and what
+-- stops a row being integrated twice.
 CREATE TABLE tlog_leaves (
     leaf_index  bigint      PRIMARY KEY,
     event_id    bigint      NOT NULL UNIQUE,

@@ -1,8 +1,8 @@
 -- The Merkle tree over the stored rows (docs/tamper-evidence.md), as in
--- PostgreSQL. tlog_leaves names each leaf's audit_log row and keeps, as leaf_data, the
--- record hash the row had when it was integrated; the unique event_id index
--- serves the "rows not yet leaves" anti-join and stops a row being
--- integrated twice.
+-- PostgreSQL. tlog_leaves names each leaf's audit_log row and keeps as
+-- leaf_data the record hash the row had when it was integrated; the unique
+-- event_id index serves the "rows not yet leaves" anti-join and stops a
+-- row being integrated twice.
 CREATE TABLE tlog_leaves (
     leaf_index  INTEGER PRIMARY KEY,
     event_id    INTEGER NOT NULL UNIQUE,
