@@ -138,6 +138,10 @@ func LoadOrCreateKey(path, name string) (k Key, created bool, err error) {
 			return Key{}, false, fmt.Errorf("checkpoint key directory: %w", err)
 		}
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, os.ErrExist) {
+			// Another process sharing the directory made it first.
+			return LoadOrCreateKey(path, name)
+		}
 		if err != nil {
 			return Key{}, false, fmt.Errorf("create checkpoint key: %w", err)
 		}
