@@ -137,20 +137,27 @@ func LoadOrCreateKey(path, name string) (k Key, created bool, err error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 			return Key{}, false, fmt.Errorf("checkpoint key directory: %w", err)
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, os.ErrExist) {
-			// Another process sharing the directory made it first.
-			return LoadOrCreateKey(path, name)
-		}
+		// Written beside, then linked into place: another process sharing
+		// the directory either sees the whole key or makes its own link fail.
+		f, err := os.CreateTemp(filepath.Dir(path), ".checkpoint-key-*")
 		if err != nil {
 			return Key{}, false, fmt.Errorf("create checkpoint key: %w", err)
 		}
+		defer os.Remove(f.Name())
 		_, werr := f.WriteString(skey + "\n")
+		if serr := f.Sync(); werr == nil {
+			werr = serr
+		}
 		if cerr := f.Close(); werr == nil {
 			werr = cerr
 		}
 		if werr != nil {
 			return Key{}, false, fmt.Errorf("write checkpoint key: %w", werr)
+		}
+		if err := os.Link(f.Name(), path); errors.Is(err, os.ErrExist) {
+			return LoadOrCreateKey(path, name)
+		} else if err != nil {
+			return Key{}, false, fmt.Errorf("create checkpoint key: %w", err)
 		}
 		k, err := ParseKey(skey)
 		return k, true, err
