@@ -24,6 +24,7 @@ const (
 	CheckProducerHash = "producerHash" // the producer's SHA-256 over its 8 fields
 	CheckSignature    = "signature"    // the producer's HMAC-SHA256 over that hash
 	CheckRecordHash   = "recordHash"   // our hash over every stored value
+	CheckInclusion    = "inclusion"    // the record hash is proven in the latest signed checkpoint
 )
 
 // VerifyStored recomputes, from the stored row alone, the producer hash, the

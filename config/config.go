@@ -131,8 +131,33 @@ type EnhancedClient struct {
 
 // Security holds the key that HMAC signatures are checked with.
 type Security struct {
-	EncryptionKey string `json:"encryptionKey"`
-	Algorithm     string `json:"algorithm"`
+	EncryptionKey string     `json:"encryptionKey"`
+	Algorithm     string     `json:"algorithm"`
+	Checkpoint    Checkpoint `json:"checkpoint"`
+}
+
+// Checkpoint configures the Merkle tree over the stored rows and its signed
+// checkpoints (docs/tamper-evidence.md). Every field applies at start.
+type Checkpoint struct {
+	Enabled bool `json:"enabled"` // default true
+	// Origin is the checkpoint's first line and the signing key's name; ""
+	// means audit-worker.local/<hostname>.
+	Origin string `json:"origin"`
+	// SigningKey is a note private key (PRIVATE+KEY+name+hash+key), a
+	// ${NAME} reference to one, or file:<path> of a file holding one; ""
+	// means a key created on first start in storage.dataDir/checkpoint.key.
+	SigningKey string            `json:"signingKey"`
+	IntervalMs int               `json:"intervalMs"`
+	MaxRows    int               `json:"maxRows"`
+	Publish    CheckpointPublish `json:"publish"`
+}
+
+// CheckpointPublish says where checkpoints are published besides the database.
+type CheckpointPublish struct {
+	// File is appended every checkpoint; "" means storage.dataDir/checkpoints.log.
+	File string `json:"file"`
+	// S3 is s3://bucket/prefix: one object per checkpoint; "" publishes none.
+	S3 string `json:"s3"`
 }
 
 // Environments are the values of the top-level environment field.
@@ -431,6 +456,8 @@ func (c *Config) fillDefaults() {
 	setInt(&c.Storage.BatchMaxWaitMs, 5)
 	setInt(&c.ConfigSource.PollIntervalMs, 30000)
 	setInt(&c.Storage.PartitionsAhead, 3)
+	setInt(&c.Security.Checkpoint.IntervalMs, 5000)
+	setInt(&c.Security.Checkpoint.MaxRows, 10000)
 	setInt(&c.Validation.MaxStringLength, rules.MaxStringLength)
 	setInt(&c.Validation.MaxCustomFieldDepth, rules.MaxCustomFieldDepth)
 	setInt(&c.Validation.MaxFutureSkewMs, int(rules.MaxFutureSkew/time.Millisecond))
@@ -482,6 +509,7 @@ func (c *Config) fillDefaults() {
 	// Booleans whose default is true: fillDefaults only ever runs on a fresh
 	// Config, before the file is decoded over it, so a false in the file stays.
 	m.Enabled = true
+	c.Security.Checkpoint.Enabled = true
 	c.Observability.Tracing.Enabled = true
 	c.Observability.Metrics.Enabled = true
 	setFloat(&m.AlertThresholds.ErrorRate, 0.1)
@@ -820,6 +848,13 @@ func (c *Config) Validate() error {
 	between(c.Storage.BatchMaxWaitMs, 1, 10000, "storage.batchMaxWaitMs")
 	between(c.ConfigSource.PollIntervalMs, 1000, 3600000, "configSource.pollIntervalMs")
 	between(c.Storage.PartitionsAhead, 1, 36, "storage.partitionsAhead")
+	cp := c.Security.Checkpoint
+	between(cp.IntervalMs, 100, 3600000, "security.checkpoint.intervalMs")
+	between(cp.MaxRows, 1, 1000000, "security.checkpoint.maxRows")
+	check(cp.Origin == "" || (!strings.ContainsAny(cp.Origin, "+ \t\n") && utf8.ValidString(cp.Origin)),
+		"security.checkpoint.origin", "must be a name without spaces or '+'")
+	check(cp.Publish.S3 == "" || strings.HasPrefix(cp.Publish.S3, "s3://") && len(cp.Publish.S3) > len("s3://"),
+		"security.checkpoint.publish.s3", "must be s3://bucket/prefix")
 	check(listenAddressPattern.MatchString(c.HTTP.Address), "http.address", "must be host:port or :port")
 	for i, k := range c.HTTP.APIKeys {
 		field := fmt.Sprintf("http.apiKeys[%d]", i)

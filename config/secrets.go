@@ -268,6 +268,9 @@ func (c Config) Masked() Config {
 	if c.Security.EncryptionKey != "" {
 		m.Security.EncryptionKey = Mask
 	}
+	if k := c.Security.Checkpoint.SigningKey; k != "" && !strings.HasPrefix(k, "file:") {
+		m.Security.Checkpoint.SigningKey = Mask
+	}
 	if c.HTTP.APIKeys != nil {
 		m.HTTP.APIKeys = make([]string, len(c.HTTP.APIKeys))
 		for i := range m.HTTP.APIKeys {
@@ -366,12 +369,16 @@ var (
 //     A name that cannot be decoded is treated as a secret's;
 //   - the value of a key=value pair outside URLs whose key is a secret's, as in
 //     libpq's keyword/value form (host=db password='a b' sslmode=require);
-//   - the value of a JSON member whose name is a secret's ("password": "…").
+//   - the value of a JSON member whose name is a secret's ("password": "…");
+//   - a signed-note private key (PRIVATE+KEY+name+hash+key), wherever it is.
 //
 // Everything else is kept byte for byte, so the result still says which host,
 // database and options were meant. Where the boundaries of a secret are
 // ambiguous, Redact hides more rather than less.
 func Redact(text string) string {
+	if strings.Contains(text, notePrivateKeyPrefix) {
+		text = notePrivateKeyPattern.ReplaceAllString(text, Mask)
+	}
 	if !strings.Contains(text, "://") && !strings.Contains(text, "=") && !strings.Contains(text, `"`) {
 		return text
 	}
@@ -391,6 +398,12 @@ func Redact(text string) string {
 	b.WriteString(redactPairs(text[last:]))
 	return b.String()
 }
+
+// notePrivateKeyPrefix starts a signed-note private key, such as the
+// checkpoint signing key; the pattern takes the key to its end.
+const notePrivateKeyPrefix = "PRIVATE+KEY+"
+
+var notePrivateKeyPattern = regexp.MustCompile(`PRIVATE\+KEY\+[^\s"'<>]+`)
 
 // RedactError returns err with its message redacted (see Redact); errors.Is
 // and errors.As still reach every cause. Nil stays nil.

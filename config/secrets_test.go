@@ -217,7 +217,8 @@ func TestMaskedHidesEverySecret(t *testing.T) {
 	c, err := Parse([]byte(`{
 		"redis": {"host": "cache", "password": "redis-pw-1", "url": "rediss://default:redis-pw-2@cache:6380/0"},
 		"enhancedClient": {"connectionString": "postgresql://audit:db-pw-3@db:5432/audit?sslmode=require&password=db-pw-4"},
-		"security": {"encryptionKey": "hmac-key-5-of-at-least-32-characters!!"},
+		"security": {"encryptionKey": "hmac-key-5-of-at-least-32-characters!!",
+			"checkpoint": {"signingKey": "PRIVATE+KEY+audit.test/log+0a1b2c3d+AQ13-signing-key-13+xyz"}},
 		"http": {"apiKeys": ["ingest-key-6-0123456789", "ingest-key-7-0123456789"]},
 		"monitoring": {"notification": {"enabled": true, "provider": "webhook", "url": "https://hooks/x?token=url-token-8",
 			"credentials": {"secret": "notify-secret-9-0123456789"},
@@ -234,7 +235,7 @@ func TestMaskedHidesEverySecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, secret := range []string{"redis-pw-1", "redis-pw-2", "db-pw-3", "db-pw-4", "hmac-key-5", "ingest-key-6", "ingest-key-7",
-		"url-token-8", "notify-secret-9", "hook-pw-10", "hook-secret-11", "otlp-key-12"} {
+		"url-token-8", "notify-secret-9", "hook-pw-10", "hook-secret-11", "otlp-key-12", "signing-key-13"} {
 		if strings.Contains(string(out), secret) {
 			t.Errorf("masked config shows %s: %s", secret, out)
 		}
@@ -258,6 +259,7 @@ func TestRedact(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
 		{"nothing secret", "postgres://audit@db:5432/audit?sslmode=require", "postgres://audit@db:5432/audit?sslmode=require"},
 		{"plain text", "connection refused", "connection refused"},
+		{"note private key", "bad key PRIVATE+KEY+audit.test/log+0a1b2c3d+AQsecret/+= here", "bad key *** here"},
 		{"empty", "", ""},
 		{"user-info password", "postgresql://audit:s3cret@db:5432/audit", "postgresql://audit:***@db:5432/audit"},
 		{"password with @ and :", "postgres://audit:p@ss:w@db/audit", "postgres://audit:***@db/audit"},

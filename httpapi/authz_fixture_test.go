@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/mod/sumdb/note"
 
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/access"
@@ -29,6 +30,7 @@ import (
 	"github.com/smartlogs/audit-worker/report"
 	"github.com/smartlogs/audit-worker/sqlite"
 	"github.com/smartlogs/audit-worker/telemetry"
+	"github.com/smartlogs/audit-worker/transparency"
 )
 
 // authzStore is everything the access-control tests need of a real store:
@@ -43,6 +45,7 @@ type authzStore interface {
 	DeadLetterStore
 	report.Store
 	report.RunStore
+	audit.TreeStore
 }
 
 // authzDB is a store with a second connection to its database, through which
@@ -201,12 +204,14 @@ func newAuthzFixture(t *testing.T, db authzDB, o authzOptions) *authzFixture {
 		Events:  EventOptions{Reader: db.store, Exports: db.store, Secrets: db.store},
 		Reports: ReportOptions{Generator: report.New(report.Options{Store: db.store}), Runs: db.store},
 		Console: ConsoleOptions{Assets: console.Handler(), StreamInterval: 50 * time.Millisecond},
+		Proofs:  ProofOptions{Tree: db.store, VerifierKey: authzTreeKey.VerifierKey},
 	})
 	t.Cleanup(f.srv.Close)
 	for _, org := range []string{scopeOrg, otherOrg} {
 		f.seeds[org] = authzSeed{event: f.storeEvent(t, org), alert: f.raiseAlert(t, org),
 			deadLetter: f.deadLetter(t, org), export: f.saveExport(t, org), key: f.newKey(t, org, audit.RoleReader)}
 	}
+	checkpointAll(t, db.store)
 	return f
 }
 
@@ -412,5 +417,37 @@ func (f *authzFixture) counts(t *testing.T) storeCounts {
 		alerts:        f.db.count(t, "SELECT count(*) FROM alerts"),
 		keys:          f.db.count(t, "SELECT count(*) FROM api_keys"),
 		deadLetters:   f.db.count(t, "SELECT count(*) FROM audit_dead_letter"),
+	}
+}
+
+// authzTreeKey signs the fixture's checkpoints.
+var authzTreeKey = func() transparency.Key {
+	skey, _, err := note.GenerateKey(rand.Reader, "audit.test/httpapi")
+	if err != nil {
+		panic(err)
+	}
+	k, err := transparency.ParseKey(skey)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+// checkpointAll integrates every stored row into the tree and signs a
+// checkpoint of it, as the worker's integrator does within seconds.
+func checkpointAll(t *testing.T, s audit.TreeStore) {
+	t.Helper()
+	in := transparency.NewIntegrator(s, transparency.Config{Origin: "audit.test/httpapi", Key: authzTreeKey})
+	for {
+		n, err := in.Integrate(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if err := in.Checkpoint(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 }

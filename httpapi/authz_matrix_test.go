@@ -69,6 +69,10 @@ var authzExpected = map[string]authzRule{
 	"GET /v1/events/{id}":                 {roles: rolesReadEvents, own: 200, foreign: 404},
 	"GET /v1/events/{id}/verify":          {roles: rolesAudit, own: 200, foreign: 404},
 	"GET /v1/exports/{id}":                {roles: rolesAudit, own: 200, foreign: 404},
+	"GET /v1/events/{id}/proof":           {roles: rolesAudit, own: 200, foreign: 404},
+	"GET /v1/checkpoints/latest":          {roles: rolesAudit, own: 200},
+	"GET /v1/checkpoints/consistency":     {roles: rolesAudit, own: 200},
+	"GET /v1/checkpoints/key":             {roles: audit.Roles, own: 200},
 	"GET /v1/dead-letters":                {roles: rolesObserve, own: 200},
 	"GET /v1/dead-letters/{id}":           {roles: rolesObserve, own: 200, foreign: 404},
 	"POST /v1/dead-letters/{id}/redrive":  {roles: rolesObserve, own: 200, foreign: 404},
@@ -99,7 +103,8 @@ func (f *authzFixture) authzCall(t *testing.T, route, org string) authzRequest {
 	case "GET /healthz", "GET /readyz", "GET /metrics", "GET /observability/dashboard",
 		"GET /observability/metrics/enhanced", "GET /observability/bottlenecks", "GET /observability/profiling",
 		"GET /observability/config", "GET /debug/pprof/", "GET /debug/pprof/cmdline", "GET /debug/pprof/symbol",
-		"GET /v1/keys", "GET /v1/dead-letters", "GET /v1/reports/runs", "GET /console/", "GET /console/session":
+		"GET /v1/keys", "GET /v1/dead-letters", "GET /v1/reports/runs", "GET /console/", "GET /console/session",
+		"GET /v1/checkpoints/latest", "GET /v1/checkpoints/key":
 		return get(strings.TrimPrefix(route, "GET "))
 	case "POST /console/session":
 		return authzRequest{method: "POST", target: "/console/session", body: `{"credential":"awk_aaaaaaaaaaaaaaaa_not-a-secret-of-any-key-at-all-000000000"}`}
@@ -145,7 +150,9 @@ func (f *authzFixture) authzCall(t *testing.T, route, org string) authzRequest {
 			rq.body = `{"overlap":"1h"}`
 		}
 		return rq
-	case "GET /v1/events/{id}", "GET /v1/events/{id}/verify":
+	case "GET /v1/checkpoints/consistency":
+		return get("/v1/checkpoints/consistency?from=1")
+	case "GET /v1/events/{id}", "GET /v1/events/{id}/verify", "GET /v1/events/{id}/proof":
 		return get(strings.Replace(strings.TrimPrefix(route, "GET "), "{id}", strconv.FormatInt(seed.event, 10), 1))
 	case "GET /v1/exports/{id}":
 		return get("/v1/exports/" + seed.export)

@@ -287,14 +287,14 @@ func organizationsOf(events []audit.StoredEvent) []string {
 // scopedEvent reads the event named in the path. One the caller may not see
 // (another organisation's, or an access record without PermAccessLog) is
 // answered like a missing one: 404.
-func (s *Server) scopedEvent(w http.ResponseWriter, r *http.Request, op string) (audit.StoredEvent, bool) {
+func (s *Server) scopedEvent(w http.ResponseWriter, r *http.Request, op string, known ...string) (audit.StoredEvent, bool) {
 	raw := r.PathValue("id")
 	seq, err := strconv.ParseInt(raw, 10, 64)
 	if err != nil || seq < 1 {
 		writeError(w, http.StatusBadRequest, string(audit.CodeInvalid), fmt.Sprintf("id: an event id is a positive integer (is %q)", clip(raw, 32)))
 		return audit.StoredEvent{}, false
 	}
-	if err := checkParams(r.URL.Query()); err != nil {
+	if err := checkParams(r.URL.Query(), known...); err != nil {
 		writeError(w, http.StatusBadRequest, string(audit.CodeInvalid), err.Error())
 		return audit.StoredEvent{}, false
 	}
@@ -338,6 +338,10 @@ func (s *Server) verifyEvent(w http.ResponseWriter, r *http.Request) {
 		key = s.opts.Events.HMACKey()
 	}
 	v := audit.VerifyStored(&e, key)
+	if c, ok := s.inclusionCheck(r, &e); ok {
+		v.Checks = append(v.Checks, c)
+		v.Verified = v.Verified && c.OK
+	}
 	outcome := "verified"
 	if !v.Verified {
 		outcome = "verification failed: " + strings.Join(failedChecks(v), ", ")

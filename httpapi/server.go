@@ -83,6 +83,7 @@ type Options struct {
 	Events  EventOptions   // events.go: search, single events, verification, exports
 	Reports ReportOptions  // reports.go: compliance reports and scheduled runs
 	Console ConsoleOptions // session.go: the web console, its sessions and live overview
+	Proofs  ProofOptions   // proofs.go: signed checkpoints, inclusion and consistency proofs
 }
 
 // Server serves the worker's HTTP endpoints.
@@ -113,6 +114,7 @@ func New(opts Options) *Server {
 	s.routeAlerts()
 	s.routeKeys()
 	s.routeEvents()
+	s.routeProofs()
 	s.routeDeadLetters()
 	s.routeReports()
 	s.routeConsole()

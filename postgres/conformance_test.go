@@ -28,3 +28,7 @@ func TestReportConformance(t *testing.T) {
 			}
 		})
 }
+
+func TestTreeConformance(t *testing.T) {
+	storetest.RunTree(t, func(t *testing.T) storetest.TreeStore { return openTest(t, insertCopy) })
+}

@@ -80,3 +80,7 @@ func TestReportConformance(t *testing.T) {
 		}
 	})
 }
+
+func TestTreeConformance(t *testing.T) {
+	storetest.RunTree(t, func(t *testing.T) storetest.TreeStore { return fresh(t) })
+}

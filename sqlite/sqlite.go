@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
@@ -39,6 +40,8 @@ type Store struct {
 
 	insertEvent      *sql.Stmt
 	upsertDeadLetter *sql.Stmt
+
+	integrator sync.Mutex // held by the tree's integrator (LockIntegrator)
 }
 
 var _ audit.EventStore = (*Store)(nil)

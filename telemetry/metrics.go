@@ -83,6 +83,10 @@ type Metrics struct {
 	memoryReleases               prometheus.Counter
 	deadLettersPruned            *prometheus.CounterVec
 	accessRecordsLost            prometheus.Counter
+	treeSize                     prometheus.Gauge
+	checkpoints                  prometheus.Counter
+	checkpointsRefused           prometheus.Counter
+	checkpointLag                prometheus.Histogram
 	deadLetterEntries            prometheus.Gauge
 	deadLetterBytes              prometheus.Gauge
 
@@ -157,8 +161,32 @@ func NewMetrics(opts MetricsOptions) *Metrics {
 	m.reloads = m.counterVec("audit_config_reloads_total", "Configuration versions seen by the reloader, by result.", "result")
 	m.registerIngestMetrics()
 	m.registerDeadLetterMetrics()
+	m.registerTreeMetrics()
 	return m
 }
+
+func (m *Metrics) registerTreeMetrics() {
+	m.treeSize = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "audit_tlog_checkpoint_size", Help: "Leaves (stored rows) in the latest signed checkpoint of the Merkle tree.",
+	})
+	m.reg.MustRegister(m.treeSize)
+	m.checkpoints = m.counter("audit_tlog_checkpoints_total", "Checkpoints of the Merkle tree signed, stored and published.")
+	m.checkpointsRefused = m.counter("audit_tlog_checkpoints_refused_total",
+		"Checkpoints not signed because the tree is not an extension of the last one (the stored tree was altered): investigate with audit-worker verify.")
+	m.checkpointLag = m.histogram("audit_tlog_checkpoint_lag_seconds",
+		"Time from the integration of the oldest row a checkpoint newly covers to its signature.",
+		[]float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60})
+}
+
+// CheckpointSigned records a checkpoint of size leaves, lag after its oldest new row was integrated.
+func (m *Metrics) CheckpointSigned(size int64, lag time.Duration) {
+	m.treeSize.Set(float64(size))
+	m.checkpoints.Inc()
+	m.checkpointLag.Observe(lag.Seconds())
+}
+
+// CheckpointRefused counts a checkpoint the integrator refused to sign.
+func (m *Metrics) CheckpointRefused() { m.checkpointsRefused.Inc() }
 
 func (m *Metrics) registerIngestMetrics() {
 	m.ingestRefused = m.counterVec("audit_http_ingest_refused_total",

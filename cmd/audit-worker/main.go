@@ -98,6 +98,6 @@ default: SQLite in ./audit-data and HTTP on 127.0.0.1:3001.`,
 		},
 	}
 	root.AddCommand(run, newMigrateCommand(&configPath), newEventsCommand(&configPath), newDemoCommand(), newDLQCommand(&configPath), newConfigCommand(&configPath))
-	root.AddCommand(newAlertsCommand(&configPath), newKeysCommand(&configPath), newReportCommand(&configPath))
+	root.AddCommand(newAlertsCommand(&configPath), newKeysCommand(&configPath), newReportCommand(&configPath), newVerifyCommand(&configPath))
 	return root
 }

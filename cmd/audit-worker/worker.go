@@ -25,6 +25,7 @@ import (
 	"github.com/smartlogs/audit-worker/postgres"
 	"github.com/smartlogs/audit-worker/sqlite"
 	"github.com/smartlogs/audit-worker/telemetry"
+	"github.com/smartlogs/audit-worker/transparency"
 )
 
 // loadedConfig is the configuration the worker starts with, and where it came from.
@@ -133,6 +134,7 @@ type worker struct {
 	queue       *queueConsumer        // nil without Redis
 	obs         *observability
 	mon         *monitoring
+	integrator  *transparency.Integrator // nil when security.checkpoint.enabled is false
 
 	// group owns every goroutine the worker starts (see spawn); shutdown
 	// waits for all of them.
@@ -244,6 +246,9 @@ func (w *worker) start(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	if err := w.startReports(cfg, &apiOpts); err != nil {
+		return err
+	}
+	if err := w.startIntegrator(cfg, &apiOpts); err != nil {
 		return err
 	}
 	apiOpts.MaxBodyBytes, apiOpts.Logger, apiOpts.Config = cfg.HTTP.MaxBodyBytes, log, w
@@ -403,6 +408,12 @@ func (w *worker) shutdown(timeout time.Duration) error {
 	}
 	// Every goroutine has been told to stop; the first failure comes first.
 	errs = append([]error{w.group.Wait()}, errs...)
+	if w.integrator != nil && w.store != nil {
+		// Every row is stored now: the last ones join a checkpoint before exit.
+		if err := w.integrator.Flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("last checkpoint: %w", err))
+		}
+	}
 	if w.obs != nil {
 		errs = append(errs, w.obs.tracing.Shutdown(ctx))
 	}
