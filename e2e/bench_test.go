@@ -38,6 +38,8 @@ import (
 //     empty processor, once per concurrency in AUDIT_E2E_BENCH_NODE_CONCURRENCY
 //     (comma-separated, default "50"): time from its start until its N-th
 //     "completed" event.
+//     AUDIT_E2E_BENCH_CHECKPOINTS=0 runs it with security.checkpoint.enabled
+//     false (to measure what the Merkle tree integrator costs).
 //     AUDIT_E2E_BENCH_MONITORING=0 runs it with monitoring.enabled false (to
 //     measure what the pattern detectors cost), AUDIT_E2E_BENCH_PATTERN_STATE
 //     sets monitoring.patternDetection.state; AUDIT_E2E_BENCH_SCRAPE=FILE
@@ -176,11 +178,15 @@ func (b *benchReport) drainGo(t *testing.T) {
 	patternState := os.Getenv("AUDIT_E2E_BENCH_PATTERN_STATE")
 	profileFile := os.Getenv("AUDIT_E2E_BENCH_CPU_PROFILE")
 	heapFile := os.Getenv("AUDIT_E2E_BENCH_HEAP_PROFILE")
-	cfg := e.writeConfig("worker.json", workerConfig{Concurrency: b.conc, BatchSize: b.batch,
+	checkpointsOff := os.Getenv("AUDIT_E2E_BENCH_CHECKPOINTS") == "0"
+	cfg := e.writeConfig("worker.json", workerConfig{Concurrency: b.conc, BatchSize: b.batch, CheckpointsOff: checkpointsOff,
 		MonitoringOff: monitoringOff, PatternState: patternState, Profiling: profileFile != "" || heapFile != "", TimeZone: b.timeZone})
 	e.migrate(cfg) // the timed start then only connects
 	ctx := context.Background()
 	d := drainResult{who: "audit-worker (Go)", config: fmt.Sprintf("concurrency %d, batchSize %d", b.conc, b.batch), loadBefore: loadAvg()}
+	if checkpointsOff {
+		d.config += ", checkpoints off"
+	}
 	if monitoringOff {
 		d.config += ", monitoring off"
 	} else if patternState != "" {

@@ -193,6 +193,9 @@ type workerConfig struct {
 	Profiling bool
 	// TimeZone sets monitoring.patternDetection.timeZone ("" = the default).
 	TimeZone string
+	// CheckpointsOff turns the Merkle tree integrator and its checkpoints off
+	// (security.checkpoint.enabled false).
+	CheckpointsOff bool
 }
 
 // lockMs is AUDIT_E2E_LOCK_MS: the lock duration and stalled interval the
@@ -223,6 +226,9 @@ func (e *env) writeConfig(name string, wc workerConfig) string {
 		"http":    map[string]any{"address": "127.0.0.1:0", "apiKeys": []string{ingestKey}},
 		"storage": map[string]any{"dataDir": filepath.Join(e.dir, "data")},
 		"logging": map[string]any{"format": "json", "level": "info"},
+	}
+	if wc.CheckpointsOff {
+		cfg["security"] = map[string]any{"checkpoint": map[string]any{"enabled": false}}
 	}
 	if wc.MonitoringOff {
 		cfg["monitoring"] = map[string]any{"enabled": false}
