@@ -38,6 +38,7 @@ func TestOIDCThroughTheWorker(t *testing.T) {
 		if code != c.want {
 			t.Errorf("%s: GET %s: %d, want %d: %s", c.name, c.path, code, c.want, body)
 		}
+		t.Logf("%-30s GET %-34s %d %.120s", c.name, c.path, code, body)
 	}
 }
 
