@@ -16,13 +16,12 @@ import (
 	audit "github.com/smartlogs/audit-worker"
 )
 
-// CheckpointSource gives the integrity report the tamper-evidence
-// checkpoints: the latest one, and whether a row is included in it. The
-// worker configures none until checkpoints exist; then reports carry the
-// checkpoint and the integrity report checks inclusion.
+// CheckpointSource gives reports the tamper-evidence checkpoints: the latest
+// one, and a row's inclusion check against it. covered is false when the row
+// is not in that checkpoint (integrated after it, or not yet).
 type CheckpointSource interface {
 	Latest(ctx context.Context) (Checkpoint, error)
-	Included(ctx context.Context, cp Checkpoint, e *audit.StoredEvent) (bool, error)
+	Inclusion(ctx context.Context, cp Checkpoint, e *audit.StoredEvent) (c audit.Check, covered bool, err error)
 }
 
 // Options configure a Generator.
@@ -101,10 +100,12 @@ func (g *Generator) Generate(ctx context.Context, req Request) (*Report, error) 
 	}
 	if g.opts.Checkpoints != nil {
 		cp, err := g.opts.Checkpoints.Latest(ctx)
-		if err != nil {
+		switch {
+		case err == nil:
+			r.Metadata.Checkpoint = &cp
+		case audit.ErrorCode(err) != audit.CodeNotFound: // none signed yet: the report says so
 			return nil, audit.Wrap(audit.ErrorCode(err), "read the latest checkpoint", err)
 		}
-		r.Metadata.Checkpoint = &cp
 	}
 	plan := g.plan(req.Type, &c, r)
 	groups, err := g.opts.Store.Aggregate(ctx, r.filter, plan.aggs)
@@ -497,7 +498,7 @@ func (g *Generator) scan(ctx context.Context, f Filter, where Cond, limit int64,
 // Names of the inclusion check and the reasons a check cannot be made.
 const (
 	CheckInclusion  = "inclusion"
-	noCheckpointSrc = "no checkpoint source is configured"
+	noCheckpointSrc = "no signed checkpoint to check against"
 )
 
 // verify recomputes every row of the period: the producer hash, the
@@ -530,13 +531,14 @@ func (g *Generator) verify(ctx context.Context, r *Report) error {
 		v := audit.VerifyStored(e, key)
 		checks := v.Checks
 		if cp := r.Metadata.Checkpoint; cp != nil {
-			in, err := g.opts.Checkpoints.Included(ctx, *cp, e)
+			c, covered, err := g.opts.Checkpoints.Inclusion(ctx, *cp, e)
 			if err != nil {
 				return err
 			}
-			c := audit.Check{Name: CheckInclusion, OK: in, Expected: cp.RootHash}
-			if e.Seq > cp.Seq {
-				c = audit.Check{Name: CheckInclusion, OK: true, Note: "the row is newer than the latest checkpoint"}
+			if covered {
+				c.Note = "" // made: a failure is in Expected and Found
+			} else {
+				c = audit.Check{Name: CheckInclusion, OK: true, Note: "the row is newer than the report's checkpoint"}
 			}
 			checks = append(checks, c)
 		} else {

@@ -322,11 +322,12 @@ type Listing struct {
 	Truncated   bool   `json:"truncated"`
 }
 
-// Checkpoint is a tamper-evidence checkpoint over the audit log: the rows up
-// to Seq are committed to RootHash.
+// Checkpoint is the signed tamper-evidence checkpoint a report was made
+// against: the first Size leaves of the log's Merkle tree have RootHash.
 type Checkpoint struct {
-	ID       string    `json:"id"`
-	Seq      int64     `json:"seq"`
-	RootHash string    `json:"rootHash"`
+	Origin   string    `json:"origin"`
+	Size     int64     `json:"size"`
+	RootHash string    `json:"rootHash"` // base64, as the checkpoint writes it
 	SignedAt time.Time `json:"signedAt"`
+	Note     string    `json:"note"` // the signed note itself
 }

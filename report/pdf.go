@@ -101,7 +101,7 @@ func (d *pdfDoc) titlePage(r *Report) {
 		fmt.Sprintf("Total events: %d", r.Summary.TotalEvents),
 	}
 	if m.Checkpoint != nil {
-		lines = append(lines, fmt.Sprintf("Checkpoint: %s (rows up to %d, root %s)", m.Checkpoint.ID, m.Checkpoint.Seq, m.Checkpoint.RootHash))
+		lines = append(lines, fmt.Sprintf("Checkpoint: %s, %d rows, root %s", m.Checkpoint.Origin, m.Checkpoint.Size, m.Checkpoint.RootHash))
 	}
 	for _, l := range lines {
 		d.MultiCell(0, 7, d.tr(l), "", "L", false)

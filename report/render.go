@@ -111,7 +111,7 @@ func (r *Report) tables() []table {
 		{"definitionsVersion", m.DefinitionsVersion},
 	}}
 	if m.Checkpoint != nil {
-		meta.rows = append(meta.rows, []string{"checkpoint", fmt.Sprintf("%s seq %d root %s", m.Checkpoint.ID, m.Checkpoint.Seq, m.Checkpoint.RootHash)})
+		meta.rows = append(meta.rows, []string{"checkpoint", fmt.Sprintf("%s, %d rows, root %s", m.Checkpoint.Origin, m.Checkpoint.Size, m.Checkpoint.RootHash)})
 	}
 	s := r.Summary
 	summary := table{title: "Summary", header: []string{"measure", "value"}, rows: [][]string{

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"strings"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	audit "github.com/smartlogs/audit-worker"
@@ -145,4 +147,37 @@ func CheckInclusion(p InclusionProof, leaf []byte, tree Tree) error {
 		return audit.Errorf(audit.CodeIntegrity, "the inclusion proof does not lead to the checkpoint's root: %w", err)
 	}
 	return nil
+}
+
+// CheckRow is a stored row's "inclusion" check against the checkpoint of
+// size leaves (0: the latest): the row's record hash is the leaf integrated,
+// and that leaf is proven in the checkpoint, whose signature verifies.
+// covered is false when the row is not in that checkpoint (integrated after
+// it, or not yet): there is nothing to check.
+func CheckRow(ctx context.Context, s audit.TreeStore, verifier note.Verifier, e *audit.StoredEvent, size int64) (c audit.Check, covered bool, err error) {
+	p, err := ProveInclusion(ctx, s, e.Seq, size)
+	switch code := audit.ErrorCode(err); {
+	case code == audit.CodeConflict || (size > 0 && code == audit.CodeInvalid):
+		return audit.Check{}, false, nil
+	case err != nil:
+		return audit.Check{}, false, err
+	}
+	c = audit.Check{Name: audit.CheckInclusion, Expected: p.Leaf, Found: e.RecordHash}
+	if p.Leaf != e.RecordHash {
+		c.Note = fmt.Sprintf("leaf %d holds another record hash: the row changed after it was integrated", p.Index)
+		return c, true, nil
+	}
+	tree, err := Open(p.Checkpoint, verifier)
+	if err != nil {
+		c.Note = "the checkpoint does not verify: " + err.Error()
+		return c, true, nil
+	}
+	leaf, _ := hex.DecodeString(p.Leaf)
+	if err := CheckInclusion(p, leaf, tree); err != nil {
+		c.Note = err.Error()
+		return c, true, nil
+	}
+	c.OK = true
+	c.Note = fmt.Sprintf("leaf %d of the checkpoint of %d leaves", p.Index, p.Size)
+	return c, true, nil
 }

@@ -33,12 +33,10 @@ func reportGenerator(cfg config.Config, store report.Store) *report.Generator {
 			DataSubjectCategories: gd.DataSubjectCategories, PersonalDataCategories: gd.PersonalDataCategories,
 			RecipientCategories: gd.RecipientCategories, TransferSafeguards: gd.TransferSafeguards,
 			ErasureTimeLimits: gd.ErasureTimeLimits, SecurityMeasures: gd.SecurityMeasures},
-		HMACKey:   func() []byte { return []byte(cfg.Security.EncryptionKey) },
-		MaxListed: cfg.Compliance.MaxListedEvents,
-		// Checkpoints stays nil until tamper evidence (package tlog) offers a
-		// report.CheckpointSource: then reports carry the covering checkpoint
-		// and the integrity report checks each row's inclusion.
-		MaxPeriod: time.Duration(cfg.Compliance.MaxReportPeriodDays) * 24 * time.Hour,
+		HMACKey:     func() []byte { return []byte(cfg.Security.EncryptionKey) },
+		MaxListed:   cfg.Compliance.MaxListedEvents,
+		Checkpoints: reportCheckpoints(cfg, store),
+		MaxPeriod:   time.Duration(cfg.Compliance.MaxReportPeriodDays) * 24 * time.Hour,
 	})
 }
 

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,7 +13,9 @@ import (
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/config"
 	"github.com/smartlogs/audit-worker/httpapi"
+	"github.com/smartlogs/audit-worker/report"
 	"github.com/smartlogs/audit-worker/transparency"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // checkpointOrigin is the checkpoints' first line: the configured origin, or
@@ -134,4 +138,43 @@ func (w *worker) startIntegrator(cfg config.Config, opts *httpapi.Options) error
 	w.spawn("tree integrator", func() error { return in.Run(w.running) })
 	opts.Proofs = httpapi.ProofOptions{Tree: tree, VerifierKey: key.VerifierKey}
 	return nil
+}
+
+// checkpointSource gives reports the latest signed checkpoint and each row's
+// inclusion check against it.
+type checkpointSource struct {
+	tree     audit.TreeStore
+	verifier note.Verifier
+}
+
+func (c checkpointSource) Latest(ctx context.Context) (report.Checkpoint, error) {
+	cp, err := c.tree.LatestCheckpoint(ctx)
+	if err != nil {
+		return report.Checkpoint{}, err
+	}
+	t, err := transparency.Open(cp.Note, c.verifier)
+	if err != nil {
+		return report.Checkpoint{}, audit.Wrap(audit.CodeIntegrity, "the latest checkpoint", err)
+	}
+	return report.Checkpoint{Origin: t.Origin, Size: t.Size, RootHash: base64.StdEncoding.EncodeToString(t.Root[:]),
+		SignedAt: cp.CreatedAt, Note: cp.Note}, nil
+}
+
+func (c checkpointSource) Inclusion(ctx context.Context, cp report.Checkpoint, e *audit.StoredEvent) (audit.Check, bool, error) {
+	return transparency.CheckRow(ctx, c.tree, c.verifier, e, cp.Size)
+}
+
+// reportCheckpoints is the reports' checkpoint source: the store's tree
+// checked with the configured key, when tamper evidence is on and the key
+// can be read (nil otherwise: reports then say no checkpoint was checked).
+func reportCheckpoints(cfg config.Config, store any) report.CheckpointSource {
+	tree, ok := store.(audit.TreeStore)
+	if !ok || !cfg.Security.Checkpoint.Enabled {
+		return nil
+	}
+	v, err := verifierFor(cfg, "")
+	if err != nil {
+		return nil
+	}
+	return checkpointSource{tree: tree, verifier: v}
 }

@@ -162,6 +162,29 @@ func TestTamperEvidenceEndToEnd(t *testing.T) {
 			if code, body := call("GET", "/v1/checkpoints/consistency?from=1", "", nil); code != 200 || !strings.Contains(body, `"from":1`) {
 				t.Fatalf("consistency: %d %s", code, body)
 			}
+			// The integrity report names the checkpoint and checks each row's
+			// inclusion in it.
+			from := time.Now().UTC().Add(-48 * time.Hour).Format(time.RFC3339)
+			to := time.Now().UTC().Add(48 * time.Hour).Format(time.RFC3339)
+			code, body = call("POST", "/v1/reports/integrity", "", []byte(`{"criteria":{"from":"`+from+`","to":"`+to+`"}}`))
+			var ir struct {
+				Metadata struct {
+					Checkpoint *struct {
+						Origin string `json:"origin"`
+						Size   int64  `json:"size"`
+					} `json:"checkpoint"`
+				} `json:"metadata"`
+				Results struct {
+					Checks map[string]struct{ Checked, Passed, Failed int64 } `json:"checks"`
+				} `json:"results"`
+			}
+			if code != 200 || json.Unmarshal([]byte(body), &ir) != nil || ir.Metadata.Checkpoint == nil ||
+				ir.Metadata.Checkpoint.Origin != "audit.test/e2e" || ir.Metadata.Checkpoint.Size < int64(len(events)) {
+				t.Fatalf("integrity report: %d %.600s", code, body)
+			}
+			if inc := ir.Results.Checks["inclusion"]; inc.Checked < int64(len(events)) || inc.Failed != 0 || inc.Passed != inc.Checked {
+				t.Fatalf("integrity report's inclusion checks: %+v (%d events)", inc, len(events))
+			}
 			if err := w.shutdown(5 * time.Second); err != nil {
 				t.Fatal(err)
 			}

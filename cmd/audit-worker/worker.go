@@ -245,10 +245,12 @@ func (w *worker) start(ctx context.Context, cfg config.Config) error {
 	if err := w.wireReadSide(&apiOpts); err != nil {
 		return err
 	}
-	if err := w.startReports(cfg, &apiOpts); err != nil {
+	// The integrator first: it creates the checkpoint key on first start,
+	// and the reports check inclusion with it.
+	if err := w.startIntegrator(cfg, &apiOpts); err != nil {
 		return err
 	}
-	if err := w.startIntegrator(cfg, &apiOpts); err != nil {
+	if err := w.startReports(cfg, &apiOpts); err != nil {
 		return err
 	}
 	apiOpts.MaxBodyBytes, apiOpts.Logger, apiOpts.Config = cfg.HTTP.MaxBodyBytes, log, w
