@@ -323,7 +323,7 @@ func TestEventNotYetInACheckpointIsNotAFailure(t *testing.T) {
 	}
 	tb := newTab(t)
 	tb.signIn(w.URL, w.keys["auditor-a"])
-	tb.open(w.URL, fmt.Sprintf("#/events/%d", seq), `document.querySelector('#proof-result[data-ok="pending"]') !== null`)
+	tb.open(w.URL, fmt.Sprintf("#/events/%d", seq), `document.querySelector('#verify-result') !== null && document.querySelector('#proof-result[data-ok="pending"]') !== null`)
 	text := tb.text("#event-proof")
 	if !strings.Contains(text, "Not yet in a checkpoint") {
 		t.Errorf("the pending proof reads %q", text)
@@ -342,6 +342,28 @@ func TestEventNotYetInACheckpointIsNotAFailure(t *testing.T) {
 
 	w.integrate()
 	tb.waitFor(`document.querySelector('#proof-result[data-ok="true"]') !== null`, "the proof once the event is in a checkpoint")
+	if p := tb.problems(); len(p) > 0 {
+		t.Errorf("the page reported errors: %q", p)
+	}
+}
+
+// TestEventPageWithoutTamperEvidence: a worker with tamper evidence off
+// answers the proof routes 503; the page says that proofs are not served.
+func TestEventPageWithoutTamperEvidence(t *testing.T) {
+	w := newWorker(t, noTamperEvidence)
+	r := w.send(w.event(orgA, nil))
+	if r.Stored != 1 {
+		t.Fatalf("stored %d of 1", r.Stored)
+	}
+	tb := newTab(t)
+	tb.signIn(w.URL, w.keys["auditor-a"])
+	tb.open(w.URL, fmt.Sprintf("#/events/%d", r.Results[0].Seq), `document.querySelector('#verify-result') !== null && (document.querySelector('#proof-result') !== null || document.querySelector('#event-proof .message') !== null)`)
+	if ok := eval[string](tb, `(document.getElementById('proof-result') || {dataset: {}}).dataset.ok`); ok != "unavailable" {
+		t.Errorf("the proof of a worker without tamper evidence is shown as %q: %s", ok, tb.text("#event-proof"))
+	}
+	if v := eval[string](tb, `document.getElementById('verify-result').dataset.verified`); v != "true" {
+		t.Errorf("verification without tamper evidence says %s: %s", v, tb.text("#event-verify"))
+	}
 	if p := tb.problems(); len(p) > 0 {
 		t.Errorf("the page reported errors: %q", p)
 	}

@@ -71,12 +71,17 @@ type workerOption func(*workerOptions)
 
 type workerOptions struct {
 	manualIntegration bool
+	noTamperEvidence  bool
 	servedKey         string
 }
 
 // manualIntegration leaves integration to the test (worker.integrate):
 // no row is in a checkpoint until it calls it.
 func manualIntegration(o *workerOptions) { o.manualIntegration = true }
+
+// noTamperEvidence wires the worker with security.checkpoint off: no
+// integrator, and the proof routes answer 503.
+func noTamperEvidence(o *workerOptions) { o.noTamperEvidence, o.manualIntegration = true, true }
 
 // servingKey makes GET /v1/checkpoints/key serve vkey instead of the
 // verifier key of the key that signs, as a worker configured with the
@@ -137,9 +142,12 @@ func newWorker(t *testing.T, opts ...workerOption) *worker {
 		stopIntegrator()
 		intWG.Wait()
 	}
-	servedKey := w.checkpointKey.VerifierKey
+	proofs := httpapi.ProofOptions{Tree: store, VerifierKey: w.checkpointKey.VerifierKey}
 	if o.servedKey != "" {
-		servedKey = o.servedKey
+		proofs.VerifierKey = o.servedKey
+	}
+	if o.noTamperEvidence {
+		proofs = httpapi.ProofOptions{}
 	}
 	w.api = httpapi.New(httpapi.Options{
 		Ingester: batcher, Store: store, Auth: auth, Keys: store, DeadLetters: store, Records: records,
@@ -150,7 +158,7 @@ func newWorker(t *testing.T, opts ...workerOption) *worker {
 		Events:       httpapi.EventOptions{Reader: store, Exports: store, Secrets: store, HMACKey: func() []byte { return w.hmacKey }},
 		Console:      httpapi.ConsoleOptions{Assets: console.Handler(), Overview: metrics, DeadLetterUsage: store},
 		Reports:      httpapi.ReportOptions{Generator: w.reports, Runs: store},
-		Proofs:       httpapi.ProofOptions{Tree: store, VerifierKey: servedKey},
+		Proofs:       proofs,
 		Config:       fileConfig{},
 	})
 	srv := httptest.NewServer(w.api)
