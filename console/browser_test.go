@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -257,7 +258,9 @@ func TestEventSearchVerificationAndProof(t *testing.T) {
 
 	first := eval[string](tb, `document.querySelector('#events-table tbody tr a').textContent`)
 	tb.do(chromedp.Click(chromedp.CSS("#events-table tbody tr a")))
-	tb.waitFor(`document.querySelector('#verify-result') !== null && document.querySelector('#proof-result') !== null`, "the event's checks")
+	// The integrator runs in the background: the page shows the proof once
+	// the event is in a checkpoint, asking again until then.
+	tb.waitFor(`document.querySelector('#verify-result') !== null && document.querySelector('#proof-result:not([data-ok="pending"])') !== null`, "the event's checks")
 	if v := eval[string](tb, `document.getElementById('verify-result').dataset.verified`); v != "true" {
 		t.Errorf("event %s: verification says %s: %s", first, v, tb.text("#event-verify"))
 	}
@@ -272,14 +275,123 @@ func TestEventSearchVerificationAndProof(t *testing.T) {
 	}
 	tb.screenshot("event")
 
-	w.proofs.setTamper(true) // one hash of the path changed: the root cannot match
+	// Someone with access to the database changes a tree hash the proof
+	// reads: the path no longer leads to the signed root. The integrator is
+	// stopped first, after a last checkpoint, so that the page's proof is
+	// against that checkpoint.
+	seq, err := strconv.ParseInt(first, 10, 64)
+	if err != nil {
+		t.Fatalf("event id %q: %v", first, err)
+	}
+	w.stopIntegration()
+	w.integrate()
+	w.tamperProofPath(seq)
 	tb.do(chromedp.Reload())
-	tb.waitFor(`document.querySelector('#proof-result') !== null`, "the event's proof after tampering")
+	tb.waitFor(`document.querySelector('#verify-result') !== null && document.querySelector('#proof-result') !== null`, "the event's proof after tampering")
 	if ok := eval[string](tb, `document.getElementById('proof-result').dataset.ok`); ok != "false" {
 		t.Errorf("a tampered proof is shown as %s: %s", ok, tb.text("#event-proof"))
 	}
-	if root := eval[string](tb, `document.querySelector('#proof-checks li[data-check="root"]').dataset.ok`); root != "false" {
-		t.Errorf("a tampered proof's root check is %s", root)
+	checks = eval[map[string]string](tb, `Object.fromEntries([...document.querySelectorAll('#proof-checks li')].map((li) => [li.dataset.check, li.dataset.ok]))`)
+	if checks["root"] != "false" || checks["leaf"] != "true" || checks["signature"] != "true" {
+		t.Errorf("a tampered path's checks are %v, want the root failed and the leaf and signature ok: %s", checks, tb.text("#event-proof"))
+	}
+	if !strings.Contains(tb.text("#event-proof"), "NOT proven") {
+		t.Errorf("a tampered proof's page says %q", tb.text("#event-proof"))
+	}
+	// The worker's own verification finds it too.
+	if v := eval[string](tb, `document.getElementById('verify-result').dataset.verified`); v != "false" {
+		t.Errorf("after tampering, verification says %s: %s", v, tb.text("#event-verify"))
+	}
+	if p := tb.problems(); len(p) > 0 {
+		t.Errorf("the page reported errors: %q", p)
+	}
+}
+
+// TestEventNotYetInACheckpointIsNotAFailure opens an event that is stored
+// but not yet in a checkpoint (the proof route answers 409): the page says
+// so without calling it a failure, and shows the proof, checked, once the
+// event is in a checkpoint, by asking again itself.
+func TestEventNotYetInACheckpointIsNotAFailure(t *testing.T) {
+	w := newWorker(t, manualIntegration)
+	r := w.send(w.event(orgA, nil))
+	if r.Stored != 1 {
+		t.Fatalf("stored %d of 1", r.Stored)
+	}
+	seq := r.Results[0].Seq
+	if code := w.call("GET", fmt.Sprintf("/v1/events/%d/proof", seq), w.keys["auditor-a"], nil, nil); code != http.StatusConflict {
+		t.Fatalf("the proof of an event not in a checkpoint answers %d, want 409", code)
+	}
+	tb := newTab(t)
+	tb.signIn(w.URL, w.keys["auditor-a"])
+	tb.open(w.URL, fmt.Sprintf("#/events/%d", seq), `document.querySelector('#verify-result') !== null && document.querySelector('#proof-result[data-ok="pending"]') !== null`)
+	text := tb.text("#event-proof")
+	if !strings.Contains(text, "Not yet in a checkpoint") {
+		t.Errorf("the pending proof reads %q", text)
+	}
+	for _, failure := range []string{"NOT proven", "FAILED", "could not be read"} {
+		if strings.Contains(text, failure) {
+			t.Errorf("an event not yet in a checkpoint is shown as a failure: %q", text)
+		}
+	}
+	if n := eval[int](tb, `document.querySelectorAll('#event-proof .message.error, #event-proof .bad').length`); n != 0 {
+		t.Errorf("%d error marks in the pending proof: %q", n, text)
+	}
+	if v := eval[string](tb, `document.getElementById('verify-result').dataset.verified`); v != "true" {
+		t.Errorf("verification of an event not yet in a checkpoint says %s: %s", v, tb.text("#event-verify"))
+	}
+
+	w.integrate()
+	tb.waitFor(`document.querySelector('#proof-result[data-ok="true"]') !== null`, "the proof once the event is in a checkpoint")
+	if p := tb.problems(); len(p) > 0 {
+		t.Errorf("the page reported errors: %q", p)
+	}
+}
+
+// TestEventPageWithoutTamperEvidence: a worker with tamper evidence off
+// answers the proof routes 503; the page says that proofs are not served.
+func TestEventPageWithoutTamperEvidence(t *testing.T) {
+	w := newWorker(t, noTamperEvidence)
+	r := w.send(w.event(orgA, nil))
+	if r.Stored != 1 {
+		t.Fatalf("stored %d of 1", r.Stored)
+	}
+	tb := newTab(t)
+	tb.signIn(w.URL, w.keys["auditor-a"])
+	tb.open(w.URL, fmt.Sprintf("#/events/%d", r.Results[0].Seq), `document.querySelector('#verify-result') !== null && (document.querySelector('#proof-result') !== null || document.querySelector('#event-proof .message') !== null)`)
+	if ok := eval[string](tb, `(document.getElementById('proof-result') || {dataset: {}}).dataset.ok`); ok != "unavailable" {
+		t.Errorf("the proof of a worker without tamper evidence is shown as %q: %s", ok, tb.text("#event-proof"))
+	}
+	if v := eval[string](tb, `document.getElementById('verify-result').dataset.verified`); v != "true" {
+		t.Errorf("verification without tamper evidence says %s: %s", v, tb.text("#event-verify"))
+	}
+	if p := tb.problems(); len(p) > 0 {
+		t.Errorf("the page reported errors: %q", p)
+	}
+}
+
+// TestCheckpointSignedByAnotherKeyFailsTheSignature: a worker that
+// publishes a verifier key other than the one its checkpoints are signed
+// with (a replaced key, or a forged checkpoint) shows the signature check
+// failed, the rest of the proof sound.
+func TestCheckpointSignedByAnotherKeyFailsTheSignature(t *testing.T) {
+	stranger := newCheckpointKey(t, checkpointOrigin)
+	w := newWorker(t, servingKey(stranger.VerifierKey))
+	r := w.send(w.event(orgA, nil), w.event(orgA, nil), w.event(orgA, nil))
+	if r.Stored != 3 {
+		t.Fatalf("stored %d of 3", r.Stored)
+	}
+	seq := r.Results[1].Seq
+	w.inCheckpoint(seq)
+	tb := newTab(t)
+	tb.signIn(w.URL, w.keys["auditor-a"])
+	tb.open(w.URL, fmt.Sprintf("#/events/%d", seq), `document.querySelector('#proof-result:not([data-ok="pending"])') !== null`)
+	if ok := eval[string](tb, `document.getElementById('proof-result').dataset.ok`); ok != "false" {
+		t.Errorf("a checkpoint signed by another key is shown as %s: %s", ok, tb.text("#event-proof"))
+	}
+	checks := eval[map[string]string](tb, `Object.fromEntries([...document.querySelectorAll('#proof-checks li')].map((li) => [li.dataset.check, li.dataset.ok]))`)
+	want := map[string]string{"leaf": "true", "checkpoint": "true", "root": "true", "signature": "false"}
+	if !maps.Equal(checks, want) {
+		t.Errorf("the checks are %v, want %v: %s", checks, want, tb.text("#event-proof"))
 	}
 	if p := tb.problems(); len(p) > 0 {
 		t.Errorf("the page reported errors: %q", p)

@@ -3,16 +3,20 @@ package console_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
+	"crypto/rand"
+	"database/sql"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
+	"net/url"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/access"
@@ -21,11 +25,13 @@ import (
 	"github.com/smartlogs/audit-worker/health"
 	"github.com/smartlogs/audit-worker/httpapi"
 	"github.com/smartlogs/audit-worker/internal/eventgen"
+	"github.com/smartlogs/audit-worker/internal/testenv"
 	"github.com/smartlogs/audit-worker/internal/teststores"
 	"github.com/smartlogs/audit-worker/pipeline"
 	"github.com/smartlogs/audit-worker/report"
 	"github.com/smartlogs/audit-worker/sqlite"
 	"github.com/smartlogs/audit-worker/telemetry"
+	"github.com/smartlogs/audit-worker/transparency"
 )
 
 // Organisations of the test worker's data.
@@ -35,26 +41,63 @@ const (
 )
 
 // worker is a worker wired as cmd/audit-worker wires it (pipeline, metrics,
-// dashboard, health, access control, access records, the console), on a
-// real SQLite store, serving HTTP on a local port.
+// dashboard, health, access control, access records, tamper evidence, the
+// console), on a real SQLite store, serving HTTP on a local port.
 type worker struct {
 	t       *testing.T
 	URL     string
 	store   *sqlite.Store
+	dbPath  string
 	proc    *pipeline.Processor
 	breaker *pipeline.Breaker
 	api     *httpapi.Server
 	hmacKey []byte
 	gen     *eventgen.Generator
 	keys    map[string]string // by role-org name, e.g. "operator", "reader-a"
-	proofs  *proofShim
 	reports *report.Generator
+	// checkpointKey signs the checkpoints; integrator integrates the stored
+	// rows into the tree and signs them (in the background unless the
+	// worker was made with manualIntegration).
+	checkpointKey   transparency.Key
+	integrator      *transparency.Integrator
+	stopIntegration func() // ends the background integrator and waits for it
 }
 
-func newWorker(t *testing.T) *worker {
+// checkpointOrigin is the test worker's checkpoint origin and key name.
+const checkpointOrigin = "audit.test/console"
+
+// workerOption changes how newWorker wires the worker.
+type workerOption func(*workerOptions)
+
+type workerOptions struct {
+	manualIntegration bool
+	noTamperEvidence  bool
+	servedKey         string
+}
+
+// manualIntegration leaves integration to the test (worker.integrate):
+// no row is in a checkpoint until it calls it.
+func manualIntegration(o *workerOptions) { o.manualIntegration = true }
+
+// noTamperEvidence wires the worker with security.checkpoint off: no
+// integrator, and the proof routes answer 503.
+func noTamperEvidence(o *workerOptions) { o.noTamperEvidence, o.manualIntegration = true, true }
+
+// servingKey makes GET /v1/checkpoints/key serve vkey instead of the
+// verifier key of the key that signs, as a worker configured with the
+// wrong key would.
+func servingKey(vkey string) workerOption {
+	return func(o *workerOptions) { o.servedKey = vkey }
+}
+
+func newWorker(t *testing.T, opts ...workerOption) *worker {
 	t.Helper()
-	store, _ := teststores.SQLite(t)
-	w := &worker{t: t, store: store, hmacKey: []byte("console-test-hmac-key-0123456789"), keys: map[string]string{}}
+	var o workerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	store, dbPath := teststores.SQLite(t)
+	w := &worker{t: t, store: store, dbPath: dbPath, hmacKey: []byte("console-test-hmac-key-0123456789"), keys: map[string]string{}}
 	w.gen = eventgen.New(21)
 	w.gen.HMACKey = w.hmacKey
 	w.gen.Start = time.Now().UTC().Add(-10 * time.Minute).Truncate(time.Millisecond)
@@ -80,6 +123,32 @@ func newWorker(t *testing.T) *worker {
 			return store.AlertStatistics(ctx, audit.AlertFilter{})
 		}})
 	w.reports = reportGenerator(config.Default(), store, w.hmacKey)
+
+	// Tamper evidence as cmd/audit-worker wires it, with a key made here and
+	// checkpoints published to a file of the test's; short intervals so
+	// that a stored row is in a checkpoint well within a second.
+	w.checkpointKey = newCheckpointKey(t, checkpointOrigin)
+	w.integrator = transparency.NewIntegrator(store, transparency.Config{
+		Origin: checkpointOrigin, Key: w.checkpointKey,
+		Publishers: []transparency.Publisher{&transparency.FilePublisher{Path: filepath.Join(t.TempDir(), "checkpoints.log")}},
+		Interval:   100 * time.Millisecond, Poll: 20 * time.Millisecond,
+	})
+	intCtx, stopIntegrator := context.WithCancel(context.Background())
+	var intWG sync.WaitGroup
+	if !o.manualIntegration {
+		intWG.Go(func() { _ = w.integrator.Run(intCtx) })
+	}
+	w.stopIntegration = func() {
+		stopIntegrator()
+		intWG.Wait()
+	}
+	proofs := httpapi.ProofOptions{Tree: store, VerifierKey: w.checkpointKey.VerifierKey}
+	if o.servedKey != "" {
+		proofs.VerifierKey = o.servedKey
+	}
+	if o.noTamperEvidence {
+		proofs = httpapi.ProofOptions{}
+	}
 	w.api = httpapi.New(httpapi.Options{
 		Ingester: batcher, Store: store, Auth: auth, Keys: store, DeadLetters: store, Records: records,
 		MaxBodyBytes: 16 << 20,
@@ -89,16 +158,17 @@ func newWorker(t *testing.T) *worker {
 		Events:       httpapi.EventOptions{Reader: store, Exports: store, Secrets: store, HMACKey: func() []byte { return w.hmacKey }},
 		Console:      httpapi.ConsoleOptions{Assets: console.Handler(), Overview: metrics, DeadLetterUsage: store},
 		Reports:      httpapi.ReportOptions{Generator: w.reports, Runs: store},
+		Proofs:       proofs,
 		Config:       fileConfig{},
 	})
-	w.proofs = &proofShim{w: w}
-	srv := httptest.NewServer(w.proofs.wrap(w.api))
+	srv := httptest.NewServer(w.api)
 	w.URL = srv.URL
 	t.Cleanup(func() {
 		w.api.EndStreams() // an open overview stream would hold Close forever
 		srv.CloseClientConnections()
 		srv.Close()
 		w.api.Close()
+		w.stopIntegration()
 		stopRecords()
 		recWG.Wait()
 		_ = batcher.Close(context.Background())
@@ -237,54 +307,79 @@ func (w *worker) raiseAlert(org, title string, sev audit.Severity) audit.Alert {
 	return r.Alert
 }
 
-// proofShim serves GET /v1/events/{id}/proof and GET /v1/checkpoints/key in
-// the documented shapes, from a tree built here with golang.org/x/mod's
-// RFC 6962 implementation over every stored row, until the worker's own
-// tamper-evidence endpoints are merged. tamper corrupts a proof hash.
-type proofShim struct {
-	w      *worker
-	mu     sync.Mutex
-	tamper bool
-}
-
-func (p *proofShim) wrap(api http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/events/{id}/proof", p.serveProof)
-	mux.HandleFunc("GET /v1/checkpoints/key", p.serveKey)
-	mux.Handle("/", api)
-	return mux
-}
-
-func (p *proofShim) setTamper(on bool) {
-	p.mu.Lock()
-	p.tamper = on
-	p.mu.Unlock()
-}
-
-func (p *proofShim) serveKey(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprintln(w, testLog.vkey)
-}
-
-func (p *proofShim) serveProof(w http.ResponseWriter, r *http.Request) {
-	seq, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+// newCheckpointKey makes a fresh Ed25519 note key named name.
+func newCheckpointKey(t *testing.T, name string) transparency.Key {
+	t.Helper()
+	skey, _, err := note.GenerateKey(rand.Reader, name)
 	if err != nil {
-		http.Error(w, "bad id", http.StatusBadRequest)
-		return
+		t.Fatal(err)
 	}
-	proof, err := testLog.prove(r.Context(), p.w.store, seq)
+	k, err := transparency.ParseKey(skey)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
+		t.Fatal(err)
 	}
-	p.mu.Lock()
-	if p.tamper && len(proof.Hashes) > 0 {
-		h, _ := base64.StdEncoding.DecodeString(proof.Hashes[0])
-		h[0] ^= 0xff
-		proof.Hashes[0] = base64.StdEncoding.EncodeToString(h)
-		proof.Proof = tlogProof(proof) // a lying log lies consistently
+	return k
+}
+
+// integrate integrates every row stored so far and signs a checkpoint of
+// them, as the worker does on shutdown.
+func (w *worker) integrate() {
+	w.t.Helper()
+	if err := w.integrator.Flush(context.Background()); err != nil {
+		w.t.Fatalf("integrate: %v", err)
 	}
-	p.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(proof)
+}
+
+// inCheckpoint waits until the row seq is covered by the latest checkpoint.
+func (w *worker) inCheckpoint(seq int64) {
+	w.t.Helper()
+	testenv.EventuallyNil(w.t, 10*time.Second, func() error {
+		_, err := transparency.ProveInclusion(context.Background(), w.store, seq, 0)
+		return err
+	})
+}
+
+// tamperProofPath changes, in the database, a stored tree hash that the
+// proof of row seq in the latest checkpoint is made from; the checkpoint
+// itself stays as signed.
+func (w *worker) tamperProofPath(seq int64) {
+	w.t.Helper()
+	ctx := context.Background()
+	leaf, err := w.store.LeafOf(ctx, seq)
+	if err != nil {
+		w.t.Fatalf("leaf of %d: %v", seq, err)
+	}
+	cp, err := w.store.LatestCheckpoint(ctx)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var read []int64
+	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		read = append(read, idx...)
+		hs, err := w.store.ReadHashes(ctx, idx)
+		out := make([]tlog.Hash, len(hs))
+		for i, h := range hs {
+			out[i] = h
+		}
+		return out, err
+	})
+	if _, err := tlog.ProveRecord(cp.Size, leaf.Index, reader); err != nil || len(read) == 0 {
+		w.t.Fatalf("prove leaf %d of %d: %v (%d hashes read)", leaf.Index, cp.Size, err, len(read))
+	}
+	w.sqlExec(`UPDATE tlog_hashes SET hash = ? WHERE hash_index = ?`, make([]byte, 32), read[0])
+}
+
+// sqlExec changes the store's database behind the worker's back, as
+// someone with access to the file could.
+func (w *worker) sqlExec(query string, args ...any) {
+	w.t.Helper()
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(w.dbPath), RawQuery: url.Values{"_pragma": {"busy_timeout(5000)"}}.Encode()}
+	db, err := sql.Open("sqlite", u.String())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(query, args...); err != nil {
+		w.t.Fatalf("%s: %v", query, err)
+	}
 }

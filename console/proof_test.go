@@ -162,12 +162,14 @@ func replaceLine(text string, n int, with string) string {
 	return strings.Join(lines, "\n")
 }
 
-// TestProofShimShape checks the stand-in of the proof routes against their
-// documented shapes: exactly the members index, size, leaf (the row's record
-// hash, hex), hashes (base64), checkpoint (a signed note) and proof (the
-// same as a C2SP tlog-proof), and a verifier key "<name>+<hex id>+<base64>";
-// and that the proof is sound by golang.org/x/mod's own check.
-func TestProofShimShape(t *testing.T) {
+// TestProofRoutesAgreeWithAnIndependentTree checks the worker's proof
+// routes against their documented shapes: exactly the members index, size,
+// leaf (the row's record hash, hex), hashes (base64), checkpoint (a signed
+// note) and proof (the same as a C2SP tlog-proof, also served as text), and
+// a verifier key "<name>+<hex id>+<base64>" that opens the checkpoint. The
+// path and root must be those golang.org/x/mod's RFC 6962 code computes
+// from the stored rows' record hashes in leaf order, and pass its check.
+func TestProofRoutesAgreeWithAnIndependentTree(t *testing.T) {
 	w := newWorker(t)
 	var sent [][]byte
 	for range 5 {
@@ -177,9 +179,16 @@ func TestProofShimShape(t *testing.T) {
 	if res.Stored != len(sent) {
 		t.Fatalf("stored %d of %d", res.Stored, len(sent))
 	}
-	get := func(path string) []byte {
+	seq := res.Results[2].Seq
+	w.inCheckpoint(seq)
+	get := func(path, accept string) []byte {
 		t.Helper()
-		resp, err := http.Get(w.URL + path)
+		req, _ := http.NewRequest("GET", w.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+w.keys["auditor-a"])
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -190,7 +199,7 @@ func TestProofShimShape(t *testing.T) {
 		}
 		return data
 	}
-	vkey := strings.TrimSpace(string(get("/v1/checkpoints/key")))
+	vkey := strings.TrimSpace(string(get("/v1/checkpoints/key", "")))
 	if !regexp.MustCompile(`^[^+\s]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$`).MatchString(vkey) {
 		t.Errorf("the key is %q, not <name>+<hex id>+<base64>", vkey)
 	}
@@ -198,12 +207,11 @@ func TestProofShimShape(t *testing.T) {
 	if err != nil {
 		t.Fatalf("key %q: %v", vkey, err)
 	}
-	seq := res.Results[2].Seq
 	stored, err := w.store.GetEventBySeq(context.Background(), seq)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := get(fmt.Sprintf("/v1/events/%d/proof", seq))
+	data := get(fmt.Sprintf("/v1/events/%d/proof", seq), "")
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(data, &members); err != nil {
 		t.Fatal(err)
@@ -223,7 +231,7 @@ func TestProofShimShape(t *testing.T) {
 		t.Fatalf("the checkpoint does not open with the key: %v", err)
 	}
 	lines := strings.Split(n.Text, "\n")
-	if len(lines) != 4 || lines[1] != strconv.FormatInt(p.Size, 10) {
+	if len(lines) != 4 || lines[0] != checkpointOrigin || lines[1] != strconv.FormatInt(p.Size, 10) {
 		t.Fatalf("checkpoint text %q for size %d", n.Text, p.Size)
 	}
 	root, err := base64.StdEncoding.DecodeString(lines[2])
@@ -242,12 +250,38 @@ func TestProofShimShape(t *testing.T) {
 	if err := tlog.CheckRecord(path, p.Size, tlog.Hash(root), p.Index, tlog.RecordHash(leaf)); err != nil {
 		t.Errorf("the proof does not check: %v", err)
 	}
-	// The tlog-proof text: header, index, the path, a blank line, the checkpoint.
-	want := "c2sp.org/tlog-proof@v1\nindex " + strconv.FormatInt(p.Index, 10) + "\n"
-	for _, h := range p.Hashes {
-		want += h + "\n"
+
+	// The same tree built apart: the record hashes the rows hold now, in
+	// leaf order, hashed by x/mod.
+	rows, err := w.store.LeafEvents(context.Background(), 0, int(p.Size))
+	if err != nil || int64(len(rows)) != p.Size {
+		t.Fatalf("%d leaf rows of %d: %v", len(rows), p.Size, err)
 	}
-	if want += "\n" + p.Checkpoint; p.Proof != want {
+	leaves := make([]string, len(rows))
+	for i, r := range rows {
+		if r.Event == nil {
+			t.Fatalf("leaf %d has no row", i)
+		}
+		leaves[i] = r.Event.RecordHash
+	}
+	signer, _ := newSigner(t, checkpointOrigin)
+	independent, err := buildProof(leaves, p.Index, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(independent.Hashes, p.Hashes) {
+		t.Errorf("the path is %q; x/mod's over the stored rows is %q", p.Hashes, independent.Hashes)
+	}
+	if got, want := lines[2], strings.Split(independent.Checkpoint, "\n")[2]; got != want {
+		t.Errorf("the checkpoint's root is %s; x/mod's over the stored rows is %s", got, want)
+	}
+
+	// The tlog-proof text: header, index, the path, a blank line, the
+	// checkpoint; the same when asked for as text/plain.
+	if want := tlogProof(p); p.Proof != want {
 		t.Errorf("the tlog-proof is\n%s\nwant\n%s", p.Proof, want)
+	}
+	if text := string(get(fmt.Sprintf("/v1/events/%d/proof", seq), "text/plain")); text != p.Proof {
+		t.Errorf("the text/plain proof is\n%s\nthe JSON's\n%s", text, p.Proof)
 	}
 }

@@ -1,19 +1,13 @@
 package console_test
 
 import (
-	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
-
-	audit "github.com/smartlogs/audit-worker"
 )
 
 // inclusionProof is the documented answer of GET /v1/events/{id}/proof.
@@ -37,50 +31,6 @@ func tlogProof(p inclusionProof) string {
 	}
 	b.WriteString("\n" + p.Checkpoint)
 	return b.String()
-}
-
-// treeLog builds the Merkle tree of the stored rows (in id order, each leaf
-// the 32 bytes of a row's record hash) and signs checkpoints of it, with an
-// implementation independent of the console's: golang.org/x/mod's.
-type treeLog struct {
-	signer note.Signer
-	vkey   string
-}
-
-var testLog = newTreeLog()
-
-func newTreeLog() *treeLog {
-	skey, vkey, err := note.GenerateKey(rand.Reader, "audit.test/console")
-	if err != nil {
-		panic(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		panic(err)
-	}
-	return &treeLog{signer: signer, vkey: vkey}
-}
-
-// prove returns the inclusion proof of the row seq in the tree of every row
-// stored now, with a signed checkpoint of that tree.
-func (l *treeLog) prove(ctx context.Context, store audit.EventReader, seq int64) (inclusionProof, error) {
-	rows, err := store.SearchEvents(ctx, audit.EventQuery{Order: audit.OrderAsc, Limit: audit.MaxQueryLimit})
-	if err != nil {
-		return inclusionProof{}, err
-	}
-	slices.SortFunc(rows, func(a, b audit.StoredEvent) int { return int(a.Seq - b.Seq) })
-	leaves := make([]string, len(rows))
-	index := int64(-1)
-	for i, r := range rows {
-		leaves[i] = r.RecordHash
-		if r.Seq == seq {
-			index = int64(i)
-		}
-	}
-	if index < 0 {
-		return inclusionProof{}, fmt.Errorf("event %d is not stored", seq)
-	}
-	return buildProof(leaves, index, l.signer)
 }
 
 // buildProof is the proof of leaf index in the tree of leaves (record

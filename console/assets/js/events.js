@@ -141,16 +141,24 @@ async function showVerification(el, id) {
   }
 }
 
-async function showProof(el, ev) {
+// A stored event joins the log's tree, and a signed checkpoint, within
+// seconds; until then the proof route answers 409. The page says so and
+// asks again while it is shown, then leaves it to a button.
+const pendingRetryMs = 2000;
+const pendingRetries = 15;
+
+async function showProof(el, ev, attempt = 0) {
   let proof;
   try {
     proof = await getJSON(`/v1/events/${ev.id}/proof`);
   } catch (err) {
-    if (err instanceof ApiError && err.routeMissing) {
-      el.append(h('p', { class: 'muted', id: 'proof-result', 'data-ok': 'unavailable' },
-        'This worker does not serve inclusion proofs (GET /v1/events/{id}/proof).'));
+    if (err instanceof ApiError && err.status === 409) {
+      showPending(el, ev, attempt);
+    } else if (err instanceof ApiError && err.notServed) {
+      clear(el, h('p', { class: 'muted', id: 'proof-result', 'data-ok': 'unavailable' },
+        'This worker does not serve inclusion proofs (tamper evidence is not enabled).'));
     } else {
-      el.append(message(errorText(err, 'The proof could not be read'), 'error'));
+      clear(el, message(errorText(err, 'The proof could not be read'), 'error'));
     }
     return;
   }
@@ -159,9 +167,23 @@ async function showProof(el, ev) {
     vkey = (await (await request('GET', '/v1/checkpoints/key')).text()).trim();
   } catch { /* no verifier key published: the signature is not checked */ }
   const res = await checkProof(ev.recordHash, proof, vkey);
-  el.append(h('p', { id: 'proof-result', 'data-ok': String(res.ok) },
+  clear(el, h('p', { id: 'proof-result', 'data-ok': String(res.ok) },
     h('strong', { class: res.ok ? 'ok' : 'bad' }, res.ok ? 'Included' : 'NOT proven'),
     ` in the log as leaf ${proof.index} of ${proof.size}.`),
   checkList(res.checks, 'proof-checks'),
   h('details', {}, h('summary', {}, 'The checkpoint'), h('pre', {}, String(proof.checkpoint))));
+  if (attempt > 0) announce(res.ok ? 'The event is now in a checkpoint and its proof checks' : 'The event\'s proof does not check');
+}
+
+// showPending says the event is not in a checkpoint yet: not a failure.
+function showPending(el, ev, attempt) {
+  const retrying = attempt < pendingRetries;
+  clear(el, h('p', { id: 'proof-result', 'data-ok': 'pending' },
+    h('strong', { class: 'warn' }, 'Not yet in a checkpoint'),
+    ': the worker adds each stored event to its log and signs a checkpoint of it within seconds; the proof can be checked then.',
+    retrying ? ' Checking again shortly…' : ''),
+  retrying ? null : h('button', { type: 'button', id: 'proof-again', onclick: () => showProof(el, ev, 1) }, 'Check again'));
+  if (retrying) {
+    setTimeout(() => { if (el.isConnected) showProof(el, ev, attempt + 1); }, pendingRetryMs);
+  }
 }
