@@ -392,7 +392,7 @@ const (
 	// sqliteMemRows is how many events TestSQLiteMemoryIsBounded stores
 	// (AUDIT_MEMORY_TEST_SQLITE_ROWS overrides it): past the point where a
 	// page cache sized by the database would have filled.
-	sqliteMemRows = 150_000
+	sqliteMemRows = 80_000
 	// sqliteMemMargin is what the store may add to the idle worker: the
 	// writer's page cache (8 MiB, about 40 MiB resident), the readers'
 	// caches and the batches in flight.
@@ -404,7 +404,7 @@ const (
 // that its resident memory levels off instead of growing with the database.
 func TestSQLiteMemoryIsBounded(t *testing.T) {
 	if testing.Short() {
-		t.Skip("stores 150,000 events through a worker process; skipped with -short")
+		t.Skip("stores 80,000 events through a worker process; skipped with -short")
 	}
 	rows := sqliteMemRows
 	if v := os.Getenv("AUDIT_MEMORY_TEST_SQLITE_ROWS"); v != "" {
