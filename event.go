@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"time"
+	"unsafe"
 
 	"github.com/smartlogs/audit-worker/internal/jsontext"
 )
@@ -106,8 +107,11 @@ func SessionContextOf(details []byte) *SessionContext {
 	if !bytes.Contains(details, []byte(`"sessionContext"`)) {
 		return nil
 	}
+	// The details are split in place, without a copy of their own: nothing
+	// of them outlives this call but the session context, which is copied
+	// before its strings are taken.
 	var scratch [24]jsontext.Member
-	top, err := jsontext.SplitObject(details, scratch[:0])
+	top, err := jsontext.SplitObjectString(unsafe.String(unsafe.SliceData(details), len(details)), scratch[:0])
 	if err != nil {
 		return nil
 	}
@@ -116,8 +120,12 @@ func SessionContextOf(details []byte) *SessionContext {
 			continue
 		}
 		var inner [8]jsontext.Member
+		members, err := jsontext.SplitObjectString(string(top[i].Raw), inner[:0])
+		if err != nil {
+			return nil
+		}
 		sc := &SessionContext{}
-		for _, m := range top[i].Members(inner[:0]) {
+		for _, m := range members {
 			if len(m.Raw) == 0 || m.Raw[0] != '"' {
 				continue
 			}

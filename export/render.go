@@ -2,7 +2,11 @@ package export
 
 import (
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
+	"unsafe"
 
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/internal/jsontext"
@@ -110,4 +114,100 @@ func Neutralize(cell string) string {
 		return "'" + cell
 	}
 	return cell
+}
+
+// AppendCSVRecord appends an event's CSV row, newline included, to dst: the
+// bytes encoding/csv writes for CSVRecord's cells, rendered without a string
+// per cell.
+func AppendCSVRecord(dst []byte, e *audit.StoredEvent) []byte {
+	var ip, agent, session string
+	if sc := e.SessionContext; sc != nil {
+		ip, agent, session = sc.IPAddress, sc.UserAgent, sc.SessionID
+	}
+	var scratch [40]byte
+	dst = appendCSVBytes(dst, strconv.AppendInt(scratch[:0], e.Seq, 10))
+	for _, cell := range [...]string{e.Timestamp, e.PrincipalID, e.OrganizationID, e.Action,
+		e.TargetResourceType, e.TargetResourceID, string(e.Status), e.OutcomeDescription,
+		string(e.DataClassification), ip, agent, session, e.HashStatus, e.CorrelationID,
+		e.SignatureStatus, e.TTL, e.Hash, e.HashAlgorithm, e.Signature, e.SignatureAlgorithm,
+		e.EventVersion, e.RetentionPolicy} {
+		dst = appendCSVCell(append(dst, ','), cell)
+	}
+	dst = append(dst, ',')
+	if e.ProcessingLatency != nil {
+		dst = appendCSVCell(dst, jsontext.FormatJSNumber(*e.ProcessingLatency))
+	}
+	dst = appendCSVCell(append(dst, ','), e.IdempotencyKey)
+	dst = appendCSVCell(append(dst, ','), e.Source)
+	dst = appendCSVBytes(append(dst, ','), e.ReceivedAt.UTC().AppendFormat(scratch[:0], time.RFC3339Nano))
+	dst = appendCSVCell(append(dst, ','), e.RecordHash)
+	dst = appendCSVBytes(append(dst, ','), e.Details)
+	return append(dst, '\n')
+}
+
+// appendCSVRow appends cells as one CSV row, newline included.
+func appendCSVRow(dst []byte, cells []string) []byte {
+	for i, cell := range cells {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendCSVCell(dst, cell)
+	}
+	return append(dst, '\n')
+}
+
+// appendCSVCell appends a cell as encoding/csv writes it (comma-separated,
+// LF line ends) after Neutralize: quoted when it holds a comma, a quote, CR
+// or LF, starts with a space or is `\.`, with each quote doubled.
+func appendCSVCell(dst []byte, cell string) []byte {
+	if cell == "" {
+		return dst
+	}
+	neutral := false
+	switch cell[0] {
+	case '=', '+', '-', '@', '\t', '\r':
+		neutral = true
+	}
+	if !csvNeedsQuotes(cell, neutral) {
+		if neutral {
+			dst = append(dst, '\'')
+		}
+		return append(dst, cell...)
+	}
+	dst = append(dst, '"')
+	if neutral {
+		dst = append(dst, '\'')
+	}
+	for {
+		i := strings.IndexByte(cell, '"')
+		if i < 0 {
+			break
+		}
+		dst = append(dst, cell[:i+1]...)
+		dst = append(dst, '"')
+		cell = cell[i+1:]
+	}
+	dst = append(dst, cell...)
+	return append(dst, '"')
+}
+
+// appendCSVBytes is appendCSVCell of a byte slice, read in place.
+func appendCSVBytes(dst, cell []byte) []byte {
+	return appendCSVCell(dst, unsafe.String(unsafe.SliceData(cell), len(cell)))
+}
+
+// csvNeedsQuotes is encoding/csv's rule for the cell as written, with the
+// apostrophe in front when neutral.
+func csvNeedsQuotes(cell string, neutral bool) bool {
+	if strings.ContainsAny(cell, ",\"\r\n") {
+		return true
+	}
+	if neutral {
+		return false
+	}
+	if cell == `\.` {
+		return true
+	}
+	r, _ := utf8.DecodeRuneInString(cell)
+	return unicode.IsSpace(r)
 }

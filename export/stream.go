@@ -1,11 +1,9 @@
 package export
 
 import (
-	"bufio"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
-	"encoding/csv"
 	"encoding/hex"
 	"fmt"
 	"hash"
@@ -44,8 +42,14 @@ func (f Format) ContentType() string {
 }
 
 // BatchSize is how many events one read of the store brings: enough to keep
-// the round trips few, small enough to keep memory flat.
+// the round trips few, small enough to keep memory flat (a batch being
+// written, one read ahead and one being read are in memory at once).
 const BatchSize = 2000
+
+// chunkSize is how much rendered text gathers before it goes to the
+// destination: big enough that hashing, compressing and the HTTP writer see
+// few large writes, small enough to stay in the CPU's cache.
+const chunkSize = 64 << 10
 
 // Result is what a stream wrote: the facts of its manifest.
 type Result struct {
@@ -58,9 +62,10 @@ type Result struct {
 
 // Stream writes every event matching q (q.Limit and q.After are managed
 // here) to w in format, gzip-compressed when gz is set. It reads the store in
-// keyset batches, so memory stays flat however many rows match. progress,
-// when set, is told the running row count after each batch. On an error the
-// Result says how far it got; the output is then incomplete.
+// keyset batches, so memory stays flat however many rows match, and reads the
+// next batch while it writes the current one. progress, when set, is told the
+// running row count after each batch. On an error the Result says how far it
+// got; the output is then incomplete.
 func Stream(ctx context.Context, r audit.EventReader, q audit.EventQuery, format Format, gz bool,
 	w io.Writer, progress func(rows int64)) (Result, error) {
 	sum := sha256.New()
@@ -71,11 +76,7 @@ func Stream(ctx context.Context, r audit.EventReader, q audit.EventQuery, format
 		zw = gzip.NewWriter(counted)
 		out = zw
 	}
-	buf := bufio.NewWriterSize(out, 64<<10)
-	res, err := stream(ctx, r, q, format, buf, progress)
-	if ferr := buf.Flush(); err == nil {
-		err = ferr
-	}
+	res, err := stream(ctx, r, q, format, out, progress)
 	if zw != nil {
 		if cerr := zw.Close(); err == nil {
 			err = cerr
@@ -87,46 +88,92 @@ func Stream(ctx context.Context, r audit.EventReader, q audit.EventQuery, format
 
 func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
 
-func stream(ctx context.Context, r audit.EventReader, q audit.EventQuery, format Format, w *bufio.Writer,
-	progress func(rows int64)) (Result, error) {
-	var res Result
-	q.Limit, q.After = BatchSize, nil
-	var csvw *csv.Writer
-	var cells []string
-	var line []byte
+// batch is one read of the store: its events, or the error that ended the
+// reading.
+type batch struct {
+	events []audit.StoredEvent
+	err    error
+}
+
+// readAhead reads q's keyset batches in order and sends them on the returned
+// channel, one batch ahead of the writer, until the last batch or an error
+// (which it sends too); it closes the channel when it stops. stop, for a
+// writer that gives up early, cancels the read under way and returns once the
+// reading goroutine is gone.
+func readAhead(ctx context.Context, r audit.EventReader, q audit.EventQuery) (batches <-chan batch, stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	ch := make(chan batch, 1)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(ch)
+		q.Limit, q.After = BatchSize, nil
+		for {
+			events, err := r.SearchEvents(ctx, q)
+			select {
+			case ch <- batch{events, err}:
+			case <-quit:
+				return
+			}
+			if err != nil || len(events) < q.Limit {
+				return
+			}
+			last := audit.PositionOf(&events[len(events)-1])
+			q.After = &last
+		}
+	}()
+	return ch, func() {
+		close(quit)
+		cancel()
+		<-done
+	}
+}
+
+func stream(ctx context.Context, r audit.EventReader, q audit.EventQuery, format Format, w io.Writer,
+	progress func(rows int64)) (res Result, err error) {
+	batches, stop := readAhead(ctx, r, q)
+	defer stop()
+
+	buf := make([]byte, 0, chunkSize+4<<10)
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		_, err := w.Write(buf)
+		buf = buf[:0]
+		return err
+	}
 	switch format {
 	case CSV:
-		csvw = csv.NewWriter(w)
-		if err := csvw.Write(CSVHeader); err != nil {
-			return res, err
-		}
+		buf = appendCSVRow(buf, CSVHeader)
 	case JSON:
-		w.WriteString("[")
+		buf = append(buf, '[')
 	}
-	for {
-		events, err := r.SearchEvents(ctx, q)
-		if err != nil {
-			return res, fmt.Errorf("export: read events after %d rows: %w", res.Rows, err)
+	for b := range batches {
+		if b.err != nil {
+			// What was rendered goes out: the Result counts it.
+			if err := flush(); err != nil {
+				return res, fmt.Errorf("export: write row %d: %w", res.Rows, err)
+			}
+			return res, fmt.Errorf("export: read events after %d rows: %w", res.Rows, b.err)
 		}
-		for i := range events {
-			e := &events[i]
+		for i := range b.events {
+			e := &b.events[i]
 			switch format {
 			case CSV:
-				cells = CSVRecord(cells, e)
-				err = csvw.Write(cells)
+				buf = AppendCSVRecord(buf, e)
 			case NDJSON:
-				line = append(AppendEvent(line[:0], e), '\n')
-				_, err = w.Write(line)
+				buf = append(AppendEvent(buf, e), '\n')
 			case JSON:
-				line = line[:0]
 				if res.Rows > 0 {
-					line = append(line, ',')
+					buf = append(buf, ',')
 				}
-				line = AppendEvent(append(line, '\n'), e)
-				_, err = w.Write(line)
+				buf = AppendEvent(append(buf, '\n'), e)
 			}
-			if err != nil {
-				return res, fmt.Errorf("export: write row %d: %w", res.Rows+1, err)
+			if len(buf) >= chunkSize {
+				if err := flush(); err != nil {
+					return res, fmt.Errorf("export: write row %d: %w", res.Rows+1, err)
+				}
 			}
 			if res.Rows == 0 {
 				res.FirstID = e.Seq
@@ -134,25 +181,18 @@ func stream(ctx context.Context, r audit.EventReader, q audit.EventQuery, format
 			res.Rows++
 			res.LastID = e.Seq
 		}
-		if csvw != nil {
-			if csvw.Flush(); csvw.Error() != nil {
-				return res, fmt.Errorf("export: write csv: %w", csvw.Error())
-			}
-		}
 		if progress != nil {
 			progress(res.Rows)
 		}
-		if len(events) < q.Limit {
-			break
-		}
-		last := audit.PositionOf(&events[len(events)-1])
-		q.After = &last
 	}
 	if format == JSON {
 		if res.Rows > 0 {
-			w.WriteString("\n")
+			buf = append(buf, '\n')
 		}
-		w.WriteString("]\n")
+		buf = append(buf, "]\n"...)
+	}
+	if err := flush(); err != nil {
+		return res, fmt.Errorf("export: write row %d: %w", res.Rows, err)
 	}
 	return res, nil
 }
