@@ -148,9 +148,10 @@ func Verify(ctx context.Context, s audit.TreeStore, opts VerifyOptions) (Report,
 		done chan struct{}
 	}
 	var queue []*fetched
+	var ahead int64 // where the next page to fetch starts
 	fetch := func(from int64) {
 		f := &fetched{from: from, done: make(chan struct{})}
-		queue = append(queue, f)
+		queue, ahead = append(queue, f), from+int64(opts.Batch)
 		go func() {
 			defer close(f.done)
 			f.page, f.err = s.LeafEvents(ctx, from, opts.Batch)
@@ -164,9 +165,9 @@ func Verify(ctx context.Context, s audit.TreeStore, opts VerifyOptions) (Report,
 	}
 	defer drain()
 	next := int64(0)
-	for fetch(0); ; {
+	for {
 		for len(queue) < opts.Readers {
-			fetch(queue[len(queue)-1].from + int64(opts.Batch))
+			fetch(ahead)
 		}
 		f := queue[0]
 		<-f.done
@@ -179,7 +180,7 @@ func Verify(ctx context.Context, s audit.TreeStore, opts VerifyOptions) (Report,
 		}
 		if end := f.page[len(f.page)-1].Index + 1; end != f.from+int64(opts.Batch) {
 			drain()
-			fetch(end)
+			ahead = end
 		}
 		if err := v.leaves(f.page, &next); err != nil {
 			return *rep, err
