@@ -126,12 +126,11 @@ func (s *Store) AppendLeaves(ctx context.Context, size int64, rows []audit.LeafR
 
 // ReadHashes returns the stored hashes at indexes, in that order.
 func (s *Store) ReadHashes(ctx context.Context, indexes []int64) ([][32]byte, error) {
-	query, args := `SELECT hash_index, hash FROM tlog_hashes WHERE hash_index = ANY($1)`, []any{indexes}
 	if contiguous(indexes) {
 		// A run (verification reads a page's hashes): one index range scan.
-		query, args = `SELECT hash_index, hash FROM tlog_hashes WHERE hash_index BETWEEN $1 AND $2`, []any{indexes[0], indexes[len(indexes)-1]}
+		return s.readHashRun(ctx, indexes[0], indexes[len(indexes)-1])
 	}
-	rows, err := s.pool.Query(ctx, query, args...)
+	rows, err := s.pool.Query(ctx, `SELECT hash_index, hash FROM tlog_hashes WHERE hash_index = ANY($1)`, indexes)
 	if err != nil {
 		return nil, wrapErr("read tree hashes", err)
 	}

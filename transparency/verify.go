@@ -142,10 +142,11 @@ func Verify(ctx context.Context, s audit.TreeStore, opts VerifyOptions) (Report,
 	// the pages fetched after it are dropped and reading goes on from there.
 	// Every read is waited for before Verify returns.
 	type fetched struct {
-		from int64
-		page []audit.LeafEvent
-		err  error
-		done chan struct{}
+		from   int64
+		page   []audit.LeafEvent
+		hashes pageHashes
+		err    error
+		done   chan struct{}
 	}
 	var queue []*fetched
 	var ahead int64 // where the next page to fetch starts
@@ -155,6 +156,9 @@ func Verify(ctx context.Context, s audit.TreeStore, opts VerifyOptions) (Report,
 		go func() {
 			defer close(f.done)
 			f.page, f.err = s.LeafEvents(ctx, from, opts.Batch)
+			if f.err == nil {
+				f.hashes = readPageHashes(ctx, s, from, f.page)
+			}
 		}()
 	}
 	drain := func() {
@@ -182,7 +186,7 @@ func Verify(ctx context.Context, s audit.TreeStore, opts VerifyOptions) (Report,
 			drain()
 			ahead = end
 		}
-		if err := v.leaves(f.page, &next); err != nil {
+		if err := v.leaves(f.page, f.hashes, &next); err != nil {
 			return *rep, err
 		}
 		if opts.Progress != nil {
@@ -218,11 +222,38 @@ func (v *verifier) readOutside(where string, notes []string) {
 	}
 }
 
-// leaves checks a page of leaves and adds them to the rebuilt tree.
-func (v *verifier) leaves(page []audit.LeafEvent, next *int64) error {
+// pageHashes are the stored hashes a page of leaves adds, read with the
+// page: hashes[i] is hash lo+i. Read is false when the page does not start
+// at from or has a hole (the leaves before it decide what it needs).
+type pageHashes struct {
+	read   bool
+	lo     int64
+	hashes [][32]byte
+	err    error
+}
+
+func readPageHashes(ctx context.Context, s audit.TreeStore, from int64, page []audit.LeafEvent) pageHashes {
+	if len(page) == 0 || page[0].Index != from || page[len(page)-1].Index-from != int64(len(page)-1) {
+		return pageHashes{}
+	}
+	lo, hi := tlog.StoredHashCount(from), tlog.StoredHashCount(page[len(page)-1].Index+1)
+	if hi <= lo {
+		return pageHashes{read: true, lo: lo}
+	}
+	idx := make([]int64, 0, hi-lo)
+	for i := lo; i < hi; i++ {
+		idx = append(idx, i)
+	}
+	hs, err := s.ReadHashes(ctx, idx)
+	return pageHashes{read: true, lo: lo, hashes: hs, err: err}
+}
+
+// leaves checks a page of leaves and adds them to the rebuilt tree; pre are
+// its stored hashes when they were read with it.
+func (v *verifier) leaves(page []audit.LeafEvent, pre pageHashes, next *int64) error {
 	first := *next
-	// The stored hashes this page's leaves add, read in one go: stored[x-lo]
-	// is hash x, when have says it is there.
+	// The stored hashes this page's leaves add: stored[x-lo] is hash x, when
+	// have says it is there.
 	lo, hi := tlog.StoredHashCount(first), tlog.StoredHashCount(page[len(page)-1].Index+1)
 	stored, have := v.storedBuf[:0], v.haveBuf[:0]
 	if hi > lo && page[len(page)-1].Index-first == int64(len(page)-1) {
@@ -230,7 +261,10 @@ func (v *verifier) leaves(page []audit.LeafEvent, next *int64) error {
 		for i := lo; i < hi; i++ {
 			idx = append(idx, i)
 		}
-		hs, err := v.store.ReadHashes(v.ctx, idx)
+		hs, err := pre.hashes, pre.err
+		if !pre.read || pre.lo != lo || (err == nil && len(hs) != len(idx)) {
+			hs, err = v.store.ReadHashes(v.ctx, idx)
+		}
 		if err == nil {
 			stored = append(stored, hs...)
 			for range hs {
