@@ -68,7 +68,10 @@ func (v jsValue) appendJSON(dst []byte) []byte {
 }
 
 func canonicalString(values [8]jsValue) []byte {
-	out := make([]byte, 0, 256)
+	return appendCanonical(make([]byte, 0, 256), values)
+}
+
+func appendCanonical(out []byte, values [8]jsValue) []byte {
 	for i, f := range hashedFields {
 		if i > 0 {
 			out = append(out, '|')
@@ -98,6 +101,17 @@ func (e *Event) CanonicalString() string {
 		stringValue(e.PrincipalID), stringValue(string(e.Status)), stringValue(e.TargetResourceID),
 		stringValue(e.TargetResourceType), stringValue(e.Timestamp),
 	}))
+}
+
+// HashSum is ComputeHash as 32 bytes, for verifying many rows: the canonical
+// string is written into buf (returned grown, for the next call).
+func (e *Event) HashSum(buf []byte) ([32]byte, []byte) {
+	buf = appendCanonical(buf[:0], [8]jsValue{
+		stringValue(e.Action), stringValue(e.OrganizationID), stringValue(e.OutcomeDescription),
+		stringValue(e.PrincipalID), stringValue(string(e.Status)), stringValue(e.TargetResourceID),
+		stringValue(e.TargetResourceType), stringValue(e.Timestamp),
+	})
+	return sha256.Sum256(buf), buf
 }
 
 // ComputeHash returns the producer-compatible SHA-256 hex hash of the event.

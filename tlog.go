@@ -66,7 +66,7 @@ type TreeStore interface {
 	// is not a leaf yet).
 	LeafOf(ctx context.Context, seq int64) (Leaf, error)
 	// LeafEvents returns up to limit leaves with Index >= from, in leaf order,
-	// each with its row.
+	// each with its row (SessionContext may be left undecoded in Details).
 	LeafEvents(ctx context.Context, from int64, limit int) ([]LeafEvent, error)
 	// AddCheckpoint stores a checkpoint; CodeConflict if one of that size exists.
 	AddCheckpoint(ctx context.Context, c Checkpoint) error

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -127,12 +126,11 @@ func (s *Store) AppendLeaves(ctx context.Context, size int64, rows []audit.LeafR
 
 // ReadHashes returns the stored hashes at indexes, in that order.
 func (s *Store) ReadHashes(ctx context.Context, indexes []int64) ([][32]byte, error) {
-	query, args := `SELECT hash_index, hash FROM tlog_hashes WHERE hash_index = ANY($1)`, []any{indexes}
 	if contiguous(indexes) {
 		// A run (verification reads a page's hashes): one index range scan.
-		query, args = `SELECT hash_index, hash FROM tlog_hashes WHERE hash_index BETWEEN $1 AND $2`, []any{indexes[0], indexes[len(indexes)-1]}
+		return s.readHashRun(ctx, indexes[0], indexes[len(indexes)-1])
 	}
-	rows, err := s.pool.Query(ctx, query, args...)
+	rows, err := s.pool.Query(ctx, `SELECT hash_index, hash FROM tlog_hashes WHERE hash_index = ANY($1)`, indexes)
 	if err != nil {
 		return nil, wrapErr("read tree hashes", err)
 	}
@@ -194,59 +192,6 @@ func (s *Store) LeafOf(ctx context.Context, seq int64) (audit.Leaf, error) {
 	}
 	copy(l.RecordHash[:], data)
 	return l, nil
-}
-
-// LeafEvents returns leaves from index from on, each with its row. The rows
-// are read by ranges of id (leaf order is nearly id order): an index range
-// scan per run of close ids, where a join would probe every partition for
-// every leaf. A row counts only if its event time is the leaf's too: (id,
-// "timestamp") is the row's key.
-func (s *Store) LeafEvents(ctx context.Context, from int64, limit int) ([]audit.LeafEvent, error) {
-	rows, err := s.pool.Query(ctx, `SELECT leaf_index, event_id, event_time, leaf_data FROM tlog_leaves
-		WHERE leaf_index >= $1 ORDER BY leaf_index LIMIT $2`, from, limit)
-	if err != nil {
-		return nil, wrapErr("read leaves", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (audit.LeafEvent, error) {
-		var le audit.LeafEvent
-		var data []byte
-		err := r.Scan(&le.Index, &le.Seq, &le.Time, &data)
-		copy(le.RecordHash[:], data)
-		return le, err
-	})
-	if err != nil {
-		return nil, wrapErr("read leaves", err)
-	}
-	ids := make([]int64, len(out))
-	for i := range out {
-		ids[i] = out[i].Seq
-	}
-	slices.Sort(ids)
-	bySeq := make(map[int64]*audit.StoredEvent, len(out))
-	for lo := 0; lo < len(ids); {
-		hi := lo
-		for hi+1 < len(ids) && ids[hi+1]-ids[hi] <= leafRangeGap {
-			hi++
-		}
-		events, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM audit_log WHERE id BETWEEN $1 AND $2`, ids[lo], ids[hi])
-		if err != nil {
-			return nil, wrapErr("read leaf rows", err)
-		}
-		found, err := pgx.CollectRows(events, scanEvent)
-		if err != nil {
-			return nil, wrapErr("read leaf rows", err)
-		}
-		for i := range found {
-			bySeq[found[i].Seq] = &found[i]
-		}
-		lo = hi + 1
-	}
-	for i := range out {
-		if e := bySeq[out[i].Seq]; e != nil && e.Time.Equal(out[i].Time) {
-			out[i].Event = e
-		}
-	}
-	return out, nil
 }
 
 // leafRangeGap: ids of a page of leaves closer than this are read in one

@@ -2,8 +2,11 @@ package transparency_test
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
+	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -12,8 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/note"
+
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/internal/eventgen"
+	"github.com/smartlogs/audit-worker/internal/testenv"
+	"github.com/smartlogs/audit-worker/postgres"
 	"github.com/smartlogs/audit-worker/transparency"
 )
 
@@ -21,6 +29,13 @@ import (
 // They load hundreds of thousands of rows, so they run only when asked:
 //
 //	AUDIT_BENCH_TLOG=1 [AUDIT_BENCH_TLOG_ROWS=1000000] go test ./transparency -run TestBenchTree -v -timeout 30m
+//
+// TestBenchTreeVerifyKept measures Verify alone on a database that is kept
+// between runs (AUDIT_BENCH_TLOG_DB, created and filled by the first run), so
+// that runs of two builds can be interleaved on the same rows:
+//
+//	AUDIT_BENCH_TLOG=1 AUDIT_BENCH_TLOG_ROWS=1000000 AUDIT_BENCH_TLOG_DB=audit_bench_tlog \
+//	  go test ./transparency -run TestBenchTreeVerifyKept -v -timeout 30m
 
 func benchRows(t *testing.T) int {
 	if os.Getenv("AUDIT_BENCH_TLOG") != "1" {
@@ -106,6 +121,112 @@ func TestBenchTreeBacklogAndVerify(t *testing.T) {
 	}
 	t.Logf("verified %d rows in %s: %.0f rows/s; RSS %d MiB before, peak %d MiB", rep.Leaves, took.Round(time.Millisecond),
 		float64(rep.Leaves)/took.Seconds(), before>>10, peak>>10)
+}
+
+// TestBenchTreeVerifyKept verifies the rows of a kept database (see above),
+// filling it first when it is empty: rows/s, RSS before and peak.
+func TestBenchTreeVerifyKept(t *testing.T) {
+	n := benchRows(t)
+	name := os.Getenv("AUDIT_BENCH_TLOG_DB")
+	if name == "" {
+		t.Skip("set AUDIT_BENCH_TLOG_DB to a database name to keep")
+	}
+	ctx := context.Background()
+	store, key := keptBenchStore(t, name, n)
+	runtime.GC()
+	before := rssKiB()
+	var peak int64
+	start := time.Now()
+	rep, err := transparency.Verify(ctx, store, transparency.VerifyOptions{Verifier: key.Verifier,
+		Progress: func(int64) { peak = max(peak, rssKiB()) }})
+	took := time.Since(start)
+	if err != nil || !rep.OK {
+		t.Fatalf("Verify: %+v, %v", rep, err)
+	}
+	t.Logf("verified %d rows in %s: %.0f rows/s; RSS %d MiB before, peak %d MiB", rep.Leaves, took.Round(time.Millisecond),
+		float64(rep.Leaves)/took.Seconds(), before>>10, peak>>10)
+}
+
+// keptBenchStore opens (creating it if needed) the database name with n
+// integrated rows and a checkpoint signed by a key kept beside it.
+func keptBenchStore(t *testing.T, name string, n int) (*postgres.Store, transparency.Key) {
+	ctx := context.Background()
+	admin := testenv.PostgresAdminURL()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close(ctx)
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	store, err := postgres.Open(ctx, postgres.Config{URL: u.String(), MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	keyFile := filepath.Join(os.TempDir(), name+".checkpoint-key")
+	var key transparency.Key
+	if b, err := os.ReadFile(keyFile); err == nil {
+		if key, err = transparency.ParseKey(string(b)); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		skey, _, err := note.GenerateKey(rand.Reader, testOrigin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if key, err = transparency.ParseKey(skey); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(keyFile, []byte(skey), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size, err := store.TreeSize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size >= int64(n) {
+		return store, key
+	}
+	if size != 0 {
+		t.Fatalf("database %s holds %d leaves, not %d: drop it", name, size, n)
+	}
+	base := eventgen.New(9).Records(1000, "bench")
+	start := time.Now()
+	for b := 0; b*1000 < n; b++ {
+		if _, err := store.StoreBatch(ctx, audit.Batch{Records: benchRecords(base, b)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("stored %d rows in %s", n, time.Since(start).Round(time.Millisecond))
+	in := transparency.NewIntegrator(store, transparency.Config{Origin: testOrigin, Key: key})
+	for {
+		k, err := in.Integrate(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k == 0 {
+			break
+		}
+	}
+	if err := in.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("filled %s in %s", name, time.Since(start).Round(time.Millisecond))
+	return store, key
 }
 
 // TestBenchTreeCheckpointLag stores batches at a steady rate while the

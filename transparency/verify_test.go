@@ -2,6 +2,7 @@ package transparency_test
 
 import (
 	"encoding/hex"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -219,6 +220,34 @@ func TestVerifyFindsTampering(t *testing.T) {
 			if rep, _ := transparency.Verify(t.Context(), e.store, transparency.VerifyOptions{Verifier: key.Verifier,
 				Published: []string{notes[0]}}); !rep.OK {
 				t.Fatalf("rolled back consistently, verify still finds %+v", rep.Problems)
+			}
+		})
+		t.Run("LeafDeletedMidPage", func(t *testing.T) {
+			// Pages are read ahead from where full ones would end: a hole
+			// must stop the tree at the missing leaf, however many pages
+			// are read at once.
+			key := newKey(t, testOrigin)
+			e := e.fresh(t)
+			in, _ := newIntegrator(t, e, key)
+			storeRecords(t, e, 33, 21)
+			integrateAll(t, in)
+			e.exec(t, `DELETE FROM tlog_leaves WHERE leaf_index = 9`)
+			var first []transparency.Problem
+			for readers := 1; readers <= 4; readers++ {
+				rep, err := transparency.Verify(t.Context(), e.store, transparency.VerifyOptions{Verifier: key.Verifier,
+					Batch: 4, Readers: readers})
+				if err == nil || !strings.Contains(err.Error(), "missing leaf 9") {
+					t.Fatalf("%d readers: Verify = %v, want an error at missing leaf 9", readers, err)
+				}
+				last := rep.Problems[len(rep.Problems)-1]
+				if last.Kind != transparency.ProblemMissingLeaf || *last.Leaf != 9 {
+					t.Fatalf("%d readers: %+v, want missing leaf 9 last", readers, rep.Problems)
+				}
+				if first == nil {
+					first = rep.Problems
+				} else if fmt.Sprint(rep.Problems) != fmt.Sprint(first) {
+					t.Fatalf("%d readers: %v, one reader: %v", readers, rep.Problems, first)
+				}
 			}
 		})
 		t.Run("PublishedFileRolledBack", func(t *testing.T) {

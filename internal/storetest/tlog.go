@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -203,6 +204,16 @@ func testTreeLeafEvents(t *testing.T, s TreeStore) {
 		if le.Index != int64(2+i) || le.Event == nil || le.Event.Seq != e.Seq || le.Event.RecordHash != e.RecordHash ||
 			string(le.Event.Details) != string(e.Details) || le.Event.ComputeRecordHash() != e.RecordHash {
 			t.Fatalf("leaf %d: %+v, want the row %d as stored", 2+i, le, e.Seq)
+		}
+		// Every value as ListEvents reads it; the session context may be
+		// left in Details undecoded.
+		got, want := *le.Event, e
+		got.SessionContext, want.SessionContext = nil, nil
+		for _, ts := range []*time.Time{&got.Time, &got.ReceivedAt, &got.StoredAt, &want.Time, &want.ReceivedAt, &want.StoredAt} {
+			*ts = ts.UTC()
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("leaf %d: row\n%+v\nListEvents:\n%+v", 2+i, got, want)
 		}
 	}
 	if page, _ := s.LeafEvents(ctx, 7, 3); len(page) != 0 {
