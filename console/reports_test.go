@@ -24,20 +24,10 @@ import (
 // reportGenerator is the report generator cmd/audit-worker makes from its
 // configuration, over the test's store and HMAC key.
 func reportGenerator(cfg config.Config, store report.Store, hmacKey []byte) *report.Generator {
-	pd := cfg.Monitoring.PatternDetection
-	gd := cfg.Compliance.GDPR
-	return report.New(report.Options{
-		Store:     store,
-		TimeZones: report.TimeZones{Default: pd.TimeZone, ByOrg: pd.OrganizationTimeZones},
-		OffHours:  report.HourRange{Start: pd.OffHoursStart, End: pd.OffHoursEnd},
-		GDPR: &report.RecordOfProcessing{Controller: gd.Controller, Purposes: gd.Purposes,
-			DataSubjectCategories: gd.DataSubjectCategories, PersonalDataCategories: gd.PersonalDataCategories,
-			RecipientCategories: gd.RecipientCategories, TransferSafeguards: gd.TransferSafeguards,
-			ErasureTimeLimits: gd.ErasureTimeLimits, SecurityMeasures: gd.SecurityMeasures},
-		HMACKey:   func() []byte { return hmacKey },
-		MaxListed: cfg.Compliance.MaxListedEvents,
-		MaxPeriod: time.Duration(cfg.Compliance.MaxReportPeriodDays) * 24 * time.Hour,
-	})
+	opts := cfg.ReportOptions()
+	opts.Store = store
+	opts.HMACKey = func() []byte { return hmacKey }
+	return report.New(opts)
 }
 
 // runSchedules makes the reports of schedules that are due at now, as one

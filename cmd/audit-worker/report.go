@@ -23,21 +23,11 @@ const schedulerInterval = time.Minute
 
 // reportGenerator is the report generator the configuration describes.
 func reportGenerator(cfg config.Config, store report.Store) *report.Generator {
-	pd := cfg.Monitoring.PatternDetection
-	gd := cfg.Compliance.GDPR
-	return report.New(report.Options{
-		Store:     store,
-		TimeZones: report.TimeZones{Default: pd.TimeZone, ByOrg: pd.OrganizationTimeZones},
-		OffHours:  report.HourRange{Start: pd.OffHoursStart, End: pd.OffHoursEnd},
-		GDPR: &report.RecordOfProcessing{Controller: gd.Controller, Purposes: gd.Purposes,
-			DataSubjectCategories: gd.DataSubjectCategories, PersonalDataCategories: gd.PersonalDataCategories,
-			RecipientCategories: gd.RecipientCategories, TransferSafeguards: gd.TransferSafeguards,
-			ErasureTimeLimits: gd.ErasureTimeLimits, SecurityMeasures: gd.SecurityMeasures},
-		HMACKey:     func() []byte { return []byte(cfg.Security.EncryptionKey) },
-		MaxListed:   cfg.Compliance.MaxListedEvents,
-		Checkpoints: reportCheckpoints(cfg, store),
-		MaxPeriod:   time.Duration(cfg.Compliance.MaxReportPeriodDays) * 24 * time.Hour,
-	})
+	opts := cfg.ReportOptions()
+	opts.Store = store
+	opts.HMACKey = func() []byte { return []byte(cfg.Security.EncryptionKey) }
+	opts.Checkpoints = reportCheckpoints(cfg, store)
+	return report.New(opts)
 }
 
 // reportSchedules are the configuration's scheduled reports: its own
