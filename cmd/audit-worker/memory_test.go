@@ -360,6 +360,30 @@ func (w *workerProcess) waitRSSBelow(t *testing.T, limit int64, max time.Duratio
 // checkMetrics reads the refusals and memory releases from /metrics.
 func (w *workerProcess) checkMetrics(t *testing.T) {
 	t.Helper()
+	// The release runs in the background once the burst's last request is
+	// done: poll for it a while rather than read the metrics once.
+	var values map[string]float64
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		values = w.metricValues(t)
+		if values["audit_memory_releases_total"] >= 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Logf("metrics: in flight %g bytes of %g, refused busy %g, memory releases %g",
+		values["audit_http_ingest_in_flight_bytes"], values["audit_http_ingest_budget_bytes"],
+		values[`audit_http_ingest_refused_total{reason="busy"}`], values["audit_memory_releases_total"])
+	if values["audit_http_ingest_in_flight_bytes"] != 0 || values["audit_http_ingest_budget_bytes"] != memBudget {
+		t.Errorf("in-flight metrics after the burst: %g of %g bytes, want 0 of %d",
+			values["audit_http_ingest_in_flight_bytes"], values["audit_http_ingest_budget_bytes"], memBudget)
+	}
+	if values["audit_memory_releases_total"] < 1 {
+		t.Error("no memory release counted within 15 s of the burst")
+	}
+}
+
+// metricValues reads the worker's /metrics as name (with labels) → value.
+func (w *workerProcess) metricValues(t *testing.T) map[string]float64 {
+	t.Helper()
 	resp, err := w.do(http.MethodGet, "/metrics", nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -376,16 +400,7 @@ func (w *workerProcess) checkMetrics(t *testing.T) {
 			values[name] = f
 		}
 	}
-	t.Logf("metrics: in flight %g bytes of %g, refused busy %g, memory releases %g",
-		values["audit_http_ingest_in_flight_bytes"], values["audit_http_ingest_budget_bytes"],
-		values[`audit_http_ingest_refused_total{reason="busy"}`], values["audit_memory_releases_total"])
-	if values["audit_http_ingest_in_flight_bytes"] != 0 || values["audit_http_ingest_budget_bytes"] != memBudget {
-		t.Errorf("in-flight metrics after the burst: %g of %g bytes, want 0 of %d",
-			values["audit_http_ingest_in_flight_bytes"], values["audit_http_ingest_budget_bytes"], memBudget)
-	}
-	if values["audit_memory_releases_total"] < 1 {
-		t.Error("no memory release counted after the burst")
-	}
+	return values
 }
 
 const (
