@@ -312,7 +312,7 @@ func TestSessionsAreBoundedAndPruned(t *testing.T) {
 		}
 	}
 	if code, _ := signInAs(t, srv.URL, sessReaderKey); code != http.StatusServiceUnavailable {
-		t.Errorf("a third session beyond MaxSessions 2: %d, want 503", code)
+		t.Errorf("one sign-in more than MaxSessions (2): %d, want 503", code)
 	}
 	clk.advance(31 * time.Minute) // both expire
 	if code, _ := signInAs(t, srv.URL, sessReaderKey); code != 200 {

@@ -103,7 +103,7 @@ function renderSignIn(notice) {
   const input = h('input', { id: 'credential', name: 'credential', type: 'password', autocomplete: 'off', required: true, spellcheck: 'false' });
   const form = h('form', { class: 'card signin', id: 'signin-form' },
     h('h1', {}, 'Sign in'),
-    h('p', { class: 'muted' }, 'An API key (awk_…) or, where OpenID Connect is configured, a bearer token from your identity provider. The console keeps it only for this session, on the worker.'),
+    h('p', { class: 'muted' }, 'An API key (awk_…) or, where OpenID Connect is configured, a bearer token from your identity provider. The console keeps it on the worker only while you are signed in.'),
     h('label', { for: 'credential' }, 'API key or token', input),
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Sign in')),
     status);
