@@ -479,18 +479,7 @@ func TestSQLiteMemoryIsBounded(t *testing.T) {
 // /metrics) and the anonymous, file-backed and shared parts of its RSS.
 func (w *workerProcess) memoryBreakdown(t *testing.T) string {
 	t.Helper()
-	resp, err := w.do(http.MethodGet, "/metrics", nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var heap float64
-	for line := range strings.SplitSeq(string(text), "\n") {
-		if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
-			heap, _ = strconv.ParseFloat(v, 64)
-		}
-	}
+	heap := w.metricValues(t)["go_memstats_heap_inuse_bytes"]
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
