@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"golang.org/x/mod/sumdb/tlog"
 
 	audit "github.com/smartlogs/audit-worker"
 )
@@ -99,18 +98,13 @@ func (s *Store) AppendLeaves(ctx context.Context, size int64, rows []audit.LeafR
 		if n != size {
 			return audit.Errorf(audit.CodeConflict, "the tree has %d leaves, not %d: another integrator appended", n, size)
 		}
-		first := tlog.StoredHashCount(size)
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"tlog_leaves"}, []string{"leaf_index", "event_id", "event_time", "leaf_data"},
 			pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
 				return []any{size + int64(i), rows[i].Seq, rows[i].Time, rows[i].RecordHash[:]}, nil
 			})); err != nil {
 			return err
 		}
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"tlog_hashes"}, []string{"hash_index", "hash"},
-			pgx.CopyFromSlice(len(hashes), func(i int) ([]any, error) {
-				return []any{first + int64(i), hashes[i][:]}, nil
-			}))
-		return err
+		return appendTiles(ctx, tx, size, int64(len(rows)), hashes)
 	})
 	var pgErr *pgconn.PgError
 	switch {
@@ -122,60 +116,6 @@ func (s *Store) AppendLeaves(ctx context.Context, size int64, rows []audit.LeafR
 		return audit.Errorf(audit.CodeConflict, "append leaves: %w", err)
 	}
 	return wrapErr("append leaves", err)
-}
-
-// ReadHashes returns the stored hashes at indexes, in that order.
-func (s *Store) ReadHashes(ctx context.Context, indexes []int64) ([][32]byte, error) {
-	if contiguous(indexes) {
-		// A run (verification reads a page's hashes): one index range scan.
-		return s.readHashRun(ctx, indexes[0], indexes[len(indexes)-1])
-	}
-	rows, err := s.pool.Query(ctx, `SELECT hash_index, hash FROM tlog_hashes WHERE hash_index = ANY($1)`, indexes)
-	if err != nil {
-		return nil, wrapErr("read tree hashes", err)
-	}
-	defer rows.Close()
-	found := make(map[int64][32]byte, len(indexes))
-	for rows.Next() {
-		var i int64
-		var b []byte
-		if err := rows.Scan(&i, &b); err != nil {
-			return nil, wrapErr("read tree hashes", err)
-		}
-		var h [32]byte
-		copy(h[:], b)
-		found[i] = h
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrapErr("read tree hashes", err)
-	}
-	return orderHashes(indexes, found)
-}
-
-// contiguous reports whether indexes are n, n+1, n+2, ... (at least two).
-func contiguous(indexes []int64) bool {
-	if len(indexes) < 2 {
-		return false
-	}
-	for i := 1; i < len(indexes); i++ {
-		if indexes[i] != indexes[i-1]+1 {
-			return false
-		}
-	}
-	return true
-}
-
-// orderHashes lays found out in the order of indexes.
-func orderHashes(indexes []int64, found map[int64][32]byte) ([][32]byte, error) {
-	out := make([][32]byte, len(indexes))
-	for k, i := range indexes {
-		h, ok := found[i]
-		if !ok {
-			return nil, audit.Errorf(audit.CodeNotFound, "stored tree hash %d is missing", i)
-		}
-		out[k] = h
-	}
-	return out, nil
 }
 
 // LeafOf returns the leaf of the row seq.

@@ -226,44 +226,6 @@ func (p *leafRowPage) events() []audit.StoredEvent {
 	return out
 }
 
-// readHashRun returns the stored hashes lo..hi, read in binary in index
-// order straight into the result.
-func (s *Store) readHashRun(ctx context.Context, lo, hi int64) ([][32]byte, error) {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, wrapErr("read tree hashes", err)
-	}
-	defer conn.Release()
-	values, oids, formats := int8Params(lo, hi)
-	rr := conn.Conn().PgConn().ExecParams(ctx, `SELECT hash_index, hash FROM tlog_hashes
-		WHERE hash_index BETWEEN $1 AND $2 ORDER BY hash_index`, values, oids, formats, binaryResults)
-	out := make([][32]byte, 0, hi-lo+1)
-	missing := int64(-1)
-	for rr.NextRow() {
-		v := rr.Values()
-		if len(v) != 2 || len(v[0]) != 8 {
-			rr.Close()
-			return nil, audit.Errorf(audit.CodeIntegrity, "read tree hashes: a row of unexpected shape")
-		}
-		if i := readInt8(v[0]); i != lo+int64(len(out)) && missing < 0 {
-			missing = lo + int64(len(out))
-		}
-		var h [32]byte
-		copy(h[:], v[1])
-		out = append(out, h)
-	}
-	if _, err := rr.Close(); err != nil {
-		return nil, wrapErr("read tree hashes", err)
-	}
-	if missing < 0 && int64(len(out)) != hi-lo+1 {
-		missing = lo + int64(len(out))
-	}
-	if missing >= 0 {
-		return nil, audit.Errorf(audit.CodeNotFound, "stored tree hash %d is missing", missing)
-	}
-	return out, nil
-}
-
 func readInt8(b []byte) int64 { return int64(binary.BigEndian.Uint64(b)) }
 
 // readTimestamptz reads µs since 2000-01-01 UTC, in the local zone as pgx

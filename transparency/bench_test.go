@@ -103,6 +103,7 @@ func TestBenchTreeBacklogAndVerify(t *testing.T) {
 	}
 	took := time.Since(start)
 	t.Logf("integrated %d rows in %s: %.0f rows/s", total, took.Round(time.Millisecond), float64(total)/took.Seconds())
+	logTreeFootprint(t, e.pg, total)
 	start = time.Now()
 	if err := in.Checkpoint(ctx); err != nil {
 		t.Fatal(err)
@@ -121,6 +122,31 @@ func TestBenchTreeBacklogAndVerify(t *testing.T) {
 	}
 	t.Logf("verified %d rows in %s: %.0f rows/s; RSS %d MiB before, peak %d MiB", rep.Leaves, took.Round(time.Millisecond),
 		float64(rep.Leaves)/took.Seconds(), before>>10, peak>>10)
+}
+
+// logTreeFootprint logs the bytes per leaf of the tree's tables with their
+// indexes, and their row counts: what integration writes for every row.
+func logTreeFootprint(t *testing.T, url string, leaves int) {
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(t.Context(), `SELECT c.relname, pg_total_relation_size(c.oid), coalesce(s.n_tup_ins, 0)
+		FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+		WHERE c.relname LIKE 'tlog\_%' AND c.relkind = 'r' ORDER BY c.relname`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var bytes, inserted int64
+		if err := rows.Scan(&name, &bytes, &inserted); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %.1f bytes per leaf with its indexes, %d rows inserted", name, float64(bytes)/float64(leaves), inserted)
+	}
 }
 
 // TestBenchTreeVerifyKept verifies the rows of a kept database (see above),

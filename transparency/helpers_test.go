@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
 
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/internal/eventgen"
@@ -30,13 +31,20 @@ type env struct {
 	// fresh returns an empty store of the same kind: a new SQLite file, or
 	// the same PostgreSQL database emptied (creating one costs seconds).
 	fresh func(t *testing.T) env
+	// hashTable is the table of the tree's stored hashes: one row per hash
+	// on SQLite, tiles of hashes on PostgreSQL.
+	hashTable string
+	// setHash overwrites the stored hash at index; dropHashesFrom deletes the
+	// stored hashes that a tree of more than size leaves adds.
+	setHash        func(t *testing.T, index int64, h [32]byte)
+	dropHashesFrom func(t *testing.T, size int64)
 }
 
 var placeholder = regexp.MustCompile(`\$\d+`)
 
 func sqliteEnv(t *testing.T) env {
 	s, path := teststores.SQLite(t)
-	return env{store: s, fresh: sqliteEnv, exec: func(t *testing.T, query string, args ...any) {
+	e := env{store: s, fresh: sqliteEnv, hashTable: "tlog_hashes", exec: func(t *testing.T, query string, args ...any) {
 		t.Helper()
 		db, err := sql.Open("sqlite", path)
 		if err != nil {
@@ -47,11 +55,18 @@ func sqliteEnv(t *testing.T) env {
 			t.Fatalf("%s: %v", query, err)
 		}
 	}}
+	e.setHash = func(t *testing.T, index int64, h [32]byte) {
+		e.exec(t, `UPDATE tlog_hashes SET hash = $1 WHERE hash_index = $2`, h[:], index)
+	}
+	e.dropHashesFrom = func(t *testing.T, size int64) {
+		e.exec(t, `DELETE FROM tlog_hashes WHERE hash_index >= $1`, tlog.StoredHashCount(size))
+	}
+	return e
 }
 
 func postgresEnv(t *testing.T) env {
 	s, url := teststores.Postgres(t)
-	e := env{store: s, pg: url}
+	e := env{store: s, pg: url, hashTable: "tlog_hash_tiles"}
 	e.exec = func(t *testing.T, query string, args ...any) {
 		t.Helper()
 		conn, err := pgx.Connect(t.Context(), url)
@@ -64,8 +79,22 @@ func postgresEnv(t *testing.T) env {
 		}
 	}
 	e.fresh = func(t *testing.T) env {
-		e.exec(t, `TRUNCATE audit_log, tlog_leaves, tlog_hashes, tlog_checkpoints`)
+		e.exec(t, `TRUNCATE audit_log, tlog_leaves, tlog_hash_tiles, tlog_checkpoints`)
 		return e
+	}
+	// Hash n of level L is in tile n/32 at byte 32*(n%32) (postgres/tlogtiles.go).
+	e.setHash = func(t *testing.T, index int64, h [32]byte) {
+		level, n := tlog.SplitStoredHashIndex(index)
+		e.exec(t, `UPDATE tlog_hash_tiles SET hashes = overlay(hashes placing $1 from $2 for 32) WHERE level = $3 AND tile = $4`,
+			h[:], n%32*32+1, level, n/32)
+	}
+	e.dropHashesFrom = func(t *testing.T, size int64) {
+		for level := 0; level < 63; level++ {
+			n := size >> level
+			e.exec(t, `DELETE FROM tlog_hash_tiles WHERE level = $1 AND tile * 32 >= $2`, level, n)
+			e.exec(t, `UPDATE tlog_hash_tiles SET hashes = substring(hashes from 1 for $1) WHERE level = $2 AND tile = $3`,
+				n%32*32, level, n/32)
+		}
 	}
 	return e
 }

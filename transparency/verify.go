@@ -94,7 +94,6 @@ type verifier struct {
 	stored  []audit.Checkpoint // the next stored checkpoints, by size
 	after   int64              // size of the last stored checkpoint read
 	last    Tree               // the last stored checkpoint that verified
-	scratch []byte             // the hashed text of the row at hand, reused
 	// The stored hashes of the page at hand, reused from page to page.
 	storedBuf [][32]byte
 	haveBuf   []bool
@@ -141,9 +140,13 @@ func Verify(ctx context.Context, s audit.TreeStore, opts VerifyOptions) (Report,
 	// leaf missing; when one ends elsewhere (the end of the tree, a hole),
 	// the pages fetched after it are dropped and reading goes on from there.
 	// Every read is waited for before Verify returns.
+	// A reader also checks its page's rows (rowIntact, the costly part of
+	// verification: two SHA-256 sums over each row's text), so that the
+	// checking runs on as many cores as there are readers.
 	type fetched struct {
 		from   int64
 		page   []audit.LeafEvent
+		intact []bool
 		hashes pageHashes
 		err    error
 		done   chan struct{}
@@ -158,6 +161,11 @@ func Verify(ctx context.Context, s audit.TreeStore, opts VerifyOptions) (Report,
 			f.page, f.err = s.LeafEvents(ctx, from, opts.Batch)
 			if f.err == nil {
 				f.hashes = readPageHashes(ctx, s, from, f.page)
+				f.intact = make([]bool, len(f.page))
+				var scratch []byte
+				for i := range f.page {
+					f.intact[i], scratch = rowIntact(f.page[i], opts.HMACKey, scratch)
+				}
 			}
 		}()
 	}
@@ -186,7 +194,7 @@ func Verify(ctx context.Context, s audit.TreeStore, opts VerifyOptions) (Report,
 			drain()
 			ahead = end
 		}
-		if err := v.leaves(f.page, f.hashes, &next); err != nil {
+		if err := v.leaves(f.page, f.intact, f.hashes, &next); err != nil {
 			return *rep, err
 		}
 		if opts.Progress != nil {
@@ -248,9 +256,10 @@ func readPageHashes(ctx context.Context, s audit.TreeStore, from int64, page []a
 	return pageHashes{read: true, lo: lo, hashes: hs, err: err}
 }
 
-// leaves checks a page of leaves and adds them to the rebuilt tree; pre are
-// its stored hashes when they were read with it.
-func (v *verifier) leaves(page []audit.LeafEvent, pre pageHashes, next *int64) error {
+// leaves checks a page of leaves and adds them to the rebuilt tree; intact
+// says which rows rowIntact found intact, and pre are the page's stored
+// hashes when they were read with it.
+func (v *verifier) leaves(page []audit.LeafEvent, intact []bool, pre pageHashes, next *int64) error {
 	first := *next
 	// The stored hashes this page's leaves add: stored[x-lo] is hash x, when
 	// have says it is there.
@@ -288,14 +297,16 @@ func (v *verifier) leaves(page []audit.LeafEvent, pre pageHashes, next *int64) e
 		}
 		return out, nil
 	})
-	for _, le := range page {
+	for k, le := range page {
 		if le.Index != *next {
 			// Leaves cannot be rebuilt past a hole: stop the tree here.
 			v.problem(Problem{Kind: ProblemMissingLeaf, Leaf: leafRef(*next),
 				Detail: fmt.Sprintf("leaves %d..%d are missing (the next stored leaf is %d)", *next, le.Index-1, le.Index)})
 			return fmt.Errorf("the tree cannot be rebuilt past missing leaf %d", *next)
 		}
-		v.row(le)
+		if !intact[k] {
+			v.row(le)
+		}
 		hs, err := tlog.StoredHashes(le.Index, le.RecordHash[:], r)
 		if err != nil {
 			return err
@@ -337,16 +348,14 @@ func (v *verifier) readHashesOneByOne(idx []int64, stored [][32]byte, have []boo
 	return stored, have, nil
 }
 
-// row checks a leaf's row: there, unchanged, and the one integrated.
+// row says what is wrong with a leaf's row that rowIntact did not find
+// intact: gone, changed, or not the one integrated.
 func (v *verifier) row(le audit.LeafEvent) {
 	integrated := hex.EncodeToString(le.RecordHash[:])
 	if le.Event == nil {
 		v.problem(Problem{Kind: ProblemDeletedRow, Seq: le.Seq, Leaf: leafRef(le.Index),
 			Detail: fmt.Sprintf("no row with id %d and event time %s (deleted, or its id or time changed); it had record hash %s",
 				le.Seq, le.Time.UTC().Format("2006-01-02T15:04:05.000000Z"), integrated)})
-		return
-	}
-	if v.intact(le) {
 		return
 	}
 	check := audit.VerifyStored(le.Event, v.opts.HMACKey)
@@ -363,26 +372,30 @@ func (v *verifier) row(le audit.LeafEvent) {
 	}
 }
 
-// intact reports whether every check of row would hold, without the
-// allocations of audit.VerifyStored: nearly every row is intact, and a row
-// that is not is checked again by VerifyStored, which says what differs.
-func (v *verifier) intact(le audit.LeafEvent) bool {
+// rowIntact reports whether the leaf's row is there and every check of it
+// would hold, without the allocations of audit.VerifyStored: nearly every
+// row is intact, and a row that is not is checked again by VerifyStored,
+// which says what differs. scratch is a buffer for the hashed text, reused
+// from row to row.
+func rowIntact(le audit.LeafEvent, key, scratch []byte) (bool, []byte) {
 	e := le.Event
-	var sum [32]byte
-	sum, v.scratch = e.RecordHashSum(v.scratch)
-	if sum != le.RecordHash || !hexOf(e.RecordHash, &sum) {
-		return false
+	if e == nil {
+		return false, scratch
 	}
-	key := v.opts.HMACKey
+	var sum [32]byte
+	sum, scratch = e.RecordHashSum(scratch)
+	if sum != le.RecordHash || !hexOf(e.RecordHash, &sum) {
+		return false, scratch
+	}
 	signed := e.Signature != "" && len(key) > 0 && (e.SignatureAlgorithm == "" || e.SignatureAlgorithm == "HMAC-SHA256")
 	if e.Hash == "" && !signed {
-		return true
+		return true, scratch
 	}
-	sum, v.scratch = e.HashSum(v.scratch)
+	sum, scratch = e.HashSum(scratch)
 	if e.Hash != "" && !hexOf(e.Hash, &sum) {
-		return false
+		return false, scratch
 	}
-	return !signed || audit.VerifySignature(hex.EncodeToString(sum[:]), e.Signature, key)
+	return !signed || audit.VerifySignature(hex.EncodeToString(sum[:]), e.Signature, key), scratch
 }
 
 // hexOf reports whether s is the lowercase hex of sum, in constant time as

@@ -27,6 +27,7 @@ func RunTree(t *testing.T, open func(t *testing.T) TreeStore) {
 		fn   func(t *testing.T, s TreeStore)
 	}{
 		{"PendingAppendAndRead", testTreeAppend},
+		{"HashesAcrossAppends", testTreeHashesAcrossAppends},
 		{"AppendConflicts", testTreeAppendConflicts},
 		{"LeafEventsNameMissingRows", testTreeLeafEvents},
 		{"Checkpoints", testTreeCheckpoints},
@@ -41,12 +42,18 @@ func RunTree(t *testing.T, open func(t *testing.T) TreeStore) {
 // golang.org/x/mod/sumdb/tlog computes for them.
 func appendAll(t *testing.T, s TreeStore) []audit.LeafRow {
 	t.Helper()
+	return appendSome(t, s, 100000)
+}
+
+// appendSome appends up to limit pending rows.
+func appendSome(t *testing.T, s TreeStore, limit int) []audit.LeafRow {
+	t.Helper()
 	ctx := ctxFor(t)
 	size, err := s.TreeSize(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := s.PendingRows(ctx, 0, 100000)
+	rows, err := s.PendingRows(ctx, 0, limit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +148,58 @@ func testTreeAppend(t *testing.T, s TreeStore) {
 	}
 	if p, _ := s.PendingRows(ctx, 0, 100); len(p) != 0 {
 		t.Fatalf("%d rows pending after all were integrated", len(p))
+	}
+}
+
+// testTreeHashesAcrossAppends appends leaves in runs of uneven sizes, so
+// that a store which packs hashes (several per row) grows partly filled rows
+// and starts new ones at every level, and checks after each append that
+// every stored hash is the one tlog computes.
+func testTreeHashesAcrossAppends(t *testing.T, s TreeStore) {
+	ctx := ctxFor(t)
+	store(t, s, audit.Batch{Records: generated(43, 300)})
+	var want []tlog.Hash // every stored hash of the tree so far, in order
+	memory := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			out[i] = want[x]
+		}
+		return out, nil
+	})
+	size := int64(0)
+	for _, run := range []int{1, 30, 1, 2, 33, 64, 100, 69} {
+		for _, row := range appendSome(t, s, run) {
+			hs, err := tlog.StoredHashes(size, row.RecordHash[:], memory)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, hs...)
+			size++
+		}
+		all := make([]int64, len(want))
+		for i := range all {
+			all[i] = int64(i)
+		}
+		got, err := s.ReadHashes(ctx, all)
+		if err != nil {
+			t.Fatalf("tree of %d leaves: ReadHashes: %v", size, err)
+		}
+		for i := range want {
+			if tlog.Hash(got[i]) != want[i] {
+				t.Fatalf("tree of %d leaves: stored hash %d is %x, want %x", size, i, got[i], want[i])
+			}
+		}
+		// Out of order and repeated, as a proof reads them.
+		some := []int64{all[len(all)-1], 0, all[len(all)/2], 0}
+		if got, err := s.ReadHashes(ctx, some); err != nil || tlog.Hash(got[0]) != want[some[0]] || tlog.Hash(got[3]) != want[0] {
+			t.Fatalf("tree of %d leaves: ReadHashes(%v) = %x, %v", size, some, got, err)
+		}
+		if _, err := s.ReadHashes(ctx, []int64{int64(len(want))}); audit.ErrorCode(err) != audit.CodeNotFound {
+			t.Fatalf("tree of %d leaves: ReadHashes(past the end) = %v, want not found", size, err)
+		}
+	}
+	if size != 300 {
+		t.Fatalf("appended %d leaves, want 300", size)
 	}
 }
 
