@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -60,6 +61,8 @@ type Integrator struct {
 	// instead of walking again from the floor; a pass that drains goes
 	// back to the floor, which finds rows that appeared below the cursor.
 	cursor int64
+	// appended: the Seqs above the floor this integrator appended, sorted.
+	appended []int64
 
 	signed     Tree      // the last checkpoint signed or found published
 	signedAt   time.Time // when it was signed
@@ -256,9 +259,19 @@ func (in *Integrator) Integrate(ctx context.Context) (int, error) {
 		candidate = max(candidate, in.marks[settled].seq)
 		settled++
 	}
-	from := max(in.floor, in.cursor)
-	if in.cursor == 0 && time.Since(in.lastSweep) >= in.cfg.Sweep {
+	// A row at or below the candidate that is not a leaf yet can only have
+	// an id this integrator did not append: when it appended every id of
+	// (floor, candidate], there is nothing to look for below its last row,
+	// and the pass reads only rows above it. Otherwise (ids skipped by
+	// rolled-back inserts and duplicates, rows committed late, leaves of
+	// another integrator) the pass reads again from the floor.
+	holes := in.holes(candidate)
+	from := max(in.floor, in.cursor, in.maxSeq)
+	switch {
+	case in.cursor == 0 && time.Since(in.lastSweep) >= in.cfg.Sweep:
 		from = 0
+	case in.cursor == 0 && holes:
+		from = in.floor
 	}
 	rows, err := in.store.PendingRows(ctx, from, in.cfg.Batch)
 	if err != nil {
@@ -281,16 +294,25 @@ func (in *Integrator) Integrate(ctx context.Context) (int, error) {
 		}
 		in.size += int64(len(rows))
 		in.maxSeq = max(in.maxSeq, rows[len(rows)-1].Seq)
+		for _, r := range rows {
+			if r.Seq > in.floor {
+				in.appended = append(in.appended, r.Seq)
+			}
+		}
+		slices.Sort(in.appended)
 	}
 	in.cursor = 0
 	if len(rows) == in.cfg.Batch {
 		in.cursor = rows[len(rows)-1].Seq
 	}
-	if len(rows) < in.cfg.Batch && from <= in.floor {
-		// Everything visible above the floor is a leaf: the candidate's
-		// rows, visible since the horizon, were among them.
+	if !holes || (len(rows) < in.cfg.Batch && from <= in.floor) {
+		// Every id of (floor, candidate] is a leaf, or everything visible
+		// above the floor is a leaf: the candidate's rows, visible since
+		// the horizon, were among them.
 		in.floor = candidate
 		in.marks = in.marks[settled:]
+		drop, _ := slices.BinarySearch(in.appended, in.floor+1)
+		in.appended = slices.Delete(in.appended, 0, drop)
 	}
 	// A transaction running now that drew a Seq below maxSeq has a
 	// transaction id below the xmax read after this pass.
@@ -302,6 +324,16 @@ func (in *Integrator) Integrate(ctx context.Context) (int, error) {
 		in.marks = append(in.marks, mark{xmax: after.Xmax, seq: in.maxSeq})
 	}
 	return len(rows), nil
+}
+
+// holes reports whether some id of (floor, candidate] is not among the
+// rows this integrator appended.
+func (in *Integrator) holes(candidate int64) bool {
+	if candidate <= in.floor {
+		return false
+	}
+	n, _ := slices.BinarySearch(in.appended, candidate+1)
+	return int64(n) < candidate-in.floor
 }
 
 // maybeCheckpoint signs a checkpoint when the tree grew by MaxRows leaves,

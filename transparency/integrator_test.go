@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/internal/storetest"
 	"github.com/smartlogs/audit-worker/transparency"
 )
 
@@ -295,4 +296,76 @@ func TestRunIntegratesWithinSeconds(t *testing.T) {
 			}
 		}
 	})
+}
+
+// pendingCalls records where each PendingRows call starts.
+type pendingCalls struct {
+	storetest.TreeStore
+	after []int64
+}
+
+func (p *pendingCalls) PendingRows(ctx context.Context, afterSeq int64, limit int) ([]audit.LeafRow, error) {
+	p.after = append(p.after, afterSeq)
+	return p.TreeStore.PendingRows(ctx, afterSeq, limit)
+}
+
+// TestPassesReadFromTheFloorOnlyAcrossHoles: while every id above the floor
+// is a leaf the integrator appended, a pass reads only rows above its last
+// one; an id that no row will ever have (an insert rolled back) makes it
+// read again from the floor until the floor passes the hole.
+func TestPassesReadFromTheFloorOnlyAcrossHoles(t *testing.T) {
+	e := postgresEnv(t)
+	calls := &pendingCalls{TreeStore: e.store}
+	in := transparency.NewIntegrator(calls, transparency.Config{Origin: testOrigin, Key: newKey(t, testOrigin), Sweep: time.Hour})
+	ctx := t.Context()
+	pass := func() (after int64, n int) {
+		t.Helper()
+		n, err := in.Integrate(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return calls.after[len(calls.after)-1], n
+	}
+	lastSeq := func() int64 {
+		events := allEvents(t, e.store)
+		return events[len(events)-1].Seq
+	}
+	storeRecords(t, e, 51, 3)
+	if after, n := pass(); after != 0 || n != 3 {
+		t.Fatalf("first pass read after %d and appended %d, want a sweep from 0 appending 3", after, n)
+	}
+	top := lastSeq()
+	storeRecords(t, e, 52, 3)
+	if after, n := pass(); after != top || n != 3 {
+		t.Fatalf("pass over contiguous ids read after %d (appended %d), want after %d", after, n, top)
+	}
+	// An id drawn and rolled back: a hole no row will fill.
+	conn, err := pgx.Connect(ctx, e.pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var hole int64
+	if err := conn.QueryRow(ctx, `SELECT nextval(pg_get_serial_sequence('audit_log', 'id'))`).Scan(&hole); err != nil {
+		t.Fatal(err)
+	}
+	storeRecords(t, e, 53, 3)
+	sawFloor := false
+	for range 4 {
+		after, _ := pass()
+		sawFloor = sawFloor || after < hole
+	}
+	if !sawFloor {
+		t.Fatalf("no pass read again from below the hole %d: %v", hole, calls.after)
+	}
+	storeRecords(t, e, 54, 3)
+	top = lastSeq()
+	storeRecords(t, e, 55, 1)
+	pass()
+	if after, _ := pass(); after < top {
+		t.Fatalf("the floor did not pass the hole %d: a pass read after %d (calls %v)", hole, after, calls.after)
+	}
+	if n, _ := e.store.TreeSize(ctx); n != int64(len(allEvents(t, e.store))) {
+		t.Fatalf("tree of %d leaves for %d rows", n, len(allEvents(t, e.store)))
+	}
 }
