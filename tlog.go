@@ -47,9 +47,14 @@ type TxHorizon struct {
 // layout: leaves in leaf order and about two stored hashes per leaf) and its
 // signed checkpoints. Implementations: postgres, sqlite.
 type TreeStore interface {
-	// PendingRows returns up to limit stored rows with Seq > afterSeq that are
-	// not leaves yet, in Seq order.
-	PendingRows(ctx context.Context, afterSeq int64, limit int) ([]LeafRow, error)
+	// PendingRows returns up to limit stored rows with afterSeq < Seq <=
+	// throughSeq that are not leaves yet, in Seq order.
+	PendingRows(ctx context.Context, afterSeq, throughSeq int64, limit int) ([]LeafRow, error)
+	// Floor returns the floor the integrator saved (0 if none): every row
+	// with a Seq at or below it is a leaf, or will never be visible.
+	Floor(ctx context.Context) (int64, error)
+	// SaveFloor records a floor, if it is above the one saved.
+	SaveFloor(ctx context.Context, floor int64) error
 	// Horizon reads the store's transaction horizon (see TxHorizon).
 	Horizon(ctx context.Context) (TxHorizon, error)
 	// TreeSize returns the number of leaves.

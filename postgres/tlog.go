@@ -34,12 +34,12 @@ func decodeRecordHash(seq int64, s string) ([32]byte, error) {
 }
 
 // PendingRows returns rows that are not leaves yet. The anti-join probes the
-// unique event_id index of tlog_leaves; afterSeq bounds the walk of audit_log
-// from below.
-func (s *Store) PendingRows(ctx context.Context, afterSeq int64, limit int) ([]audit.LeafRow, error) {
+// unique event_id index of tlog_leaves; afterSeq and throughSeq bound the
+// walk of audit_log.
+func (s *Store) PendingRows(ctx context.Context, afterSeq, throughSeq int64, limit int) ([]audit.LeafRow, error) {
 	rows, err := s.pool.Query(ctx, `SELECT a.id, a."timestamp", a.record_hash FROM audit_log a
-		WHERE a.id > $1 AND NOT EXISTS (SELECT 1 FROM tlog_leaves l WHERE l.event_id = a.id)
-		ORDER BY a.id LIMIT $2`, afterSeq, limit)
+		WHERE a.id > $1 AND a.id <= $2 AND NOT EXISTS (SELECT 1 FROM tlog_leaves l WHERE l.event_id = a.id)
+		ORDER BY a.id LIMIT $3`, afterSeq, throughSeq, limit)
 	if err != nil {
 		return nil, wrapErr("pending tree rows", err)
 	}
@@ -60,6 +60,19 @@ func (s *Store) PendingRows(ctx context.Context, afterSeq int64, limit int) ([]a
 		return nil, wrapErr("pending tree rows", err)
 	}
 	return out, nil
+}
+
+// Floor returns the saved integrator floor.
+func (s *Store) Floor(ctx context.Context) (int64, error) {
+	var floor int64
+	err := s.pool.QueryRow(ctx, `SELECT seq FROM tlog_floor`).Scan(&floor)
+	return floor, wrapErr("tree floor", err)
+}
+
+// SaveFloor raises the saved integrator floor.
+func (s *Store) SaveFloor(ctx context.Context, floor int64) error {
+	_, err := s.pool.Exec(ctx, `UPDATE tlog_floor SET seq = $1 WHERE seq < $1`, floor)
+	return wrapErr("save tree floor", err)
 }
 
 // Horizon reads the current snapshot's xmin and xmax: a transaction that

@@ -28,10 +28,10 @@ func decodeRecordHash(seq int64, s string) ([32]byte, error) {
 
 // PendingRows returns rows that are not leaves yet; the anti-join probes the
 // unique event_id index of tlog_leaves.
-func (s *Store) PendingRows(ctx context.Context, afterSeq int64, limit int) ([]audit.LeafRow, error) {
+func (s *Store) PendingRows(ctx context.Context, afterSeq, throughSeq int64, limit int) ([]audit.LeafRow, error) {
 	rows, err := s.reader.QueryContext(ctx, `SELECT a.id, a.timestamp, a.record_hash FROM audit_log a
-		WHERE a.id > ? AND NOT EXISTS (SELECT 1 FROM tlog_leaves l WHERE l.event_id = a.id)
-		ORDER BY a.id LIMIT ?`, afterSeq, limit)
+		WHERE a.id > ? AND a.id <= ? AND NOT EXISTS (SELECT 1 FROM tlog_leaves l WHERE l.event_id = a.id)
+		ORDER BY a.id LIMIT ?`, afterSeq, throughSeq, limit)
 	if err != nil {
 		return nil, classify("pending tree rows", err)
 	}
@@ -51,6 +51,19 @@ func (s *Store) PendingRows(ctx context.Context, afterSeq int64, limit int) ([]a
 		out = append(out, r)
 	}
 	return out, classify("pending tree rows", rows.Err())
+}
+
+// Floor returns the saved integrator floor.
+func (s *Store) Floor(ctx context.Context) (int64, error) {
+	var floor int64
+	err := s.reader.QueryRowContext(ctx, `SELECT seq FROM tlog_floor`).Scan(&floor)
+	return floor, classify("tree floor", err)
+}
+
+// SaveFloor raises the saved integrator floor.
+func (s *Store) SaveFloor(ctx context.Context, floor int64) error {
+	_, err := s.writer.ExecContext(ctx, `UPDATE tlog_floor SET seq = ? WHERE seq < ?`, floor, floor)
+	return classify("save tree floor", err)
 }
 
 // Horizon is always zero: rows are written by one connection, one

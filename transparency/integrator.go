@@ -1,10 +1,12 @@
 package transparency
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"time"
@@ -28,9 +30,11 @@ type Config struct {
 	Batch int
 	// Poll is how often an idle integrator looks for new rows. 0 means 250 ms.
 	Poll time.Duration
-	// Sweep is how often the integrator looks for unintegrated rows from the
-	// very first Seq, not only above its floor. 0 means 10 minutes.
+	// Sweep is how often the integrator walks SweepSpan ids below its floor
+	// for rows that are not leaves, a check that the floor holds that covers
+	// the whole table over time; 0 means 1 minute. SweepSpan 0 means 100,000.
 	Sweep      time.Duration
+	SweepSpan  int64
 	Publishers []Publisher
 	Logger     *slog.Logger
 	// OnCheckpoint, when set, is called after each checkpoint is stored and
@@ -56,7 +60,9 @@ type Integrator struct {
 	floor     int64
 	marks     []mark
 	maxSeq    int64
-	lastSweep time.Time
+	savedAt   time.Time // when the floor was last saved
+	lastSweep time.Time // when the last sweep step ran
+	sweepAt   int64     // where the next sweep step starts
 	// cursor: after a full batch, the next pass goes on from its last row
 	// instead of walking again from the floor; a pass that drains goes
 	// back to the floor, which finds rows that appeared below the cursor.
@@ -89,13 +95,16 @@ func NewIntegrator(s audit.TreeStore, cfg Config) *Integrator {
 		cfg.Poll = 250 * time.Millisecond
 	}
 	if cfg.Sweep <= 0 {
-		cfg.Sweep = 10 * time.Minute
+		cfg.Sweep = time.Minute
+	}
+	if cfg.SweepSpan <= 0 {
+		cfg.SweepSpan = 100000
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Integrator{store: s, cfg: cfg, log: log, size: -1}
+	return &Integrator{store: s, cfg: cfg, log: log, size: -1, lastSweep: time.Now()}
 }
 
 // Run integrates and checkpoints until ctx ends. While another replica
@@ -140,15 +149,27 @@ func (in *Integrator) Flush(ctx context.Context) error {
 	if err := in.loadSigned(ctx); err != nil {
 		return err
 	}
+	if err := in.loadFloor(ctx); err != nil {
+		return err
+	}
 	for {
 		n, err := in.Integrate(ctx)
 		if err != nil {
 			return err
 		}
 		if n < in.cfg.Batch {
-			return in.Checkpoint(ctx)
+			break
 		}
 	}
+	// One more pass settles the marks of the last ones, so that the floor
+	// saved for the next start is as high as it can be.
+	if _, err := in.Integrate(ctx); err != nil {
+		return err
+	}
+	if err := in.store.SaveFloor(ctx, in.floor); err != nil {
+		return err
+	}
+	return in.Checkpoint(ctx)
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -165,6 +186,9 @@ func sleep(ctx context.Context, d time.Duration) {
 func (in *Integrator) loop(ctx context.Context) error {
 	in.size = -1
 	if err := in.loadSigned(ctx); err != nil {
+		return err
+	}
+	if err := in.loadFloor(ctx); err != nil {
 		return err
 	}
 	failures := 0
@@ -188,6 +212,20 @@ func (in *Integrator) loop(ctx context.Context) error {
 		if n < in.cfg.Batch {
 			sleep(ctx, in.cfg.Poll)
 		}
+	}
+	return nil
+}
+
+// loadFloor starts from the floor saved by the last integrator, when it is
+// above this one's: a restarted worker does not walk the whole table again.
+func (in *Integrator) loadFloor(ctx context.Context) error {
+	floor, err := in.store.Floor(ctx)
+	if err != nil {
+		return err
+	}
+	if floor > in.floor {
+		in.floor, in.appended = floor, nil
+		in.marks = slices.DeleteFunc(in.marks, func(m mark) bool { return m.seq <= floor })
 	}
 	return nil
 }
@@ -259,60 +297,70 @@ func (in *Integrator) Integrate(ctx context.Context) (int, error) {
 		candidate = max(candidate, in.marks[settled].seq)
 		settled++
 	}
-	// A row at or below the candidate that is not a leaf yet can only have
-	// an id this integrator did not append: when it appended every id of
-	// (floor, candidate], there is nothing to look for below its last row,
-	// and the pass reads only rows above it. Otherwise (ids skipped by
-	// rolled-back inserts and duplicates, rows committed late, leaves of
-	// another integrator) the pass reads again from the floor.
-	holes := in.holes(candidate)
-	from := max(in.floor, in.cursor, in.maxSeq)
-	switch {
-	case in.cursor == 0 && time.Since(in.lastSweep) >= in.cfg.Sweep:
-		from = 0
-	case in.cursor == 0 && holes:
-		from = in.floor
+	// A row above the floor that is not a leaf yet has an id this
+	// integrator did not append: one in a hole between the rows it
+	// appended (a batch still in flight or committed late, an id skipped
+	// by a rolled-back insert or a duplicate, a leaf of another
+	// integrator), or above its last row. The pass reads those ranges
+	// alone, instead of every row above the floor again; with too many
+	// holes (a restart, another integrator's leaves), it walks from the
+	// floor.
+	holes := in.holes()
+	var rows []audit.LeafRow
+	complete := true // every range read to its end
+	read := func(after, through int64) error {
+		got, err := in.store.PendingRows(ctx, after, through, in.cfg.Batch-len(rows))
+		rows = append(rows, got...)
+		complete = complete && len(rows) < in.cfg.Batch
+		return err
 	}
-	rows, err := in.store.PendingRows(ctx, from, in.cfg.Batch)
-	if err != nil {
-		return 0, err
-	}
-	if from == 0 && len(rows) < in.cfg.Batch {
-		in.lastSweep = time.Now()
-	}
-	if len(rows) > 0 {
-		hashes, err := hashesFor(ctx, in.store, in.size, rows)
-		if err != nil {
+	walk := in.cursor > 0 || len(holes) > maxHoleReads
+	if walk {
+		from := max(in.floor, in.cursor)
+		if err := read(from, math.MaxInt64); err != nil {
 			return 0, err
 		}
-		if err := in.store.AppendLeaves(ctx, in.size, rows, hashes); err != nil {
-			in.size = -1
-			return 0, err
-		}
-		if in.size == in.signed.Size || in.oldestWait.IsZero() {
-			in.oldestWait = time.Now()
-		}
-		in.size += int64(len(rows))
-		in.maxSeq = max(in.maxSeq, rows[len(rows)-1].Seq)
-		for _, r := range rows {
-			if r.Seq > in.floor {
-				in.appended = append(in.appended, r.Seq)
+		complete = complete && from <= in.floor
+	} else {
+		for _, h := range holes {
+			if err := read(h[0], h[1]); err != nil {
+				return 0, err
+			}
+			if !complete {
+				break // the batch is full: the rest waits for the next pass
 			}
 		}
-		slices.Sort(in.appended)
+		if complete {
+			if err := read(max(in.floor, in.maxSeq), math.MaxInt64); err != nil {
+				return 0, err
+			}
+		}
+	}
+	slices.SortFunc(rows, func(a, b audit.LeafRow) int { return cmp.Compare(a.Seq, b.Seq) })
+	if err := in.append(ctx, rows); err != nil {
+		return 0, err
 	}
 	in.cursor = 0
-	if len(rows) == in.cfg.Batch {
+	if walk && len(rows) == in.cfg.Batch {
 		in.cursor = rows[len(rows)-1].Seq
 	}
-	if !holes || (len(rows) < in.cfg.Batch && from <= in.floor) {
-		// Every id of (floor, candidate] is a leaf, or everything visible
-		// above the floor is a leaf: the candidate's rows, visible since
-		// the horizon, were among them.
+	if complete {
+		// Everything visible above the floor is a leaf: the candidate's
+		// rows, visible since the horizon, were among them.
 		in.floor = candidate
 		in.marks = in.marks[settled:]
 		drop, _ := slices.BinarySearch(in.appended, in.floor+1)
 		in.appended = slices.Delete(in.appended, 0, drop)
+		if time.Since(in.savedAt) >= time.Second {
+			if err := in.store.SaveFloor(ctx, in.floor); err != nil {
+				return len(rows), err
+			}
+			in.savedAt = time.Now()
+		}
+	}
+	swept, err := in.sweep(ctx)
+	if err != nil {
+		return len(rows), err
 	}
 	// A transaction running now that drew a Seq below maxSeq has a
 	// transaction id below the xmax read after this pass.
@@ -323,17 +371,87 @@ func (in *Integrator) Integrate(ctx context.Context) (int, error) {
 	if len(in.marks) == 0 || in.marks[len(in.marks)-1].seq < in.maxSeq {
 		in.marks = append(in.marks, mark{xmax: after.Xmax, seq: in.maxSeq})
 	}
+	return len(rows) + swept, nil
+}
+
+// append makes rows leaves, after the tree's current ones.
+func (in *Integrator) append(ctx context.Context, rows []audit.LeafRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	hashes, err := hashesFor(ctx, in.store, in.size, rows)
+	if err != nil {
+		return err
+	}
+	if err := in.store.AppendLeaves(ctx, in.size, rows, hashes); err != nil {
+		in.size = -1
+		return err
+	}
+	if in.size == in.signed.Size || in.oldestWait.IsZero() {
+		in.oldestWait = time.Now()
+	}
+	in.size += int64(len(rows))
+	in.maxSeq = max(in.maxSeq, rows[len(rows)-1].Seq)
+	for _, r := range rows {
+		if r.Seq > in.floor {
+			in.appended = append(in.appended, r.Seq)
+		}
+	}
+	slices.Sort(in.appended)
+	return nil
+}
+
+// sweep walks the next SweepSpan ids below the floor, once per Sweep, and
+// appends the rows there that are not leaves; there should be none, so each
+// is logged. The walk starts again from the first id when it reaches the
+// floor.
+func (in *Integrator) sweep(ctx context.Context) (int, error) {
+	if in.floor == 0 || time.Since(in.lastSweep) < in.cfg.Sweep {
+		return 0, nil
+	}
+	if in.sweepAt >= in.floor {
+		in.sweepAt = 0
+	}
+	through := min(in.sweepAt+in.cfg.SweepSpan, in.floor)
+	after := in.sweepAt
+	if after == 0 {
+		after = math.MinInt64 // ids of the log start at 1; a row below is a row too
+	}
+	rows, err := in.store.PendingRows(ctx, after, through, in.cfg.Batch)
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range rows {
+		in.log.Warn("tree integrator: a row below the floor was not a leaf; appending it", "id", r.Seq)
+	}
+	if err := in.append(ctx, rows); err != nil {
+		return 0, err
+	}
+	in.sweepAt, in.lastSweep = through, time.Now()
+	if len(rows) == in.cfg.Batch {
+		in.sweepAt = rows[len(rows)-1].Seq
+	}
 	return len(rows), nil
 }
 
-// holes reports whether some id of (floor, candidate] is not among the
-// rows this integrator appended.
-func (in *Integrator) holes(candidate int64) bool {
-	if candidate <= in.floor {
-		return false
+// maxHoleReads: a pass with more holes than this walks from the floor.
+const maxHoleReads = 8
+
+// holes returns the ranges (after, through] of ids above the floor and up
+// to the last row this integrator appended that it did not append.
+func (in *Integrator) holes() [][2]int64 {
+	var out [][2]int64
+	prev := in.floor
+	for _, seq := range in.appended {
+		if seq > prev+1 {
+			out = append(out, [2]int64{prev, seq - 1})
+		}
+		prev = seq
 	}
-	n, _ := slices.BinarySearch(in.appended, candidate+1)
-	return int64(n) < candidate-in.floor
+	if in.maxSeq > prev {
+		out = append(out, [2]int64{prev, in.maxSeq})
+	}
+	return out
 }
 
 // maybeCheckpoint signs a checkpoint when the tree grew by MaxRows leaves,

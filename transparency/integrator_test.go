@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/internal/storetest"
+	"github.com/smartlogs/audit-worker/internal/testenv"
 	"github.com/smartlogs/audit-worker/transparency"
 )
 
@@ -298,46 +300,48 @@ func TestRunIntegratesWithinSeconds(t *testing.T) {
 	})
 }
 
-// pendingCalls records where each PendingRows call starts.
+// pendingCalls records the range of each PendingRows call.
 type pendingCalls struct {
 	storetest.TreeStore
-	after []int64
+	calls [][2]int64 // (after, through]
 }
 
-func (p *pendingCalls) PendingRows(ctx context.Context, afterSeq int64, limit int) ([]audit.LeafRow, error) {
-	p.after = append(p.after, afterSeq)
-	return p.TreeStore.PendingRows(ctx, afterSeq, limit)
+func (p *pendingCalls) PendingRows(ctx context.Context, afterSeq, throughSeq int64, limit int) ([]audit.LeafRow, error) {
+	p.calls = append(p.calls, [2]int64{afterSeq, throughSeq})
+	return p.TreeStore.PendingRows(ctx, afterSeq, throughSeq, limit)
 }
 
-// TestPassesReadFromTheFloorOnlyAcrossHoles: while every id above the floor
-// is a leaf the integrator appended, a pass reads only rows above its last
-// one; an id that no row will ever have (an insert rolled back) makes it
-// read again from the floor until the floor passes the hole.
-func TestPassesReadFromTheFloorOnlyAcrossHoles(t *testing.T) {
+// since returns the calls made after the first n.
+func (p *pendingCalls) since(n int) [][2]int64 { return p.calls[n:] }
+
+// TestPassesReadOnlyHolesAndNewRows: while every id above the floor is a
+// leaf the integrator appended, a pass reads only the rows above its last
+// one; an id it did not append (an insert rolled back) is read on its own,
+// in a range of its own, until the floor passes it. No pass walks every row
+// above the floor again.
+func TestPassesReadOnlyHolesAndNewRows(t *testing.T) {
 	e := postgresEnv(t)
-	calls := &pendingCalls{TreeStore: e.store}
-	in := transparency.NewIntegrator(calls, transparency.Config{Origin: testOrigin, Key: newKey(t, testOrigin), Sweep: time.Hour})
+	p := &pendingCalls{TreeStore: e.store}
+	in := transparency.NewIntegrator(p, transparency.Config{Origin: testOrigin, Key: newKey(t, testOrigin), Sweep: time.Hour})
 	ctx := t.Context()
-	pass := func() (after int64, n int) {
+	pass := func() [][2]int64 {
 		t.Helper()
-		n, err := in.Integrate(ctx)
-		if err != nil {
+		n := len(p.calls)
+		if _, err := in.Integrate(ctx); err != nil {
 			t.Fatal(err)
 		}
-		return calls.after[len(calls.after)-1], n
+		return p.since(n)
 	}
 	lastSeq := func() int64 {
 		events := allEvents(t, e.store)
 		return events[len(events)-1].Seq
 	}
 	storeRecords(t, e, 51, 3)
-	if after, n := pass(); after != 0 || n != 3 {
-		t.Fatalf("first pass read after %d and appended %d, want a sweep from 0 appending 3", after, n)
-	}
+	pass()
 	top := lastSeq()
 	storeRecords(t, e, 52, 3)
-	if after, n := pass(); after != top || n != 3 {
-		t.Fatalf("pass over contiguous ids read after %d (appended %d), want after %d", after, n, top)
+	if calls := pass(); len(calls) != 1 || calls[0] != [2]int64{top, math.MaxInt64} {
+		t.Fatalf("a pass over contiguous ids read %v, want only (%d, end]", calls, top)
 	}
 	// An id drawn and rolled back: a hole no row will fill.
 	conn, err := pgx.Connect(ctx, e.pg)
@@ -350,22 +354,73 @@ func TestPassesReadFromTheFloorOnlyAcrossHoles(t *testing.T) {
 		t.Fatal(err)
 	}
 	storeRecords(t, e, 53, 3)
-	sawFloor := false
-	for range 4 {
-		after, _ := pass()
-		sawFloor = sawFloor || after < hole
-	}
-	if !sawFloor {
-		t.Fatalf("no pass read again from below the hole %d: %v", hole, calls.after)
-	}
-	storeRecords(t, e, 54, 3)
-	top = lastSeq()
-	storeRecords(t, e, 55, 1)
 	pass()
-	if after, _ := pass(); after < top {
-		t.Fatalf("the floor did not pass the hole %d: a pass read after %d (calls %v)", hole, after, calls.after)
+	calls := pass()
+	if len(calls) != 2 || calls[0][0] >= hole || calls[0][1] < hole || calls[1][1] != math.MaxInt64 {
+		t.Fatalf("the pass after the hole %d read %v, want the hole's range, then the new rows", hole, calls)
+	}
+	// Once the horizon passed the hole, the floor is above it.
+	testenv.Eventually(t, 10*time.Second, "the floor above the hole", func() bool {
+		calls := pass()
+		return len(calls) == 1 && calls[0][0] > hole
+	})
+	for _, c := range p.calls {
+		if c[1] == math.MaxInt64 && c[0] < top && c != [2]int64{0, math.MaxInt64} {
+			t.Fatalf("a pass walked from %d, below rows it had appended: %v", c[0], p.calls)
+		}
 	}
 	if n, _ := e.store.TreeSize(ctx); n != int64(len(allEvents(t, e.store))) {
 		t.Fatalf("tree of %d leaves for %d rows", n, len(allEvents(t, e.store)))
+	}
+}
+
+// TestRestartGoesOnFromTheSavedFloor: a new integrator (a restarted worker)
+// reads from the floor the last one saved, not from the first row; and its
+// sweep, walking below the floor a span at a time, appends a row that is
+// there without being a leaf.
+func TestRestartGoesOnFromTheSavedFloor(t *testing.T) {
+	e := postgresEnv(t)
+	key := newKey(t, testOrigin)
+	ctx := t.Context()
+	first := transparency.NewIntegrator(e.store, transparency.Config{Origin: testOrigin, Key: key})
+	storeRecords(t, e, 61, 20)
+	// The floor rises once every transaction running when the rows were
+	// read has ended, on the whole server (other tests' too).
+	var floor int64
+	testenv.Eventually(t, 20*time.Second, "a saved floor", func() bool {
+		if err := first.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		f, err := e.store.Floor(ctx)
+		floor = f
+		return err == nil && f > 0
+	})
+	// A row below the floor that is not a leaf: it should never exist, and
+	// the sweep is what finds it if it does.
+	const low = -7
+	e.exec(t, `INSERT INTO audit_log (id, "timestamp", timestamp_raw, action, status, idempotency_key, source, hash_status, signature_status, record_hash, received_at)
+		SELECT -7, "timestamp", timestamp_raw, action, status, idempotency_key || ':below', source, hash_status, signature_status, record_hash, received_at
+		FROM audit_log ORDER BY id LIMIT 1`)
+	storeRecords(t, e, 62, 5)
+	calls := &pendingCalls{TreeStore: e.store}
+	second := transparency.NewIntegrator(calls, transparency.Config{Origin: testOrigin, Key: key, Sweep: time.Nanosecond, SweepSpan: 1000})
+	if err := second.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(calls.calls) == 0 || calls.calls[0] != [2]int64{floor, math.MaxInt64} {
+		t.Fatalf("the restarted integrator read %v, want (%d, end] first, above the saved floor", calls.calls, floor)
+	}
+	swept := false
+	for _, c := range calls.calls {
+		swept = swept || (c[0] == math.MinInt64 && c[1] <= floor)
+	}
+	if !swept {
+		t.Fatalf("no sweep step below the floor %d: %v", floor, calls.calls)
+	}
+	if _, err := e.store.LeafOf(ctx, low); err != nil {
+		t.Fatalf("the row %d below the floor was not appended by the sweep (%v): %v", low, calls.calls, err)
+	}
+	if n, _ := e.store.TreeSize(ctx); n != 26 {
+		t.Fatalf("tree of %d leaves, want 26", n)
 	}
 }

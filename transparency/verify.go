@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 
 	"golang.org/x/mod/sumdb/note"
@@ -535,7 +536,7 @@ func (v *verifier) prune(size int64) {
 func (v *verifier) notInTree() error {
 	after := int64(0)
 	for {
-		rows, err := v.store.PendingRows(v.ctx, after, v.opts.Batch)
+		rows, err := v.store.PendingRows(v.ctx, after, math.MaxInt64, v.opts.Batch)
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -28,6 +29,7 @@ func RunTree(t *testing.T, open func(t *testing.T) TreeStore) {
 	}{
 		{"PendingAppendAndRead", testTreeAppend},
 		{"HashesAcrossAppends", testTreeHashesAcrossAppends},
+		{"FloorOnlyRises", testTreeFloor},
 		{"AppendConflicts", testTreeAppendConflicts},
 		{"LeafEventsNameMissingRows", testTreeLeafEvents},
 		{"Checkpoints", testTreeCheckpoints},
@@ -53,7 +55,7 @@ func appendSome(t *testing.T, s TreeStore, limit int) []audit.LeafRow {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := s.PendingRows(ctx, 0, limit)
+	rows, err := s.PendingRows(ctx, 0, math.MaxInt64, limit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,12 +108,15 @@ func testTreeAppend(t *testing.T, s TreeStore) {
 		t.Fatalf("%d pending rows, want 10", len(first))
 	}
 	store(t, s, audit.Batch{Records: recs[10:]})
-	pending, err := s.PendingRows(ctx, 0, 100)
+	pending, err := s.PendingRows(ctx, 0, math.MaxInt64, 100)
 	if err != nil || len(pending) != 15 {
 		t.Fatalf("PendingRows after 10 integrated: %d rows, %v; want 15", len(pending), err)
 	}
-	if p, _ := s.PendingRows(ctx, pending[4].Seq, 100); len(p) != 10 {
+	if p, _ := s.PendingRows(ctx, pending[4].Seq, math.MaxInt64, 100); len(p) != 10 {
 		t.Fatalf("PendingRows after Seq %d: %d rows, want 10", pending[4].Seq, len(p))
+	}
+	if p, _ := s.PendingRows(ctx, pending[4].Seq, pending[7].Seq, 100); len(p) != 3 || p[2].Seq != pending[7].Seq {
+		t.Fatalf("PendingRows in (%d, %d]: %d rows, want 3 ending at the bound", pending[4].Seq, pending[7].Seq, len(p))
 	}
 	appendAll(t, s)
 	if n, err := s.TreeSize(ctx); n != 25 || err != nil {
@@ -146,7 +151,7 @@ func testTreeAppend(t *testing.T, s TreeStore) {
 	if _, err := s.ReadHashes(ctx, []int64{tlog.StoredHashCount(25)}); audit.ErrorCode(err) != audit.CodeNotFound {
 		t.Fatalf("ReadHashes(past the end) = %v, want not found", err)
 	}
-	if p, _ := s.PendingRows(ctx, 0, 100); len(p) != 0 {
+	if p, _ := s.PendingRows(ctx, 0, math.MaxInt64, 100); len(p) != 0 {
 		t.Fatalf("%d rows pending after all were integrated", len(p))
 	}
 }
@@ -200,6 +205,21 @@ func testTreeHashesAcrossAppends(t *testing.T, s TreeStore) {
 	}
 	if size != 300 {
 		t.Fatalf("appended %d leaves, want 300", size)
+	}
+}
+
+func testTreeFloor(t *testing.T, s TreeStore) {
+	ctx := ctxFor(t)
+	if f, err := s.Floor(ctx); f != 0 || err != nil {
+		t.Fatalf("Floor of a new store = %d, %v; want 0", f, err)
+	}
+	for _, save := range []int64{40, 12, 41} {
+		if err := s.SaveFloor(ctx, save); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f, err := s.Floor(ctx); f != 41 || err != nil {
+		t.Fatalf("Floor after saving 40, 12, 41 = %d, %v; want 41", f, err)
 	}
 }
 

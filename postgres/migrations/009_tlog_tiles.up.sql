@@ -30,3 +30,12 @@ LEFT JOIN tlog_hashes h ON h.hash_index = 2 * w.m - bit_count(w.m::bit(64)) + w.
 GROUP BY w.level, w.n / 32;
 
 DROP TABLE tlog_hashes;
+
+-- The integrator's floor: every row with an id at or below it is a leaf, or
+-- will never be visible. A restarted integrator goes on from it instead of
+-- walking the whole table for rows that are not leaves.
+CREATE TABLE tlog_floor (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    seq bigint  NOT NULL
+);
+INSERT INTO tlog_floor (seq) VALUES (0);
