@@ -19,6 +19,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/internal/eventgen"
 )
 
 // TestBenchmarkHarness measures the worker against a real Redis, PostgreSQL and
@@ -890,4 +893,54 @@ func median(sorted []float64) float64 {
 		return sorted[n/2]
 	}
 	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+// TestNodeWorkloadProfile holds the Node producer's production profile
+// (e2e/node/lib.mjs) to the table of internal/eventgen: every event valid,
+// the frequencies within the tolerance of eventgen.Tally.Check.
+func TestNodeWorkloadProfile(t *testing.T) {
+	root := moduleRoot(t)
+	requireNode(t, root)
+	const n = 20000
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(root, "e2e", "node", "events.mjs"),
+		"--profile", "production", "--count", strconv.Itoa(n), "--seed", "42")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("events.mjs: %v\n%s", err, stderr.String())
+	}
+	var res struct {
+		Jobs []struct {
+			Data json.RawMessage
+			Opts struct {
+				Priority int
+				Delay    int64 // ms
+			}
+			DrawnMs int64 // the clock right after the drawing
+		}
+		ElapsedMs int64
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("events.mjs output: %v", err)
+	}
+	if len(res.Jobs) != n {
+		t.Fatalf("events.mjs drew %d jobs, want %d", len(res.Jobs), n)
+	}
+	tally := eventgen.NewTally()
+	for i, j := range res.Jobs {
+		ev, _, err := audit.ParseEvent(j.Data, audit.DefaultRules(), time.UnixMilli(j.DrawnMs))
+		if err != nil {
+			t.Fatalf("job %d refused: %v\n%s", i, err, j.Data)
+		}
+		opts := eventgen.JobOptions{Priority: j.Opts.Priority, Delay: time.Duration(j.Opts.Delay) * time.Millisecond}
+		tally.Add(&ev, opts, time.UnixMilli(j.DrawnMs))
+	}
+	for _, p := range tally.Check(eventgen.ProductionShares()) {
+		t.Error(p)
+	}
+	t.Logf("%d jobs drawn in %d ms; details %d–%d bytes; timestamps %s–%s old", n, res.ElapsedMs,
+		tally.MinDetails, tally.MaxDetails, tally.YoungestAge, tally.OldestAge)
 }

@@ -1,8 +1,8 @@
 package eventgen
 
 import (
-	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"strings"
 	"testing"
@@ -14,12 +14,14 @@ import (
 // productionTable is the production profile as the package doc states it, in
 // shares of all events (or of the group named), written out independently of
 // the generator's own table.
-var productionTable = struct {
+type table struct {
 	Actions, Orgs, Reasons map[string]float64
 	UsersPerOrg            map[string]int
 	Priority, Delay, NAT   float64
 	BulkRead               float64 // of data.read
-}{
+}
+
+var productionTable = table{
 	Actions: map[string]float64{
 		"auth.login.success": 0.15, "auth.login.failure": 0.07, "auth.logout": 0.06,
 		"fhir.patient.read": 0.18, "fhir.observation.read": 0.10, "fhir.encounter.read": 0.07,
@@ -41,30 +43,13 @@ var productionTable = struct {
 	Priority: 0.05, Delay: 0.005, NAT: 0.10, BulkRead: 0.05,
 }
 
-// checkShare fails unless count/n is within four standard deviations of a
-// binomial draw with probability want (plus 0.1 percentage point), a bound
-// an honest generator misses about once in 16,000 checks.
-func checkShare(t *testing.T, what string, count, n int, want float64) {
-	t.Helper()
-	got := float64(count) / float64(n)
-	tol := 4*math.Sqrt(want*(1-want)/float64(n)) + 0.001
-	if math.Abs(got-want) > tol {
-		t.Errorf("%s: %.4f of %d, want %.4f ± %.4f", what, got, n, want, tol)
-	}
-}
-
 func TestProductionProfileMatchesItsTable(t *testing.T) {
 	const n = 20000
 	g := NewProfile(Production, 42)
 	g.HMACKey = []byte("test-secret-key-for-testing-purposes-only")
 	clock := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	g.Now = func() time.Time { return clock }
-	actions, orgs, reasons := map[string]int{}, map[string]int{}, map[string]int{}
-	users := map[string]map[string]bool{}       // organisation -> its users seen
-	userIPs := map[string]map[string]bool{}     // user -> its own addresses seen
-	var withSession, nat, priority, delayed int // counts
-	var reads, bulkReads int
-	minDetails, maxDetails := math.MaxInt, 0
+	tally := NewTally()
 	for i := range n {
 		payload, opts := g.Job()
 		ev, _, err := audit.ParseEvent(payload, audit.DefaultRules(), clock)
@@ -74,105 +59,43 @@ func TestProductionProfileMatchesItsTable(t *testing.T) {
 		if res, err := audit.VerifyIntegrity(&ev, g.HMACKey); err != nil || res.SignatureStatus != audit.SignatureVerified {
 			t.Fatalf("event %d does not verify: %+v %v", i, res, err)
 		}
-		if age := clock.Sub(ev.Time); age < 0 || age > 2*time.Second {
-			t.Fatalf("event %d stamped %s, %s before the clock; want 0–2 s", i, ev.Timestamp, age)
-		}
-		minDetails, maxDetails = min(minDetails, len(ev.Details)), max(maxDetails, len(ev.Details))
-		actions[ev.Action]++
-		orgs[ev.OrganizationID]++
-		var details struct {
-			Reason      string   `json:"reason"`
-			RecordCount *float64 `json:"recordCount"`
-		}
-		if err := json.Unmarshal(ev.Details, &details); err != nil {
-			t.Fatalf("event %d details: %v", i, err)
-		}
-		system := strings.HasPrefix(ev.Action, "system.")
-		if system != (ev.PrincipalID == "") || system != (ev.SessionContext == nil) {
-			t.Fatalf("event %d (%s): principal %q, session %v; want neither exactly for system events", i, ev.Action, ev.PrincipalID, ev.SessionContext)
-		}
-		switch ev.Action {
-		case "auth.login.failure":
-			if ev.Status != audit.StatusFailure || ev.OutcomeDescription != "login failed: "+details.Reason {
-				t.Fatalf("event %d: login failure with status %s, outcome %q, reason %q", i, ev.Status, ev.OutcomeDescription, details.Reason)
-			}
-			reasons[details.Reason]++
-		case "data.read":
-			reads++
-			if details.RecordCount == nil {
-				t.Fatalf("event %d: data.read without recordCount", i)
-			}
-			if *details.RecordCount > 10 {
-				bulkReads++
-			}
-		case "data.export":
-			if details.RecordCount == nil {
-				t.Fatalf("event %d: data.export without recordCount", i)
-			}
-		}
-		if ev.PrincipalID != "" && details.Reason != "unknown_user" {
-			if users[ev.OrganizationID] == nil {
-				users[ev.OrganizationID] = map[string]bool{}
-			}
-			users[ev.OrganizationID][ev.PrincipalID] = true
-		}
-		if sc := ev.SessionContext; sc != nil {
-			withSession++
-			if !strings.HasPrefix(sc.IPAddress, "10.") {
-				nat++
-			} else if details.Reason != "unknown_user" {
-				if userIPs[ev.PrincipalID] == nil {
-					userIPs[ev.PrincipalID] = map[string]bool{}
-				}
-				userIPs[ev.PrincipalID][sc.IPAddress] = true
-			}
-		}
-		if opts.Priority != 0 {
-			priority++
-			if opts.Priority < 1 || opts.Priority > 3 {
-				t.Fatalf("event %d: priority %d, want 1–3", i, opts.Priority)
-			}
-		}
-		if opts.Delay != 0 {
-			delayed++
-			if opts.Delay < time.Second || opts.Delay > 5*time.Second {
-				t.Fatalf("event %d: delay %s, want 1–5 s", i, opts.Delay)
-			}
-		}
+		tally.Add(&ev, opts, clock)
 	}
-	if minDetails < 200 || maxDetails > 600 {
-		t.Errorf("details are %d to %d bytes, want 200–600", minDetails, maxDetails)
+	for _, p := range tally.Check(productionTable.shares()) {
+		t.Error(p)
 	}
-	checkShares(t, "action", actions, n, productionTable.Actions)
-	checkShares(t, "organisation", orgs, n, productionTable.Orgs)
-	checkShares(t, "login failure reason", reasons, actions["auth.login.failure"], productionTable.Reasons)
-	for org, want := range productionTable.UsersPerOrg {
-		if got := len(users[org]); got != want {
-			t.Errorf("%s: %d users seen, want %d", org, got, want)
-		}
-	}
-	for u, ips := range userIPs {
-		if len(ips) > 3 {
-			t.Errorf("%s used %d own addresses, want 1–3", u, len(ips))
-		}
-	}
-	checkShare(t, "events from a shared NAT address (of those with a session)", nat, withSession, productionTable.NAT)
-	checkShare(t, "jobs with a priority", priority, n, productionTable.Priority)
-	checkShare(t, "delayed jobs", delayed, n, productionTable.Delay)
-	checkShare(t, "data.read above 10 records", bulkReads, reads, productionTable.BulkRead)
-	t.Logf("details %d–%d bytes; %d users with their own addresses", minDetails, maxDetails, len(userIPs))
+	t.Logf("details %d–%d bytes; timestamps %s–%s old", tally.MinDetails, tally.MaxDetails, tally.YoungestAge, tally.OldestAge)
 }
 
-// checkShares checks each name's share of n against want, and that nothing
-// outside want was drawn.
-func checkShares(t *testing.T, what string, counts map[string]int, n int, want map[string]float64) {
-	t.Helper()
-	for name, share := range want {
-		checkShare(t, fmt.Sprintf("%s %s", what, name), counts[name], n, share)
+// shares puts the table in the form Tally.Check takes.
+func (tb table) shares() Shares {
+	return Shares{Actions: tb.Actions, Organisations: tb.Orgs, LoginFailureReasons: tb.Reasons, Users: tb.UsersPerOrg,
+		Priority: tb.Priority, Delay: tb.Delay, NAT: tb.NAT, BulkRead: tb.BulkRead}
+}
+
+// A tally of a generator with another table fails: Check can tell.
+func TestTallyRefusesAnotherTable(t *testing.T) {
+	g := NewProfile(Production, 3)
+	tally := NewTally()
+	for range 3000 {
+		payload, opts := g.Job()
+		ev, _, err := audit.ParseEvent(payload, audit.DefaultRules(), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tally.Add(&ev, opts, time.Now())
 	}
-	for name := range counts {
-		if _, ok := want[name]; !ok {
-			t.Errorf("%s %q is not in the table", what, name)
+	if p := tally.Check(productionTable.shares()); len(p) != 0 {
+		t.Fatalf("the right table refused: %v", p)
+	}
+	other := productionTable.shares()
+	other.Actions = maps.Clone(other.Actions)
+	other.Actions["fhir.patient.read"], other.Actions["data.read"] = 0.14, 0.18
+	other.Users = map[string]int{"org-riverside-health": 41}
+	problems := strings.Join(tally.Check(other), "\n")
+	for _, want := range []string{"action fhir.patient.read", "action data.read", "org-riverside-health: 40 users seen, want 41"} {
+		if !strings.Contains(problems, want) {
+			t.Errorf("a table with other shares: problems %q lack %q", problems, want)
 		}
 	}
 }
