@@ -858,8 +858,9 @@ func (b *benchReport) drainMarkdown(s *strings.Builder) {
 		o, n := p.ours.rate(b.n), p.node.rate(b.n)
 		oc, nc := p.ours.cpu.perEventValues(b.n), p.node.cpu.perEventValues(b.n)
 		or, nr := p.ours.redis.perEventValues(b.n), p.node.redis.perEventValues(b.n)
-		fmt.Fprintf(s, "| %d | %.0f | %.0f (%s) | %.2f× | %.1f, %.1f, %.1f | %.1f, %.1f, %.1f | %.2f / %.2f | %d / %d MiB |\n",
-			p.ours.round, o, n, p.node.config, o/n, oc[0], oc[1], oc[2], nc[0], nc[1], nc[2], or[0], nr[0], p.ours.rssKiB/1024, p.node.rssKiB/1024)
+		fmt.Fprintf(s, "| %d | %.0f | %.0f (%s) | %.2f× | %.1f, %.1f, %.1f | %.1f, %.1f, %.1f | %.2f / %.2f | %.0f / %.0f MiB |\n",
+			p.ours.round, o, n, p.node.config, o/n, oc[0], oc[1], oc[2], nc[0], nc[1], nc[2], or[0], nr[0],
+			float64(p.ours.rssKiB)/1024, float64(p.node.rssKiB)/1024)
 		ours, node, ratio = append(ours, o), append(node, n), append(ratio, o/n)
 		oursCPU, nodeCPU = append(oursCPU, oc[3]), append(nodeCPU, nc[3])
 		oursCmds, nodeCmds = append(oursCmds, or[0]), append(nodeCmds, nr[0])
@@ -1176,7 +1177,7 @@ func TestNodeWorkloadProfile(t *testing.T) {
 				Priority int
 				Delay    int64 // ms
 			}
-			DrawnMs int64 // the clock right after the drawing
+			DrawnMs int64 // the clock reading the job was stamped from
 		}
 		ElapsedMs int64
 	}

@@ -4,7 +4,7 @@
 //   node events.mjs --count N [--profile production|synthetic] [--seed 1]
 //
 // Prints {"jobs": [{"data", "opts", "drawnMs"}, ...], "elapsedMs"}; drawnMs is
-// the clock (Date.now()) right after the job was drawn, for the timestamp check.
+// the clock reading the generator stamped the job from, for the timestamp check.
 import { eventSource, intArg, run } from './lib.mjs';
 
 // write resolves once stdout has taken the text: run() exits right after,
@@ -13,10 +13,14 @@ const write = (text) => new Promise((resolve, reject) => process.stdout.write(te
 
 run(async (args) => {
   const count = intArg(args, 'count', 1000);
-  const next = eventSource(args.profile || 'production', intArg(args, 'seed', 1));
+  let drawnMs = 0;
+  const next = eventSource(args.profile || 'production', intArg(args, 'seed', 1), () => (drawnMs = Date.now()));
   const start = performance.now();
   const jobs = [];
-  for (let i = 1; i <= count; i++) jobs.push({ ...next(i), drawnMs: Date.now() });
+  for (let i = 1; i <= count; i++) {
+    const job = next(i);
+    jobs.push({ ...job, drawnMs });
+  }
   await write(JSON.stringify({ jobs, elapsedMs: Math.round(performance.now() - start) }) + '\n');
   return undefined;
 });

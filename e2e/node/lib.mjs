@@ -162,8 +162,8 @@ function pickWeighted(rand, rows, w) {
 
 // productionGenerator returns next(), which draws {data, opts} for one job of
 // the production profile; the same seed draws the same events (timestamps
-// apart, which follow the clock).
-export function productionGenerator(seed = 1) {
+// apart, which follow the clock now()).
+export function productionGenerator(seed = 1, now = Date.now) {
   const rand = mulberry32(seed);
   const int = (n) => Math.floor(rand() * n);
   const users = organisations.map(([, slug, , count], oi) =>
@@ -181,7 +181,7 @@ export function productionGenerator(seed = 1) {
     const [orgId, slug, , orgUsers] = org;
     const oi = organisations.indexOf(org);
     const u = users[oi][int(users[oi].length)];
-    const ts = new Date(Date.now() - int(2000));
+    const ts = new Date(now() - int(2000));
     const data = {
       timestamp: ts.toISOString(),
       action,
@@ -271,9 +271,10 @@ export function productionGenerator(seed = 1) {
 }
 
 // eventSource returns next(seq) -> {data, opts} for the named profile:
-// "synthetic" (makeEvent, uniform, Math.random) or "production".
-export function eventSource(profile = 'synthetic', seed = 1) {
-  if (profile === 'production') return productionGenerator(seed);
+// "synthetic" (makeEvent, uniform, Math.random) or "production" (seeded, its
+// timestamps from now()).
+export function eventSource(profile = 'synthetic', seed = 1, now = Date.now) {
+  if (profile === 'production') return productionGenerator(seed, now);
   if (profile === 'synthetic') return (seq) => ({ data: makeEvent(seq), opts: productionJobOptions });
   throw new Error(`--profile must be production or synthetic, not ${profile}`);
 }
