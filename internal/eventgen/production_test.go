@@ -1,6 +1,7 @@
 package eventgen
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -146,5 +147,27 @@ func TestProfileNames(t *testing.T) {
 	}
 	if _, err := ParseProfile("uniform"); err == nil {
 		t.Error("ParseProfile accepted an unknown name")
+	}
+}
+
+// Invalid and Tampered work on production events too, system events (no
+// session context) included.
+func TestProductionInvalidAndTampered(t *testing.T) {
+	g := NewProfile(Production, 9)
+	now := time.Now()
+	for range 300 {
+		invalid, code := g.Invalid()
+		_, _, err := audit.ParseEvent(invalid, audit.DefaultRules(), now)
+		var ve *audit.ValidationError
+		if !errors.As(err, &ve) || ve.Errors[0].Code != code {
+			t.Fatalf("invalid event: err = %v, want code %s\n%s", err, code, invalid)
+		}
+		tampered, _, err := audit.ParseEvent(g.Tampered(), audit.DefaultRules(), now)
+		if err != nil {
+			t.Fatalf("tampered event should still be valid: %v", err)
+		}
+		if _, err := audit.VerifyIntegrity(&tampered, nil); !audit.IsIntegrityViolation(err) {
+			t.Fatalf("tampered event verified: %v", err)
+		}
 	}
 }
