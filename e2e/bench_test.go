@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +20,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/internal/eventgen"
 )
 
 // TestBenchmarkHarness measures the worker against a real Redis, PostgreSQL and
@@ -26,50 +30,69 @@ import (
 //
 //	AUDIT_E2E_BENCH=1 AUDIT_E2E_BENCH_OUT=bench.md go test -run TestBenchmarkHarness -v -timeout 60m ./e2e
 //
+// Workload (AUDIT_E2E_BENCH_WORKLOAD, default "production"): the drains'
+// events come from produce.mjs --profile, drawn from the table of
+// internal/eventgen: "production" (5 organisations with tens of users each,
+// timestamps of now, logins, failures with reasons, FHIR reads, exports with
+// record counts, system events without a principal; 5 % of the jobs with a
+// priority, 0.5 % delayed by 1–5 s) or "synthetic" (uniform over 8 actions,
+// 50 organisations, 20,000 principals). Each round's seed is its number, so
+// both sides of a round drain the same events.
+//
 // Phases (AUDIT_E2E_BENCH_PHASES, default "go,node,latency"):
 //
-//   - go: AUDIT_E2E_BENCH_EVENTS (default 100000) events pre-enqueued with
-//     addBulk in chunks of 1000, then the worker starts
-//     (reliableProcessor.concurrency AUDIT_E2E_BENCH_CONCURRENCY, default 3;
-//     batchSize AUDIT_E2E_BENCH_BATCH, default 500): time from its start until
-//     PostgreSQL holds every row, its peak RSS (VmHWM), and the Redis commands
-//     and script time per event (INFO deltas; the Redis may be shared).
-//   - node: the same number of jobs drained by a Node bullmq Worker with an
-//     empty processor, once per concurrency in AUDIT_E2E_BENCH_NODE_CONCURRENCY
-//     (comma-separated, default "50"): time from its start until its N-th
-//     "completed" event.
-//     AUDIT_E2E_BENCH_CHECKPOINTS=0 runs it with security.checkpoint.enabled
-//     false (to measure what the Merkle tree integrator costs).
-//     AUDIT_E2E_BENCH_MONITORING=0 runs it with monitoring.enabled false (to
-//     measure what the pattern detectors cost), AUDIT_E2E_BENCH_PATTERN_STATE
-//     sets monitoring.patternDetection.state; AUDIT_E2E_BENCH_SCRAPE=FILE
-//     saves a GET /metrics taken when half of the rows are stored;
-//     AUDIT_E2E_BENCH_CPU_PROFILE=FILE saves a 3-second CPU profile of the
-//     worker (go tool pprof) taken from the start of the drain, and
+//   - go and node, the drains: AUDIT_E2E_BENCH_EVENTS (default 100000) events
+//     are added with addBulk (chunks of 1000) to a paused queue
+//     (queue.pause()); the consumer starts and reports ready (ours: its
+//     "consuming BullMQ queue" log line; Node: a bullmq Worker with an empty
+//     processor, its 'ready' event); once every delayed job is due the
+//     harness checks that no job was taken (and, ours, no row inserted), then
+//     a Node process already connected calls queue.resume(), and the queue is
+//     polled every 5 ms: the drain lasts from the resume until no job is
+//     waiting, prioritized, delayed, paused or active. CPU per event (the
+//     consumer, Redis and PostgreSQL, from /proc, so Linux only) and the Redis
+//     commands per event (INFO deltas, the poller's own commands taken out;
+//     the Redis may be shared) cover the same interval; peak RSS is the
+//     consumer's (ours: VmHWM; Node: maxRSS). Ours then holds every row in
+//     PostgreSQL (checked). Ours runs with reliableProcessor.concurrency
+//     AUDIT_E2E_BENCH_CONCURRENCY (default 3) and batchSize
+//     AUDIT_E2E_BENCH_BATCH (default 500); Node's Worker once per
+//     concurrency in AUDIT_E2E_BENCH_NODE_CONCURRENCY (comma-separated,
+//     default "50").
+//     AUDIT_E2E_BENCH_ROUNDS=N (default 5) runs the drains N times,
+//     alternating ours and Node's, and reports per round ours and Node's
+//     events/s, their ratio, CPU per event by process, Redis commands per
+//     event and peak RSS, then the median and range of each over the rounds.
+//     AUDIT_E2E_BENCH_CHECKPOINTS=0 runs ours with
+//     security.checkpoint.enabled false (to measure what the Merkle tree
+//     integrator costs). AUDIT_E2E_BENCH_MONITORING=0 runs it with
+//     monitoring.enabled false (to measure what the pattern detectors cost),
+//     AUDIT_E2E_BENCH_PATTERN_STATE sets monitoring.patternDetection.state;
+//     AUDIT_E2E_BENCH_SCRAPE=FILE saves a GET /metrics taken when half of the
+//     jobs are finished; AUDIT_E2E_BENCH_CPU_PROFILE=FILE saves a 3-second CPU
+//     profile of the worker (go tool pprof) taken from the resume, and
 //     AUDIT_E2E_BENCH_HEAP_PROFILE=FILE its heap profile once it is drained.
 //     AUDIT_E2E_BENCH_HOURS=day or night (go and latency phases) sets the
 //     detectors' time zone so that the events, stamped now, fall at 12:00 or
 //     00:00 local time: at night each principal's first read raises an
 //     OFF_HOURS alert, by day none does. Unset, the result depends on the
 //     hour at which the benchmark runs (UTC, off hours 22:00–06:00).
-//     AUDIT_E2E_BENCH_ROUNDS=N (default 1) runs the go and node drains N
-//     times, alternating, and reports the ratio of each round and their median.
 //   - latency: the worker running, a Node producer offers AUDIT_E2E_BENCH_RATE
-//     events/s (default 5000) for AUDIT_E2E_BENCH_LATENCY_SECONDS (default 20),
-//     in addBulk chunks every 10 ms; latency = ingested_at - received_at (the
-//     job's timestamp) per row, percentiles computed in SQL.
-//
-// Every phase also reports the CPU time per event of the worker, Redis and
-// PostgreSQL (from /proc, so Linux only), to show where the cores go.
+//     synthetic events/s (default 5000) for AUDIT_E2E_BENCH_LATENCY_SECONDS
+//     (default 20), in addBulk chunks every 10 ms; latency = ingested_at -
+//     received_at (the job's timestamp) per row, percentiles computed in SQL.
 //
 // The results table is logged and, with AUDIT_E2E_BENCH_OUT, written as markdown.
+//
+// TestNodeWorkloadProfile (runs by default, needs node only) holds the Node
+// generator of the production profile to eventgen's table.
 func TestBenchmarkHarness(t *testing.T) {
 	if os.Getenv("AUDIT_E2E_BENCH") != "1" {
 		t.Skip("set AUDIT_E2E_BENCH=1 to run the benchmark harness (and AUDIT_E2E_BENCH_OUT=FILE for a markdown report)")
 	}
 	b := &benchReport{
 		n:         envInt(t, "AUDIT_E2E_BENCH_EVENTS", 100000),
-		rounds:    envInt(t, "AUDIT_E2E_BENCH_ROUNDS", 1),
+		rounds:    envInt(t, "AUDIT_E2E_BENCH_ROUNDS", 5),
 		conc:      envInt(t, "AUDIT_E2E_BENCH_CONCURRENCY", 3),
 		batch:     envInt(t, "AUDIT_E2E_BENCH_BATCH", 500),
 		rate:      envInt(t, "AUDIT_E2E_BENCH_RATE", 5000),
@@ -77,6 +100,14 @@ func TestBenchmarkHarness(t *testing.T) {
 		sampleMs:  envInt(t, "AUDIT_E2E_BENCH_SAMPLE_MS", 10),
 		startedAt: time.Now(),
 		loadStart: loadAvg(),
+	}
+	b.workload = eventgen.Production
+	if w := os.Getenv("AUDIT_E2E_BENCH_WORKLOAD"); w != "" {
+		p, err := eventgen.ParseProfile(w)
+		if err != nil {
+			t.Fatalf("AUDIT_E2E_BENCH_WORKLOAD: %v", err)
+		}
+		b.workload = p
 	}
 	switch h := os.Getenv("AUDIT_E2E_BENCH_HOURS"); h {
 	case "":
@@ -127,12 +158,12 @@ func TestBenchmarkHarness(t *testing.T) {
 type drainResult struct {
 	who, config          string
 	round                int
-	wall                 time.Duration // start of the process until every row / completion
-	acked                time.Duration // until the queue had no unfinished job (ours)
-	inner                time.Duration // Node: from Worker construction
+	ready                time.Duration // the consumer's start until it is ready (ours: its log line; Node: the Worker's 'ready' event)
+	idle                 cpuSnapshot   // when it was ready: its CPU until the resume is what waiting on the paused queue costs
+	wall                 time.Duration // the resume until no job is left unfinished
 	rssKiB               int64
 	redis                redisDelta
-	cpu                  cpuDelta // from just before the process starts until the drain is complete
+	cpu                  cpuDelta // the same interval as wall
 	loadBefore, loadDone string
 }
 
@@ -158,8 +189,9 @@ type latencyResult struct {
 
 type benchReport struct {
 	n, conc, batch, rate, latSecs, sampleMs int
-	rounds, round                           int    // drain rounds asked for, and the one running
-	timeZone                                string // the detectors' (AUDIT_E2E_BENCH_HOURS); "" = UTC
+	workload                                eventgen.Profile // AUDIT_E2E_BENCH_WORKLOAD
+	rounds, round                           int              // drain rounds asked for, and the one running
+	timeZone                                string           // the detectors' (AUDIT_E2E_BENCH_HOURS); "" = UTC
 	startedAt                               time.Time
 	loadStart, loadEnd                      string
 	enqueue                                 []string
@@ -171,9 +203,8 @@ func (b *benchReport) drainGo(t *testing.T) {
 	e := newEnv(t)
 	logPath := filepath.Join(e.dir, "worker.log")
 	dumpLogOnFailure(t, logPath)
-	res, keys := e.enqueue(b.n, filepath.Join(e.dir, "ids.txt"))
-	b.enqueue = append(b.enqueue, fmt.Sprintf("go phase: %d events enqueued (addBulk, chunks of 1000) in %.1f s (%.0f/s)",
-		res.Count, float64(res.ElapsedMs)/1000, float64(res.Count)/(float64(res.ElapsedMs)/1000)))
+	keys, filled := b.fill(t, e, "go")
+	resumer := startResumer(t, e)
 	monitoringOff := os.Getenv("AUDIT_E2E_BENCH_MONITORING") == "0"
 	patternState := os.Getenv("AUDIT_E2E_BENCH_PATTERN_STATE")
 	profileFile := os.Getenv("AUDIT_E2E_BENCH_CPU_PROFILE")
@@ -181,9 +212,9 @@ func (b *benchReport) drainGo(t *testing.T) {
 	checkpointsOff := os.Getenv("AUDIT_E2E_BENCH_CHECKPOINTS") == "0"
 	cfg := e.writeConfig("worker.json", workerConfig{Concurrency: b.conc, BatchSize: b.batch, CheckpointsOff: checkpointsOff,
 		MonitoringOff: monitoringOff, PatternState: patternState, Profiling: profileFile != "" || heapFile != "", TimeZone: b.timeZone})
-	e.migrate(cfg) // the timed start then only connects
+	e.migrate(cfg) // the start then only connects
 	ctx := context.Background()
-	d := drainResult{who: "audit-worker (Go)", config: fmt.Sprintf("concurrency %d, batchSize %d", b.conc, b.batch), loadBefore: loadAvg()}
+	d := drainResult{who: "audit-worker (Go)", config: fmt.Sprintf("concurrency %d, batchSize %d", b.conc, b.batch)}
 	if checkpointsOff {
 		d.config += ", checkpoints off"
 	}
@@ -192,58 +223,31 @@ func (b *benchReport) drainGo(t *testing.T) {
 	} else if patternState != "" {
 		d.config += ", pattern state " + patternState
 	}
-	scrapeFile := os.Getenv("AUDIT_E2E_BENCH_SCRAPE")
-	before := readRedisStats(t, e.rdb)
-	cpuBefore := readCPU(t, 0)
-	w := e.startWorker(cfg, logPath)
-	t.Logf("worker consuming %s after its start", time.Since(w.started).Round(time.Millisecond))
+	w := e.startWorker(cfg, logPath) // returns once the worker logs that it consumes the queue
+	d.ready = time.Since(w.started)
+	t.Logf("ours: consuming %s after its start", d.ready.Round(time.Millisecond))
+	d.idle = readCPU(t, w.pid())
+	b.awaitDelays(filled)
+	b.checkPaused(t, e, "ours")
 	if profileFile != "" {
 		profiled := make(chan struct{})
+		defer func() { <-profiled }()
 		go func() {
 			defer close(profiled)
 			saveCPUProfile(t, workerURL(t, logPath), profileFile)
 		}()
-		defer func() { <-profiled }()
 	}
-	deadline := time.Now().Add(10*time.Minute + time.Duration(b.n)*time.Millisecond)
-	for {
-		// The id sequence moves with every insert (before its commit), so it
-		// tells cheaply when the count can have reached n; only then is the
-		// table counted. count(*) scans the table: run every 20 ms from the
-		// start, it took a good share of the two cores from the drain it timed.
-		issued, err := e.idsIssued(ctx)
-		if err != nil {
-			t.Fatal(err)
+	scrape := os.Getenv("AUDIT_E2E_BENCH_SCRAPE")
+	b.timedDrain(t, e, &d, resumer, w.pid(), w.exited, func(left int64) {
+		if scrape != "" && left <= int64(b.n/2) {
+			scrapeMetrics(t, workerURL(t, logPath), scrape)
+			scrape = ""
 		}
-		var rows int64
-		if issued >= int64(b.n) {
-			if rows, err = e.rowCount(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if rows == int64(b.n) {
-				d.wall = time.Since(w.started)
-				break
-			}
-		}
-		if scrapeFile != "" && issued >= int64(b.n/2) {
-			scrapeMetrics(t, workerURL(t, logPath), scrapeFile)
-			scrapeFile = ""
-		}
-		if time.Now().After(deadline) || w.exited() {
-			t.Fatalf("%d ids issued, %d/%d rows (worker exited: %v)", issued, rows, b.n, w.exited())
-		}
-		if issued >= int64(b.n) {
-			time.Sleep(5 * time.Millisecond) // the last commit is due any moment
-		} else {
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	d.loadDone = loadAvg()
-	e.waitDrained(int64(b.n), 2*time.Minute, logPath)
-	d.acked = time.Since(w.started)
+	})
 	d.rssKiB, _ = peakRSSKiB(w.pid())
-	d.cpu = readCPU(t, w.pid()).sub(cpuBefore)
-	d.redis = readRedisStats(t, e.rdb).sub(before)
+	if rows, err := e.rowCount(ctx); err != nil || rows != int64(b.n) {
+		t.Fatalf("queue empty with %d rows stored (%v), want %d: the worker acknowledged before storing", rows, err, b.n)
+	}
 	if heapFile != "" {
 		saveWorkerGET(t, workerURL(t, logPath)+"/debug/pprof/heap", heapFile)
 	}
@@ -251,8 +255,8 @@ func (b *benchReport) drainGo(t *testing.T) {
 		t.Errorf("worker stop: %v", err)
 	}
 	e.checkStored(keys)
-	// The detectors' work depends on the hour: from 22:00 to 06:00 UTC (the
-	// default off hours) each principal's first read raises an OFF_HOURS alert.
+	// The detectors' work depends on the hour: from 22:00 to 06:00 local time
+	// (the default off hours) each principal's first read raises an OFF_HOURS alert.
 	var alerts, offHours int64
 	if err := e.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE dedup_key LIKE 'OFF_HOURS:%') FROM alerts`).
 		Scan(&alerts, &offHours); err != nil {
@@ -261,12 +265,185 @@ func (b *benchReport) drainGo(t *testing.T) {
 	if !monitoringOff {
 		d.config += fmt.Sprintf(", %d alerts raised (%d OFF_HOURS)", alerts, offHours)
 	}
-	d.round = b.round
 	b.drains = append(b.drains, d)
-	t.Logf("ours: %d rows in %s = %.0f events/s; queue empty after %s; peak RSS %d MiB; Redis %s",
-		b.n, d.wall.Round(time.Millisecond), d.rate(b.n), d.acked.Round(time.Millisecond), d.rssKiB/1024, d.redis.perEvent(b.n))
+	t.Logf("ours: %d events in %s from the resume = %.0f events/s; peak RSS %d MiB; Redis %s",
+		b.n, d.wall.Round(time.Millisecond), d.rate(b.n), d.rssKiB/1024, d.redis.perEvent(b.n))
 	t.Logf("ours: Redis commands per event: %s", d.redis.top(12, b.n))
 	t.Logf("ours: CPU per event: %s", d.cpu.perEvent(b.n))
+}
+
+// fill enqueues the round's events into a paused queue (produce.mjs --pause)
+// and returns the idempotency keys the worker gives them and when the last
+// job was added. Both sides of a round get the same seed, so the same events.
+func (b *benchReport) fill(t *testing.T, e *env, side string) (map[string]bool, time.Time) {
+	t.Helper()
+	var res struct {
+		produced
+		Paused bool `json:"paused"`
+	}
+	idsFile := filepath.Join(e.dir, "ids.txt")
+	e.node(2*time.Minute+time.Duration(b.n)*time.Millisecond, &res, "produce.mjs",
+		"--count", strconv.Itoa(b.n), "--chunk", "1000", "--out", idsFile, "--watchdog-ms", strconv.Itoa(110000+b.n),
+		"--profile", b.workload.String(), "--seed", strconv.Itoa(b.round), "--pause")
+	filled := time.Now()
+	if res.Count != b.n || !res.Paused {
+		t.Fatalf("produce.mjs added %d jobs (paused %v), want %d to a paused queue", res.Count, res.Paused, b.n)
+	}
+	b.enqueue = append(b.enqueue, fmt.Sprintf("%s%s: %d %s events enqueued into the paused queue (addBulk, chunks of 1000) in %.1f s (%.0f/s)",
+		side, roundLabel(b.rounds, b.round), res.Count, b.workload, float64(res.ElapsedMs)/1000, float64(res.Count)/(float64(res.ElapsedMs)/1000)))
+	return e.readKeys(idsFile, b.n), filled
+}
+
+// maxJobDelay is the longest delay the production profile gives a job.
+const maxJobDelay = 5 * time.Second
+
+// awaitDelays waits until every delayed job of the fill is due, so that no
+// drain waits for a delay to run out: the first fetch after the resume
+// promotes them all.
+func (b *benchReport) awaitDelays(filled time.Time) {
+	if b.workload == eventgen.Production {
+		time.Sleep(time.Until(filled.Add(maxJobDelay)))
+	}
+}
+
+// checkPaused fails unless the queue still holds every job, none of them
+// taken, and (ours) no row was inserted: the consumer that is ready honours
+// the pause.
+func (b *benchReport) checkPaused(t *testing.T, e *env, who string) {
+	t.Helper()
+	ctx := context.Background()
+	counts, err := e.queueCounts(ctx, queueName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts["wait"] != 0 || counts["active"] != 0 || pending(counts) != int64(b.n) {
+		t.Fatalf("paused queue before the resume, %s ready: %v; want all %d jobs in paused, prioritized or delayed, none waiting or active",
+			who, counts, b.n)
+	}
+	if who == "ours" {
+		if ids, err := e.idsIssued(ctx); err != nil || ids != 0 {
+			t.Fatalf("paused queue: the worker inserted %d rows (%v) before the resume", ids, err)
+		}
+	}
+}
+
+// resumer is resume.mjs, connected and waiting for its cue.
+type resumer struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Reader
+	errs  *strings.Builder
+}
+
+func startResumer(t *testing.T, e *env) *resumer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	t.Cleanup(cancel)
+	cmd := e.nodeCmd(ctx, "resume.mjs", queueName)
+	r := &resumer{cmd: cmd, errs: &strings.Builder{}}
+	cmd.Stderr = r.errs
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.stdin, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.stdin.Close(); _ = cmd.Wait() })
+	r.out = bufio.NewReader(stdout)
+	var ready struct{ Ready, Paused bool }
+	r.read(t, &ready)
+	if !ready.Ready || !ready.Paused {
+		t.Fatalf("resume.mjs: %+v, want ready on a paused queue", ready)
+	}
+	return r
+}
+
+func (r *resumer) read(t *testing.T, v any) {
+	t.Helper()
+	line, err := r.out.ReadBytes('\n')
+	if err == nil {
+		err = json.Unmarshal(line, v)
+	}
+	if err != nil {
+		t.Fatalf("resume.mjs: %v (output %q)\nstderr: %s", err, line, r.errs.String())
+	}
+}
+
+// pendingJobs reads how many jobs are unfinished (the states pending sums)
+// with 3 LLEN and 2 ZCARD, pipelined.
+func (e *env) pendingJobs(ctx context.Context) (int64, error) {
+	base := e.prefix + ":" + queueName + ":"
+	pipe := e.rdb.Pipeline()
+	var cmds []*redis.IntCmd
+	for _, s := range []string{"wait", "active", "paused"} {
+		cmds = append(cmds, pipe.LLen(ctx, base+s))
+	}
+	for _, s := range []string{"delayed", "prioritized"} {
+		cmds = append(cmds, pipe.ZCard(ctx, base+s))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, c := range cmds {
+		n += c.Val()
+	}
+	return n, nil
+}
+
+// timedDrain resumes the queue and polls it every 5 ms until no job is left
+// unfinished: d.wall is the time from the resume to that poll, and the CPU and
+// Redis figures cover the same interval (the poller's own commands taken
+// out). The consumer (consumerPID) is ready and waits on the paused queue.
+// progress, if set, sees the number of unfinished jobs at every poll.
+func (b *benchReport) timedDrain(t *testing.T, e *env, d *drainResult, r *resumer, consumerPID int, exited func() bool, progress func(left int64)) {
+	t.Helper()
+	ctx := context.Background()
+	d.round = b.round
+	d.loadBefore = loadAvg()
+	before := readRedisStats(t, e.rdb)
+	cpuBefore := readCPU(t, consumerPID)
+	if w := cpuBefore.sub(d.idle); d.idle.at.IsZero() {
+		t.Errorf("no CPU snapshot of the consumer when it was ready")
+	} else {
+		t.Logf("waiting on the paused queue for %s, the consumer used %s of CPU", w.wall.Round(time.Millisecond), w.worker)
+	}
+	resumed := time.Now()
+	if _, err := io.WriteString(r.stdin, "resume\n"); err != nil {
+		t.Fatalf("cue resume.mjs: %v\nstderr: %s", err, r.errs.String())
+	}
+	deadline := resumed.Add(10*time.Minute + time.Duration(b.n)*time.Millisecond)
+	polls := 0
+	for {
+		left, err := e.pendingJobs(ctx)
+		polls++
+		if err != nil {
+			t.Fatal(err)
+		}
+		if left == 0 {
+			d.wall = time.Since(resumed)
+			break
+		}
+		if progress != nil {
+			progress(left)
+		}
+		if time.Now().After(deadline) || exited() {
+			t.Fatalf("%d of %d jobs unfinished %s after the resume (consumer exited: %v)", left, b.n, time.Since(resumed).Round(time.Second), exited())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	d.cpu = readCPU(t, consumerPID).sub(cpuBefore)
+	d.redis = readRedisStats(t, e.rdb).sub(before).without(map[string]int64{"llen": 3 * int64(polls), "zcard": 2 * int64(polls)})
+	d.loadDone = loadAvg()
+	var res struct{ Resumed, Paused bool }
+	r.read(t, &res)
+	if !res.Resumed || res.Paused {
+		t.Fatalf("resume.mjs: %+v, want resumed", res)
+	}
 }
 
 // zoneWhereNowIs returns a fixed-offset IANA zone ("Etc/GMT-3" is UTC+3) in
@@ -326,15 +503,13 @@ func saveWorkerGET(t *testing.T, url, file string) bool {
 
 func (b *benchReport) drainNode(t *testing.T, conc int) {
 	e := newEnv(t)
-	res, _ := e.enqueue(b.n, filepath.Join(e.dir, "ids.txt"))
-	b.enqueue = append(b.enqueue, fmt.Sprintf("node c%d phase: %d events enqueued in %.1f s", conc, res.Count, float64(res.ElapsedMs)/1000))
-	d := drainResult{who: "Node bullmq Worker, empty processor", config: fmt.Sprintf("concurrency %d", conc), loadBefore: loadAvg()}
-	before := readRedisStats(t, e.rdb)
-	cpuBefore := readCPU(t, 0)
+	_, filled := b.fill(t, e, fmt.Sprintf("node c%d", conc))
+	resumer := startResumer(t, e)
+	d := drainResult{who: "Node bullmq Worker, empty processor", config: fmt.Sprintf("concurrency %d", conc)}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	cmd := e.nodeCmd(ctx, "drain.mjs", queueName, "--expect", strconv.Itoa(b.n), "--concurrency", strconv.Itoa(conc),
-		"--timeout", strconv.Itoa(600000))
+		"--timeout", strconv.Itoa(600000), "--report-ready")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -345,41 +520,80 @@ func (b *benchReport) drainNode(t *testing.T, conc int) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	line, err := bufio.NewReader(stdout).ReadBytes('\n')
-	d.wall = time.Since(started)
-	// Right after the N-th completion, while node closes its Worker. node is
-	// cmd's own process (no shell) and is not reaped before cmd.Wait, so its
-	// /proc/PID/stat is readable even if it has already exited.
-	if err == nil {
-		d.cpu = readCPU(t, cmd.Process.Pid).sub(cpuBefore)
+	// Lines are read to the end before cmd.Wait, which closes the pipe; and
+	// node is reaped only once the drain is measured (reap), so that its
+	// /proc/PID/stat stays readable even if it has exited by then.
+	lines := make(chan []byte, 4)
+	eof, exited, reap := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var reapOnce sync.Once
+	letReap := func() { reapOnce.Do(func() { close(reap) }) }
+	var waitErr error
+	go func() {
+		defer close(exited)
+		out := bufio.NewReader(stdout)
+		for {
+			line, err := out.ReadBytes('\n')
+			if len(line) > 0 {
+				lines <- line
+			}
+			if err != nil {
+				break
+			}
+		}
+		close(lines)
+		close(eof)
+		<-reap
+		waitErr = cmd.Wait()
+	}()
+	defer func() { cancel(); letReap(); <-exited }()
+	hasExited := func() bool {
+		select {
+		case <-eof:
+			return true
+		default:
+			return false
+		}
 	}
-	d.loadDone = loadAvg()
-	if err != nil {
-		_ = cmd.Wait()
-		t.Fatalf("drain.mjs: %v\nstderr: %s", err, stderr.String())
+	readLine := func(v any) {
+		t.Helper()
+		line, ok := <-lines
+		err := errors.New("no more output")
+		if ok {
+			err = json.Unmarshal(line, v)
+		}
+		if err != nil {
+			cancel() // stderr is complete once the process is reaped
+			letReap()
+			<-exited
+			t.Fatalf("drain.mjs: %v (output %q; exit: %v)\nstderr: %s", err, line, waitErr, stderr.String())
+		}
 	}
-	var out struct {
+	var ready struct{ Ready bool }
+	readLine(&ready) // the Worker's 'ready' event
+	d.ready = time.Since(started)
+	d.idle = readCPU(t, cmd.Process.Pid)
+	b.awaitDelays(filled)
+	b.checkPaused(t, e, "Node")
+	b.timedDrain(t, e, &d, resumer, cmd.Process.Pid, hasExited, nil)
+	var res struct {
 		Completed, Failed int
 		ElapsedMs         int64
 		TimedOut          bool
 		MaxRssKiB         int64
 	}
-	if err := json.Unmarshal(line, &out); err != nil {
-		t.Fatalf("drain.mjs output %q: %v", line, err)
+	readLine(&res)
+	letReap()
+	<-exited
+	if waitErr != nil {
+		t.Errorf("drain.mjs exit: %v\nstderr: %s", waitErr, stderr.String())
 	}
-	d.redis = readRedisStats(t, e.rdb).sub(before)
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("drain.mjs exit: %v\nstderr: %s", err, stderr.String())
+	if res.TimedOut || res.Completed != b.n || res.Failed != 0 {
+		t.Fatalf("drain.mjs: %+v, want %d completed", res, b.n)
 	}
-	if out.TimedOut || out.Completed != b.n || out.Failed != 0 {
-		t.Fatalf("drain.mjs: %+v, want %d completed", out, b.n)
-	}
-	d.inner = time.Duration(out.ElapsedMs) * time.Millisecond
-	d.rssKiB = out.MaxRssKiB
-	d.round = b.round
+	d.rssKiB = res.MaxRssKiB
 	b.drains = append(b.drains, d)
-	t.Logf("node c%d: %d jobs in %s = %.0f jobs/s (%s from Worker construction); peak RSS %d MiB; Redis %s",
-		conc, b.n, d.wall.Round(time.Millisecond), d.rate(b.n), d.inner, d.rssKiB/1024, d.redis.perEvent(b.n))
+	t.Logf("node c%d: %d jobs in %s from the resume = %.0f jobs/s; peak RSS %d MiB; Redis %s",
+		conc, b.n, d.wall.Round(time.Millisecond), d.rate(b.n), d.rssKiB/1024, d.redis.perEvent(b.n))
 	t.Logf("node c%d: Redis commands per event: %s", conc, d.redis.top(12, b.n))
 	t.Logf("node c%d: CPU per event: %s", conc, d.cpu.perEvent(b.n))
 }
@@ -530,8 +744,8 @@ func (b *benchReport) markdown() string {
 	fmt.Fprintf(&s, "- run %s on %s: %d CPUs, %s, node %s, bullmq 5.58.5; PostgreSQL and Redis on 127.0.0.1\n",
 		b.startedAt.Format(time.RFC3339), host, runtime.NumCPU(), runtime.Version(), nodeVersion)
 	fmt.Fprintf(&s, "- load average (1/5/15 min) at start %s, at end %s — the machine may be shared\n", b.loadStart, b.loadEnd)
-	fmt.Fprintf(&s, "- events: realistic audit events (~870 bytes of JSON, ~300 of them custom fields), job options "+
-		"`{removeOnComplete: 100, removeOnFail: false, attempts: 1}`\n")
+	fmt.Fprintf(&s, "- drain events: the %s profile (AUDIT_E2E_BENCH_WORKLOAD; see internal/eventgen), seeded by the round, "+
+		"job options `{removeOnComplete: 100, removeOnFail: false, attempts: 1}`%s; latency events: synthetic\n", b.workload, workloadOptions(b.workload))
 	zone := b.timeZone
 	if zone == "" {
 		zone = "UTC (the default)"
@@ -541,59 +755,7 @@ func (b *benchReport) markdown() string {
 		fmt.Fprintf(&s, "- %s\n", l)
 	}
 	if len(b.drains) > 0 {
-		fmt.Fprintf(&s, "\n## Drain: %d jobs pre-enqueued\n\n", b.n)
-		fmt.Fprintf(&s, "Ours: time from the process start (schema migrated beforehand) until PostgreSQL holds every row (its id sequence read every 20 ms, then count(*) every 5 ms once the sequence has reached N); "+
-			"Node: from the process start until the N-th `completed` event of a Worker whose processor does nothing.\n\n")
-		fmt.Fprintf(&s, "| consumer | config | time | events/s | peak RSS | Redis cmds/event | script calls/event | script µs/event | all Redis µs/event | load avg before → at end |\n")
-		fmt.Fprintf(&s, "|---|---|---|---|---|---|---|---|---|---|\n")
-		ours := make(map[int]float64) // by round
-		best := make(map[int]float64)
-		bestCfg := ""
-		for _, d := range b.drains {
-			extra := ""
-			if d.acked > 0 {
-				extra = fmt.Sprintf(" (queue empty: %.2f s)", d.acked.Seconds())
-			}
-			if d.inner > 0 {
-				extra = fmt.Sprintf(" (from Worker construction: %.2f s)", d.inner.Seconds())
-			}
-			pe := d.redis.perEventValues(b.n)
-			fmt.Fprintf(&s, "| %s | %s | %.2f s%s | %.0f | %d MiB | %.2f | %.3f | %.1f | %.1f | %s → %s |\n",
-				d.who+roundLabel(b.rounds, d.round), d.config, d.wall.Seconds(), extra, d.rate(b.n), d.rssKiB/1024,
-				pe[0], pe[1], pe[2], pe[3], d.loadBefore, d.loadDone)
-			if strings.HasPrefix(d.who, "audit-worker") {
-				ours[d.round] = d.rate(b.n)
-			} else if d.rate(b.n) > best[d.round] {
-				best[d.round], bestCfg = d.rate(b.n), d.config
-			}
-		}
-		var ratios []float64
-		for r := 1; r <= b.rounds; r++ {
-			if ours[r] > 0 && best[r] > 0 {
-				ratios = append(ratios, ours[r]/best[r])
-				fmt.Fprintf(&s, "\nRatio ours / Node (best, %s)%s: **%.2f×** (%.0f vs %.0f events/s).",
-					bestCfg, roundLabel(b.rounds, r), ours[r]/best[r], ours[r], best[r])
-			}
-		}
-		if len(ratios) > 0 {
-			if len(ratios) > 1 {
-				slices.Sort(ratios)
-				fmt.Fprintf(&s, "\n\nRatios of the %d rounds, lowest to highest: %s; median **%.2f×**.",
-					len(ratios), joinRatios(ratios), median(ratios))
-			}
-			fmt.Fprintf(&s, " Node does no work per job; ours validates, hashes and stores every event in PostgreSQL.\n")
-		}
-		fmt.Fprintf(&s, "\nRedis figures are deltas of `INFO stats` total_commands_processed and `INFO commandstats` "+
-			"(EVAL/EVALSHA and their _RO forms for \"script\"; usec summed over all commands for \"all\") over the drain, "+
-			"divided by N. Redis counts the commands a script runs (redis.call) as commands too. Anything else using the same "+
-			"Redis meanwhile is included.\n")
-		fmt.Fprintf(&s, "\nCPU per event (user + system, µs) from just before the consumer starts until the drain is complete:\n\n")
-		fmt.Fprintf(&s, "| consumer | config | worker | redis | postgres | total | cores busy |\n|---|---|---|---|---|---|---|\n")
-		for _, d := range b.drains {
-			c := d.cpu.perEventValues(b.n)
-			fmt.Fprintf(&s, "| %s | %s | %.1f | %.1f | %.1f | %.1f | %.2f of %d |\n", d.who+roundLabel(b.rounds, d.round), d.config, c[0], c[1], c[2], c[3], c[4], runtime.NumCPU())
-		}
-		fmt.Fprintf(&s, "\n%s\n", cpuNote)
+		b.drainMarkdown(&s)
 	}
 	if r := b.lat; r != nil {
 		fmt.Fprintf(&s, "\n## Latency under a steady offered load\n\n")
@@ -624,6 +786,100 @@ func (b *benchReport) markdown() string {
 			"Producer and database share the host clock.\n", r.receivedMatches, r.events, b.sampleMs)
 	}
 	return s.String()
+}
+
+func workloadOptions(p eventgen.Profile) string {
+	if p == eventgen.Production {
+		return " plus a priority 1–3 on 5 % of the jobs and a delay of 1–5 s on 0.5 %"
+	}
+	return ""
+}
+
+// drainMarkdown writes the drain section: every drain, then the rounds side
+// by side, then the median and range over the rounds.
+func (b *benchReport) drainMarkdown(s *strings.Builder) {
+	fmt.Fprintf(s, "\n## Drain: %d jobs in a paused queue\n\n", b.n)
+	fmt.Fprintf(s, "Each drain fills a paused queue (`queue.pause()`, then `addBulk`), starts the consumer and waits until it is ready "+
+		"(ours: its \"%s\" log line; Node: the Worker's `ready` event) and until every delayed job is due, checks that no job was "+
+		"taken, then resumes the queue (`queue.resume()` from a Node process already connected) and polls the queue every 5 ms: "+
+		"the time is from the resume to the first poll that finds no job waiting, prioritized, delayed, paused or active. "+
+		"Ours has then stored every row (checked); Node's Worker has a processor that does nothing. Rounds alternate ours and "+
+		"Node's, so that the host's drift weighs on both alike.\n\n", readyLogMsg)
+	fmt.Fprintf(s, "| consumer | config | ready after | drain | events/s | peak RSS | Redis cmds/event | script calls/event | script µs/event | all Redis µs/event | load avg before → at end |\n")
+	fmt.Fprintf(s, "|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, d := range b.drains {
+		pe := d.redis.perEventValues(b.n)
+		fmt.Fprintf(s, "| %s | %s | %.2f s | %.2f s | %.0f | %d MiB | %.2f | %.3f | %.1f | %.1f | %s → %s |\n",
+			d.who+roundLabel(b.rounds, d.round), d.config, d.ready.Seconds(), d.wall.Seconds(), d.rate(b.n), d.rssKiB/1024,
+			pe[0], pe[1], pe[2], pe[3], d.loadBefore, d.loadDone)
+	}
+	fmt.Fprintf(s, "\nRedis figures are deltas of `INFO stats` total_commands_processed and `INFO commandstats` "+
+		"(EVAL/EVALSHA and their _RO forms for \"script\"; usec summed over all commands for \"all\") from the resume to the "+
+		"end of the drain, divided by N, without the poller's LLEN and ZCARD calls (their µs stay in \"all\"). Redis counts "+
+		"the commands a script runs (redis.call) as commands too. Anything else using the same Redis meanwhile is included.\n")
+	fmt.Fprintf(s, "\nCPU per event (user + system, µs) from the resume to the end of the drain; \"consumer\" is our worker "+
+		"or the node process running the Worker:\n\n")
+	fmt.Fprintf(s, "| consumer | config | consumer | redis | postgres | total | cores busy |\n|---|---|---|---|---|---|---|\n")
+	for _, d := range b.drains {
+		c := d.cpu.perEventValues(b.n)
+		fmt.Fprintf(s, "| %s | %s | %.1f | %.1f | %.1f | %.1f | %.2f of %d |\n", d.who+roundLabel(b.rounds, d.round), d.config,
+			c[0], c[1], c[2], c[3], c[4], runtime.NumCPU())
+	}
+	fmt.Fprintf(s, "\n%s\n", cpuNote)
+
+	// Per round: ours against Node's fastest configuration of that round.
+	type pair struct{ ours, node *drainResult }
+	rounds := map[int]*pair{}
+	for i := range b.drains {
+		d := &b.drains[i]
+		p := rounds[d.round]
+		if p == nil {
+			p = &pair{}
+			rounds[d.round] = p
+		}
+		if strings.HasPrefix(d.who, "audit-worker") {
+			p.ours = d
+		} else if p.node == nil || d.wall < p.node.wall {
+			p.node = d
+		}
+	}
+	var complete []pair
+	for r := 1; r <= b.rounds; r++ {
+		if p := rounds[r]; p != nil && p.ours != nil && p.node != nil {
+			complete = append(complete, *p)
+		}
+	}
+	if len(complete) == 0 {
+		return
+	}
+	fmt.Fprintf(s, "\n### Rounds\n\n| round | ours events/s | Node events/s (config) | ours / Node | CPU µs/event ours: worker, redis, postgres | Node: node, redis, postgres | Redis cmds/event ours / Node | peak RSS ours / Node |\n|---|---|---|---|---|---|---|---|\n")
+	var ours, node, ratio, oursCPU, nodeCPU, oursCmds, nodeCmds, oursRSS, nodeRSS []float64
+	for _, p := range complete {
+		o, n := p.ours.rate(b.n), p.node.rate(b.n)
+		oc, nc := p.ours.cpu.perEventValues(b.n), p.node.cpu.perEventValues(b.n)
+		or, nr := p.ours.redis.perEventValues(b.n), p.node.redis.perEventValues(b.n)
+		fmt.Fprintf(s, "| %d | %.0f | %.0f (%s) | %.2f× | %.1f, %.1f, %.1f | %.1f, %.1f, %.1f | %.2f / %.2f | %.0f / %.0f MiB |\n",
+			p.ours.round, o, n, p.node.config, o/n, oc[0], oc[1], oc[2], nc[0], nc[1], nc[2], or[0], nr[0],
+			float64(p.ours.rssKiB)/1024, float64(p.node.rssKiB)/1024)
+		ours, node, ratio = append(ours, o), append(node, n), append(ratio, o/n)
+		oursCPU, nodeCPU = append(oursCPU, oc[3]), append(nodeCPU, nc[3])
+		oursCmds, nodeCmds = append(oursCmds, or[0]), append(nodeCmds, nr[0])
+		oursRSS, nodeRSS = append(oursRSS, float64(p.ours.rssKiB)/1024), append(nodeRSS, float64(p.node.rssKiB)/1024)
+	}
+	fmt.Fprintf(s, "\n### Median and range over %d rounds\n\n| figure | median | lowest – highest |\n|---|---|---|\n", len(complete))
+	for _, row := range []struct {
+		name, format string
+		vals         []float64
+	}{
+		{"ours, events/s", "%.0f", ours}, {"Node, events/s", "%.0f", node}, {"**ours / Node**", "%.2f×", ratio},
+		{"ours, CPU µs/event (worker + redis + postgres)", "%.1f", oursCPU}, {"Node, CPU µs/event (node + redis + postgres)", "%.1f", nodeCPU},
+		{"ours, Redis cmds/event", "%.2f", oursCmds}, {"Node, Redis cmds/event", "%.2f", nodeCmds},
+		{"ours, peak RSS MiB", "%.0f", oursRSS}, {"Node, peak RSS MiB", "%.0f", nodeRSS},
+	} {
+		v := slices.Sorted(slices.Values(row.vals))
+		fmt.Fprintf(s, "| %s | "+row.format+" | "+row.format+" – "+row.format+" |\n", row.name, median(v), v[0], v[len(v)-1])
+	}
+	fmt.Fprintf(s, "\nNode does no work per job; ours validates, hashes, runs the detectors on and stores every event in PostgreSQL.\n")
 }
 
 // redisStats are the counters the harness reads from INFO.
@@ -705,6 +961,19 @@ func (d redisDelta) top(n, events int) string {
 	return strings.Join(parts, "; ")
 }
 
+// without takes out the commands the harness itself sent (calls by command);
+// their µs stay in the "all" figure.
+func (d redisDelta) without(calls map[string]int64) redisDelta {
+	for cmd, n := range calls {
+		d.commands -= n
+		if d.calls[cmd] -= n; d.calls[cmd] <= 0 {
+			delete(d.calls, cmd)
+			delete(d.usec, cmd)
+		}
+	}
+	return d
+}
+
 // perEventValues: commands, script calls, script µs and all µs per event.
 func (d redisDelta) perEventValues(n int) [4]float64 {
 	if n == 0 {
@@ -751,9 +1020,9 @@ func envIntList(t testing.TB, name, dflt string) []int {
 
 const cpuNote = "CPU figures are deltas of utime + stime in `/proc/PID/stat` of the worker (ours, or node), " +
 	"the redis-server process and every postgres process (plus the postmaster's cutime + cstime: the backends that " +
-	"exited), divided by N; cores busy = their sum / wall time between the two readings. The harness's own PostgreSQL " +
-	"connection (polling the id sequence) and any other client of the same servers are included; the harness and the " +
-	"producer are not."
+	"exited), divided by N; cores busy = their sum / wall time between the two readings. The harness's own polling " +
+	"(Redis in the drains, PostgreSQL in the latency phase) and any other client of the same servers are included; the " +
+	"harness and the producer processes are not."
 
 // cpuSnapshot is the CPU time (user + system) the process groups sharing the
 // machine have consumed so far, so that two snapshots around a drain show
@@ -875,14 +1144,6 @@ func roundLabel(rounds, r int) string {
 	return fmt.Sprintf(", round %d", r)
 }
 
-func joinRatios(rs []float64) string {
-	parts := make([]string, len(rs))
-	for i, r := range rs {
-		parts[i] = fmt.Sprintf("%.2f×", r)
-	}
-	return strings.Join(parts, ", ")
-}
-
 // median of sorted values.
 func median(sorted []float64) float64 {
 	n := len(sorted)
@@ -890,4 +1151,88 @@ func median(sorted []float64) float64 {
 		return sorted[n/2]
 	}
 	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+// TestNodeWorkloadProfile holds the Node producer's production profile
+// (e2e/node/lib.mjs) to the table of internal/eventgen: every event valid,
+// the frequencies within the tolerance of eventgen.Tally.Check.
+func TestNodeWorkloadProfile(t *testing.T) {
+	root := moduleRoot(t)
+	requireNode(t, root)
+	const n = 20000
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(root, "e2e", "node", "events.mjs"),
+		"--profile", "production", "--count", strconv.Itoa(n), "--seed", "42")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("events.mjs: %v\n%s", err, stderr.String())
+	}
+	var res struct {
+		Jobs []struct {
+			Data json.RawMessage
+			Opts struct {
+				Priority int
+				Delay    int64 // ms
+			}
+			DrawnMs int64 // the clock reading the job was stamped from
+		}
+		ElapsedMs int64
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("events.mjs output: %v", err)
+	}
+	if len(res.Jobs) != n {
+		t.Fatalf("events.mjs drew %d jobs, want %d", len(res.Jobs), n)
+	}
+	tally := eventgen.NewTally()
+	for i, j := range res.Jobs {
+		ev, _, err := audit.ParseEvent(j.Data, audit.DefaultRules(), time.UnixMilli(j.DrawnMs))
+		if err != nil {
+			t.Fatalf("job %d refused: %v\n%s", i, err, j.Data)
+		}
+		opts := eventgen.JobOptions{Priority: j.Opts.Priority, Delay: time.Duration(j.Opts.Delay) * time.Millisecond}
+		tally.Add(&ev, opts, time.UnixMilli(j.DrawnMs))
+	}
+	for _, p := range tally.Check(eventgen.ProductionShares()) {
+		t.Error(p)
+	}
+	t.Logf("%d jobs drawn in %d ms; details %d–%d bytes; timestamps %s–%s old", n, res.ElapsedMs,
+		tally.MinDetails, tally.MaxDetails, tally.YoungestAge, tally.OldestAge)
+}
+
+// TestWorkerHonoursPausedQueue: a worker started on a queue Node has paused
+// (queue.pause()) takes no job, prioritized and delayed ones included, and
+// drains every job once Node resumes it (queue.resume()).
+func TestWorkerHonoursPausedQueue(t *testing.T) {
+	e := newEnv(t)
+	logPath := filepath.Join(e.dir, "worker.log")
+	dumpLogOnFailure(t, logPath)
+	b := &benchReport{n: 300, rounds: 1, round: 1, workload: eventgen.Production}
+	keys, filled := b.fill(t, e, "pause test")
+	r := startResumer(t, e)
+	cfg := e.writeConfig("worker.json", workerConfig{Concurrency: 2, BatchSize: 50})
+	w := e.startWorker(cfg, logPath)
+	b.awaitDelays(filled) // the worker waits meanwhile: at least 5 s since the last add
+	b.checkPaused(t, e, "ours")
+	counts, err := e.queueCounts(context.Background(), queueName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("paused queue with the worker ready: %v", counts)
+	if _, err := io.WriteString(r.stdin, "resume\n"); err != nil {
+		t.Fatal(err)
+	}
+	var res struct{ Resumed, Paused bool }
+	r.read(t, &res)
+	if !res.Resumed || res.Paused {
+		t.Fatalf("resume.mjs: %+v", res)
+	}
+	e.waitDrained(int64(b.n), time.Minute, logPath)
+	if err := w.stop(t, 30*time.Second); err != nil {
+		t.Errorf("worker stop: %v", err)
+	}
+	e.checkStored(keys)
 }

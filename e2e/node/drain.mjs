@@ -1,8 +1,11 @@
 // drain.mjs: a real bullmq Worker with an EMPTY processor (async job => {})
 // drains --expect jobs: the reference for what BullMQ itself costs per job.
 //
-//   node drain.mjs --prefix P --queue Q --expect N [--concurrency 50] [--timeout 300000]
+//   node drain.mjs --prefix P --queue Q --expect N [--concurrency 50] [--timeout 300000] [--report-ready]
 //
+// With --report-ready it first prints {"ready": true} when the Worker emits
+// 'ready' (its blocking connection is up), so that a paused queue can be
+// resumed once the worker waits for jobs.
 // Prints, as soon as N jobs have finished (completed or failed) or the timeout
 // passed, {"completed", "failed", "elapsedMs" (from the Worker's creation),
 // "sinceProcessStartMs", "timedOut", "maxRssKiB"}, then closes the worker and exits.
@@ -30,6 +33,7 @@ run(async (args) => {
     if (completed + ++failed >= expect) resolveAll();
   });
   worker.on('error', (err) => process.stderr.write(`worker error: ${err}\n`));
+  if (args['report-ready']) worker.once('ready', () => print({ ready: true }));
   let timedOut = false;
   let timer;
   await Promise.race([
