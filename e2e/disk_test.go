@@ -96,6 +96,16 @@ func freeBytes(t *testing.T, path string) int64 {
 	return int64(st.Bavail) * st.Bsize
 }
 
+// startedURL waits for the start line, logged just after the worker begins
+// consuming (what startWorker waits for), and returns its HTTP address.
+func startedURL(t *testing.T, logPath string) string {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, "the start line with the HTTP address", func() bool {
+		return logContains(logPath, 0, "audit worker started")
+	})
+	return workerURL(t, logPath)
+}
+
 // writeSQLiteConfig writes the configuration of a worker on the embedded
 // SQLite store in dataDir, consuming the test's queue and taking HTTP ingest.
 func (e *env) writeSQLiteConfig(name, dataDir string) string {
@@ -211,10 +221,7 @@ func TestSQLiteFullDisk(t *testing.T) {
 	dumpLogOnFailure(t, logPath)
 	cfg := e.writeSQLiteConfig("worker.json", dataDir)
 	p := e.startWorker(cfg, logPath)
-	testenv.Eventually(t, 10*time.Second, "the start line with the HTTP address", func() bool {
-		return logContains(logPath, 0, "audit worker started")
-	})
-	base := workerURL(t, logPath)
+	base := startedURL(t, logPath)
 	client := &http.Client{Timeout: 30 * time.Second}
 	q := bullmq.NewQueue(e.rdb, queueName, bullmq.QueueOptions{Prefix: e.prefix})
 	ctx := context.Background()
