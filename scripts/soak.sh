@@ -33,6 +33,10 @@ cleanup() {
 trap cleanup EXIT INT TERM
 if [ -z "${AUDIT_TEST_REDIS_URL:-}" ] && command -v redis-server >/dev/null 2>&1; then
 	port=${SOAK_REDIS_PORT:-6391}
+	if redis-cli -p "$port" ping >/dev/null 2>&1; then
+		echo "soak: port $port already serves a Redis: set SOAK_REDIS_PORT to a free port" >&2
+		exit 1
+	fi
 	redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
 		--dir "$out" --logfile "$out/redis.log" &
 	redis_pid=$!
@@ -40,6 +44,7 @@ if [ -z "${AUDIT_TEST_REDIS_URL:-}" ] && command -v redis-server >/dev/null 2>&1
 	until redis-cli -p "$port" ping >/dev/null 2>&1; do
 		i=$((i + 1))
 		[ "$i" -lt 50 ] || { echo "soak: redis-server on port $port did not start" >&2; exit 1; }
+		kill -0 "$redis_pid" 2>/dev/null || { echo "soak: redis-server on port $port exited, see $out/redis.log" >&2; exit 1; }
 		sleep 0.1
 	done
 	export AUDIT_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
