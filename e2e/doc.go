@@ -9,6 +9,8 @@
 //	AUDIT_E2E_EVENTS=100000 go test -run TestCrashRecoveryExactlyOnce -timeout 20m ./e2e
 //	AUDIT_E2E_OUTAGE_SECONDS=30 go test -run TestStoreOutage ./e2e
 //	AUDIT_E2E_BENCH=1 AUDIT_E2E_BENCH_OUT=bench.md go test -run TestBenchmarkHarness -v -timeout 60m ./e2e
+//	AUDIT_E2E_SOAK=1 AUDIT_E2E_SOAK_MINUTES=3 go test -run TestSoak -v -timeout 30m ./e2e
+//	scripts/soak.sh                                     # the 30-minute soak, with plots
 //
 // TestCrashRecoveryExactlyOnce SIGKILLs the worker three times while it
 // processes AUDIT_E2E_EVENTS events (default 10000) and checks that every job
@@ -35,6 +37,22 @@
 // event), the same for a Node bullmq Worker with an empty processor, and the
 // end-to-end latency under a steady offered load. See bench_test.go for its
 // environment variables.
+//
+// TestSQLiteFullDisk runs the worker on the embedded SQLite store on a 16 MiB
+// tmpfs (it mounts one: run as root), fills the disk while events arrive over
+// HTTP and from the queue, and checks the answers (503 saying the disk is
+// full, never 500 or a hang), readiness (503 while full), the file (PRAGMA
+// integrity_check, every acknowledged or queued event once, no refused one)
+// and the recovery once the filler is deleted. Without the right to mount it
+// skips, or fails with AUDIT_TEST_REQUIRE_SERVICES=1. About 15 s.
+//
+// TestSoak runs only with AUDIT_E2E_SOAK=1: 5,000 events/s
+// (AUDIT_E2E_SOAK_RATE) for AUDIT_E2E_SOAK_MINUTES (default 30) with the
+// detectors on; every 10 s it samples the worker's RSS, goroutines and open
+// files, Redis used_memory and the p99 end-to-end latency into a CSV
+// (AUDIT_E2E_SOAK_CSV), and fails when one of them grows over the second half
+// (internal/soakstat) or an event is lost or doubled. scripts/soak.sh runs it
+// on a private Redis and draws docs/images/soak-*.png with scripts/soakplot.
 //
 // Without PostgreSQL, Redis, node or interop/node_modules the tests skip with a
 // hint; with AUDIT_TEST_REQUIRE_SERVICES=1 they fail instead.

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -37,6 +38,7 @@ type Breaker struct {
 	failures int
 	openedAt time.Time
 	probing  bool
+	lastErr  error         // the last transient failure, quoted while open
 	changed  chan struct{} // closed and replaced on every state change
 }
 
@@ -118,16 +120,17 @@ func (b *Breaker) record(err error) {
 	var from, to BreakerState
 	switch {
 	case err == nil || !audit.IsTransient(err):
-		b.failures, b.probing = 0, false
+		b.failures, b.probing, b.lastErr = 0, false, nil
 		if b.state != BreakerClosed {
 			from, to = b.setLocked(BreakerClosed)
 		}
 	case b.state == BreakerHalfOpen:
-		b.probing = false
+		b.probing, b.lastErr = false, err
 		b.openedAt = b.now()
 		from, to = b.setLocked(BreakerOpen)
 	default:
 		b.failures++
+		b.lastErr = err
 		if b.state == BreakerClosed && b.failures >= b.threshold {
 			b.openedAt = b.now()
 			from, to = b.setLocked(BreakerOpen)
@@ -135,6 +138,19 @@ func (b *Breaker) record(err error) {
 	}
 	b.mu.Unlock()
 	b.notify(from, to)
+}
+
+// refusal is the error for a call refused while open: ErrBreakerOpen with
+// the store's last failure, so that a client refused with 503 learns why
+// (e.g. a full disk) and not only that the breaker is open.
+func (b *Breaker) refusal() error {
+	b.mu.Lock()
+	last := b.lastErr
+	b.mu.Unlock()
+	if last == nil {
+		return ErrBreakerOpen
+	}
+	return fmt.Errorf("%w; last store error: %v", ErrBreakerOpen, last)
 }
 
 // release gives back an allowed call whose outcome says nothing about the store.

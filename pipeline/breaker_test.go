@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -125,6 +126,8 @@ func TestProcessorWithBreaker(t *testing.T) {
 	store.fail = nil // the store is back, but the breaker does not know yet
 	if _, err := p.Process(context.Background(), in); !errors.Is(err, ErrBreakerOpen) || !audit.IsTransient(err) {
 		t.Fatalf("open breaker: err = %v, want transient ErrBreakerOpen", err)
+	} else if !strings.Contains(err.Error(), "database down") {
+		t.Fatalf("open breaker: err = %v, want it to quote the store's last failure", err)
 	}
 	if store.batches != 0 {
 		t.Fatalf("store called %d times while failing or open", store.batches)

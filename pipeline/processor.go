@@ -231,7 +231,7 @@ func (p *Processor) storeBatch(ctx context.Context, br *Breaker, batch audit.Bat
 		return p.store.StoreBatch(ctx, batch)
 	}
 	if !br.allow() {
-		return nil, ErrBreakerOpen
+		return nil, br.refusal()
 	}
 	results, err := p.store.StoreBatch(ctx, batch)
 	if ctx.Err() == nil {

@@ -37,6 +37,7 @@ type Store struct {
 	writer *sql.DB // exactly one connection: SQLite has one writer at a time
 	reader *sql.DB // read-only connections for queries
 	log    *slog.Logger
+	dir    string // the database's directory, for its free space
 
 	insertEvent      *sql.Stmt
 	upsertDeadLetter *sql.Stmt
@@ -134,7 +135,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	writer.SetConnMaxLifetime(0)
 	writer.SetConnMaxIdleTime(0)
 
-	s := &Store{writer: writer, log: log}
+	s := &Store{writer: writer, log: log, dir: filepath.Dir(path)}
 	if err := s.init(ctx, path); err != nil {
 		writer.Close()
 		return nil, err
@@ -281,7 +282,9 @@ func (s *Store) inWriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error 
 	return tx.Commit()
 }
 
-// Ping checks that both the writer and a reader connection answer.
+// Ping checks that both the writer and a reader connection answer and that
+// the disk has room for the next writes: on a full disk the connections still
+// answer, but no batch can commit.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.writer.PingContext(ctx); err != nil {
 		return classify("ping sqlite writer", err)
@@ -289,7 +292,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err := s.reader.PingContext(ctx); err != nil {
 		return classify("ping sqlite reader", err)
 	}
-	return nil
+	return s.checkDiskRoom()
 }
 
 // Close closes the statements and connections. Closing the last connection
