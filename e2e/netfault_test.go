@@ -132,7 +132,7 @@ func TestNetworkFaults(t *testing.T) {
 		if c.service == "postgres" && c.unreachable && faultFor > 2*pipeline.DefaultStoreTimeout+5*time.Second {
 			c.storeFails = true
 		}
-		res, recovered := runFaultCase(t, e, health, proxies[c.service], c, i, events, faultFor, recoveryMax, allKeys)
+		res, recovered := runFaultCase(t, e, logPath, health, proxies[c.service], c, i, events, faultFor, recoveryMax, allKeys)
 		results = append(results, res)
 		if !recovered || w.exited() {
 			t.Errorf("stopping after %s: the next cases would start with its backlog", c.name)
@@ -157,7 +157,7 @@ func TestNetworkFaults(t *testing.T) {
 }
 
 // runFaultCase runs one case against the shared worker and asserts its outcome.
-func runFaultCase(t *testing.T, e *env, health *healthProbe, proxy *faultproxy.Proxy, c faultCase, idx, events int,
+func runFaultCase(t *testing.T, e *env, logPath string, health *healthProbe, proxy *faultproxy.Proxy, c faultCase, idx, events int,
 	faultFor, recoveryMax time.Duration, allKeys map[string]bool) (faultResult, bool) {
 	t.Helper()
 	ctx := context.Background()
@@ -208,7 +208,7 @@ func runFaultCase(t *testing.T, e *env, health *healthProbe, proxy *faultproxy.P
 		return !drainedAt.IsZero() && !healthyAt.IsZero()
 	})
 	seen := watch.stop()
-	res.notReady, res.breakerOpen = seen.notReady, seen.breakerOpen
+	res.notReady = seen.notReady
 	if !drainedAt.IsZero() {
 		res.drain = drainedAt.Sub(faultEnd)
 	}
@@ -256,16 +256,38 @@ func runFaultCase(t *testing.T, e *env, health *healthProbe, proxy *faultproxy.P
 	if seen.reasons[other] {
 		t.Errorf("%s: /readyz blamed %s, which had no fault (reasons seen: %v)", c.name, other, seen.reasons)
 	}
-	if c.service == "redis" && seen.breakerOpen {
-		t.Errorf("%s: the store's circuit breaker opened during a Redis fault", c.name)
+	opened := breakerOpenedBetween(t, logPath, faultStart, faultEnd)
+	res.breakerOpen = opened
+	if c.service == "redis" && (opened || seen.breakerBad) {
+		t.Errorf("%s: the store's circuit breaker left CLOSED during a Redis fault (log: opened %v; endpoint: not OK %v)",
+			c.name, opened, seen.breakerBad)
 	}
-	if c.storeFails && !seen.breakerOpen {
+	if c.storeFails && !opened {
 		t.Errorf("%s: the circuit breaker never opened while PostgreSQL failed every store call", c.name)
 	}
-	t.Logf("%s: fault %s, proxy %+v; readyz down: %v (reasons %v), breaker open seen: %v; drained %s and healthy %s after the fault; stored %d/%d, duplicated %d, dead letters %d+%d",
-		c.name, res.fault.Round(time.Millisecond), proxy.Stats(), seen.notReady, seen.reasons, seen.breakerOpen,
+	if opened && !seen.breakerBad {
+		t.Errorf("%s: the breaker opened (log) but /health/circuit-breaker said OK throughout", c.name)
+	}
+	t.Logf("%s: fault %s, proxy %+v; readyz down: %v (reasons %v), breaker opened (log) %v, /health/circuit-breaker not OK %v (CRITICAL %v); drained %s and healthy %s after the fault; stored %d/%d, duplicated %d, dead letters %d+%d",
+		c.name, res.fault.Round(time.Millisecond), proxy.Stats(), seen.notReady, seen.reasons, opened, seen.breakerBad, seen.breakerOpen,
 		res.drain.Round(time.Millisecond), res.healthy.Round(time.Millisecond), res.stored, res.sent, res.duplicated, res.deadRows, res.deadJobs)
 	return res, recovered
+}
+
+// breakerOpenedBetween reports whether the worker log shows the circuit
+// breaker going OPEN between from and to.
+func breakerOpenedBetween(t testing.TB, logPath string, from, to time.Time) bool {
+	t.Helper()
+	for _, m := range logEntries(t, logPath) {
+		if m["msg"] != "circuit breaker changed state" || m["to"] != "OPEN" {
+			continue
+		}
+		ts, _ := m["time"].(string)
+		if when, err := time.Parse(time.RFC3339Nano, ts); err == nil && !when.Before(from) && !when.After(to) {
+			return true
+		}
+	}
+	return false
 }
 
 // setRedisURL points the worker's configuration file at another Redis URL.
@@ -353,52 +375,64 @@ func (h *healthProbe) green() bool {
 type healthSeen struct {
 	notReady    bool
 	reasons     map[string]bool
-	breakerOpen bool
+	breakerOpen bool // /health/circuit-breaker said CRITICAL (open)
+	breakerBad  bool // it said anything but OK (open or half-open)
 }
 
 // healthWatch polls the probe until stopped.
 type healthWatch struct {
 	stopCh chan struct{}
-	done   chan struct{}
+	wg     sync.WaitGroup
 	mu     sync.Mutex
 	seen   healthSeen
 }
 
-// watch polls readiness and the breaker every 100 ms until stop.
+// watch polls readiness and the breaker, each every 100 ms, until stop. They
+// are polled apart: a readiness check waits up to 2 s for a silent service,
+// and an open breaker may turn half-open sooner than that.
 func (h *healthProbe) watch() *healthWatch {
-	hw := &healthWatch{stopCh: make(chan struct{}), done: make(chan struct{}), seen: healthSeen{reasons: map[string]bool{}}}
-	go func() {
-		defer close(hw.done)
+	hw := &healthWatch{stopCh: make(chan struct{}), seen: healthSeen{reasons: map[string]bool{}}}
+	poll := func(check func()) {
+		defer hw.wg.Done()
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			ok, reasons, err := h.ready()
-			state, berr := h.breaker()
-			hw.mu.Lock()
-			if err == nil && !ok {
-				hw.seen.notReady = true
-				for _, r := range reasons {
-					name, _, _ := strings.Cut(r, ":")
-					hw.seen.reasons[name] = true
-				}
-			}
-			if berr == nil && state == "CRITICAL" {
-				hw.seen.breakerOpen = true
-			}
-			hw.mu.Unlock()
+			check()
 			select {
 			case <-hw.stopCh:
 				return
 			case <-tick.C:
 			}
 		}
-	}()
+	}
+	hw.wg.Add(2)
+	go poll(func() {
+		ok, reasons, err := h.ready()
+		hw.mu.Lock()
+		defer hw.mu.Unlock()
+		if err == nil && !ok {
+			hw.seen.notReady = true
+			for _, r := range reasons {
+				name, _, _ := strings.Cut(r, ":")
+				hw.seen.reasons[name] = true
+			}
+		}
+	})
+	go poll(func() {
+		state, err := h.breaker()
+		hw.mu.Lock()
+		defer hw.mu.Unlock()
+		if err == nil && state != "OK" {
+			hw.seen.breakerBad = true
+			hw.seen.breakerOpen = hw.seen.breakerOpen || state == "CRITICAL"
+		}
+	})
 	return hw
 }
 
 func (hw *healthWatch) stop() healthSeen {
 	close(hw.stopCh)
-	<-hw.done
+	hw.wg.Wait()
 	hw.mu.Lock()
 	defer hw.mu.Unlock()
 	return hw.seen
