@@ -39,7 +39,10 @@
 // connections are cut and never for a Redis fault, and that the backlog is
 // drained and the health endpoints are green again within a bound after the
 // fault ends (the recovery time it logs). AUDIT_E2E_FAULT_TABLE=FILE writes
-// the results table to FILE. About a minute and a half with the defaults.
+// the results table to FILE; AUDIT_E2E_FAULT_CASES=TEXT runs only the cases
+// whose name contains TEXT. A PostgreSQL blackhole held longer than two store
+// timeouts (AUDIT_E2E_FAULT_SECONDS over 65) must open the breaker too. About
+// a minute and a half with the defaults.
 //
 // TestStoreOutage puts a TCP proxy between the worker and PostgreSQL and cuts
 // it for AUDIT_E2E_OUTAGE_SECONDS (default 5) while events keep coming; the
