@@ -8,6 +8,7 @@
 //	go test -race ./e2e                                 # defaults, about 1.5 minutes
 //	AUDIT_E2E_EVENTS=100000 go test -run TestCrashRecoveryExactlyOnce -timeout 20m ./e2e
 //	AUDIT_E2E_OUTAGE_SECONDS=30 go test -run TestStoreOutage ./e2e
+//	AUDIT_E2E_FAULT_EVENTS=20000 AUDIT_E2E_FAULT_SECONDS=10 AUDIT_E2E_FAULT_TABLE=faults.md go test -run TestNetworkFaults -v -timeout 30m ./e2e
 //	AUDIT_E2E_BENCH=1 AUDIT_E2E_BENCH_OUT=bench.md go test -run TestBenchmarkHarness -v -timeout 60m ./e2e
 //	AUDIT_E2E_SOAK=1 AUDIT_E2E_SOAK_MINUTES=3 go test -run TestSoak -v -timeout 30m ./e2e
 //	scripts/soak.sh                                     # the 30-minute soak, with plots
@@ -23,6 +24,27 @@
 // TestDoubleStall kills the worker twice while it holds the same jobs (store cut
 // off meanwhile, 5 s lock and stalled intervals) and checks that those events,
 // which BullMQ would fail as "stalled more than allowable limit", are stored.
+//
+// The proxies between the worker and its services are internal/faultproxy's:
+// they add latency, stall chunks as lost TCP segments do, cut connections
+// (also in the middle of a command) and blackhole a server, at run time.
+//
+// TestNetworkFaults runs one worker with Redis and PostgreSQL each behind
+// such a proxy and injects, one case after the other and for each of the two:
+// 50 ms and 500 ms of latency each way, 1 % loss, every connection cut after
+// 512 more bytes, and a blackhole. During each fault a Node producer, connected
+// to Redis directly, adds AUDIT_E2E_FAULT_EVENTS events (default 2000) over
+// AUDIT_E2E_FAULT_SECONDS (default 3). The test checks that every event is
+// stored exactly once, that no job is left waiting or active and none is
+// dead-lettered, that /readyz reports a blackholed service down and never
+// blames the other one, that the circuit breaker opens when PostgreSQL
+// connections are cut and never for a Redis fault, and that the backlog is
+// drained and the health endpoints are green again within a bound after the
+// fault ends (the recovery time it logs). AUDIT_E2E_FAULT_TABLE=FILE writes
+// the results table to FILE; AUDIT_E2E_FAULT_CASES=TEXT runs only the cases
+// whose name contains TEXT. A PostgreSQL blackhole held longer than two store
+// timeouts (AUDIT_E2E_FAULT_SECONDS over 65) must open the breaker too. About
+// a minute and a half with the defaults.
 //
 // TestStoreOutage puts a TCP proxy between the worker and PostgreSQL and cuts
 // it for AUDIT_E2E_OUTAGE_SECONDS (default 5) while events keep coming; the

@@ -53,21 +53,21 @@ func TestDoubleStall(t *testing.T) {
 	}
 
 	w := e.startWorker(cfg, logPath)
-	proxy.Cut()
+	cutProxy(proxy)
 	res, keys := e.enqueue(n, filepath.Join(e.dir, "ids.txt"))
 	t.Logf("store cut off, %d events enqueued", res.Count)
 	waitActive("", 30*time.Second)
 	w.kill(t)
 	t.Logf("worker killed holding the %d jobs (1st time)", n)
 
-	proxy.Restore()
+	restoreProxy(t, proxy)
 	w = e.startWorker(cfg, logPath) // start-up needs the store (migrations)
-	proxy.Cut()
+	cutProxy(proxy)
 	waitActive("1", 3*time.Minute)
 	w.kill(t)
 	t.Logf("worker killed holding the %d recovered jobs (2nd time); stalled counts %v", n, stallCounts())
 
-	proxy.Restore()
+	restoreProxy(t, proxy)
 	w = e.startWorker(cfg, logPath)
 	var counts map[string]int64
 	var rows int64

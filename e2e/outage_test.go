@@ -77,7 +77,7 @@ func TestStoreOutage(t *testing.T) {
 		pgCtl(t, "stop")
 		t.Logf("PostgreSQL stopped at %d rows (pg_ctlcluster stop took %s)", rowsAtCut, time.Since(cutStart).Round(time.Millisecond))
 	} else {
-		closed := proxy.Cut()
+		closed := cutProxy(proxy)
 		t.Logf("proxy cut at %d rows: %d PostgreSQL connections reset, new ones refused", rowsAtCut, closed)
 	}
 	// Bounded by the outage length; only the proxy mode can count rows meanwhile.
@@ -92,10 +92,10 @@ func TestStoreOutage(t *testing.T) {
 		pgCtl(t, "start")
 		waitPostgres(t, e)
 	} else {
-		proxy.Restore()
+		restoreProxy(t, proxy)
 	}
 	cutEnd := time.Now()
-	t.Logf("outage over after %s (proxy refused %d connections meanwhile)", cutEnd.Sub(cutStart).Round(time.Millisecond), proxy.refused.Load())
+	t.Logf("outage over after %s (proxy reset %d connections)", cutEnd.Sub(cutStart).Round(time.Millisecond), proxy.Stats().Reset)
 
 	select {
 	case err := <-streamDone:

@@ -186,3 +186,48 @@ func TestBatcherSetLimits(t *testing.T) {
 		}
 	})
 }
+
+// hangingStore never answers until its caller gives up, as a PostgreSQL
+// server that accepts and never replies.
+type hangingStore struct{ *memStore }
+
+func (hangingStore) StoreBatch(ctx context.Context, _ audit.Batch) ([]audit.StoreResult, error) {
+	<-ctx.Done()
+	return nil, audit.Wrap(audit.CodeUnavailable, "copy", ctx.Err())
+}
+
+func TestStoreTimeoutFailsTheBatchAndOpensTheBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		br := NewBreaker(BreakerConfig{FailureThreshold: 2, RecoveryTimeout: time.Minute})
+		p := NewProcessor(hangingStore{newMemStore()}, Config{Rules: audit.DefaultRules(), Breaker: br, StoreTimeout: 5 * time.Second})
+		in := []Input{{Payload: eventgen.New(1).Valid()}}
+		for i := range 2 {
+			start := time.Now()
+			_, err := p.Process(context.Background(), in)
+			if err == nil || !audit.IsTransient(err) {
+				t.Fatalf("batch %d on a silent store: err = %v, want a transient error", i, err)
+			}
+			if took := time.Since(start); took != 5*time.Second {
+				t.Errorf("batch %d gave up after %s, want the 5s store timeout", i, took)
+			}
+		}
+		if br.State() != BreakerOpen {
+			t.Errorf("breaker %s after two store timeouts, want OPEN", br.State())
+		}
+	})
+}
+
+func TestCallerGivingUpIsNoStoreFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		br := NewBreaker(BreakerConfig{FailureThreshold: 1, RecoveryTimeout: time.Minute})
+		p := NewProcessor(hangingStore{newMemStore()}, Config{Rules: audit.DefaultRules(), Breaker: br})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err := p.Process(ctx, []Input{{Payload: eventgen.New(1).Valid()}}); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want the caller's deadline", err)
+		}
+		if br.State() != BreakerClosed {
+			t.Errorf("breaker %s after the caller gave up, want CLOSED", br.State())
+		}
+	})
+}

@@ -67,7 +67,20 @@ type Config struct {
 	// Breaker, when set, guards the store: while it is open, Process refuses
 	// batches with ErrBreakerOpen instead of calling the store.
 	Breaker *Breaker
+	// StoreTimeout bounds one batch's store call; default DefaultStoreTimeout.
+	// A store that does not answer in time (a server that hangs, or a
+	// connection whose path died without a reset) fails the batch with a
+	// transient error, and the breaker counts it as a store failure.
+	StoreTimeout time.Duration
 }
+
+// DefaultStoreTimeout is Config.StoreTimeout's default: as long as the HTTP
+// batcher gives a batch (BatcherConfig.StoreTimeout), so that the two paths
+// give up on a silent store alike.
+const DefaultStoreTimeout = 30 * time.Second
+
+// errStoreTimeout is the cause of a store call's context ending at StoreTimeout.
+var errStoreTimeout = errors.New("store timeout")
 
 // Processor validates, verifies and stores batches of events.
 type Processor struct {
@@ -92,6 +105,9 @@ func NewProcessor(store audit.EventStore, cfg Config) *Processor {
 func (p *Processor) Reconfigure(cfg Config) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = DefaultStoreTimeout
 	}
 	p.cfg.Store(&cfg)
 }
@@ -177,7 +193,7 @@ func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, err
 
 	if len(batch.Records) > 0 || len(batch.DeadLetters) > 0 {
 		stage = p.startStage(ctx, StageStore)
-		results, err := p.storeBatch(ctx, cfg.Breaker, batch)
+		results, err := p.storeBatch(ctx, cfg, batch)
 		report.Stages.Store = stage.end(err)
 		if err != nil {
 			p.stats.storeFailures.Add(1)
@@ -225,19 +241,26 @@ func (p *Processor) Process(ctx context.Context, inputs []Input) ([]Outcome, err
 	return outcomes, nil
 }
 
-// storeBatch calls the store through the breaker, if there is one.
-func (p *Processor) storeBatch(ctx context.Context, br *Breaker, batch audit.Batch) ([]audit.StoreResult, error) {
-	if br == nil {
-		return p.store.StoreBatch(ctx, batch)
-	}
-	if !br.allow() {
+// storeBatch calls the store through the breaker, if there is one, for at
+// most cfg.StoreTimeout.
+func (p *Processor) storeBatch(ctx context.Context, cfg *Config, batch audit.Batch) ([]audit.StoreResult, error) {
+	br := cfg.Breaker
+	if br != nil && !br.allow() {
 		return nil, br.refusal()
 	}
-	results, err := p.store.StoreBatch(ctx, batch)
-	if ctx.Err() == nil {
-		br.record(err)
-	} else {
-		br.release() // a caller giving up says nothing about the store
+	sctx, cancel := context.WithTimeoutCause(ctx, cfg.StoreTimeout, errStoreTimeout)
+	defer cancel()
+	results, err := p.store.StoreBatch(sctx, batch)
+	timedOut := err != nil && ctx.Err() == nil && errors.Is(context.Cause(sctx), errStoreTimeout)
+	if timedOut {
+		err = audit.Errorf(audit.CodeUnavailable, "the store did not answer within %s: %w", cfg.StoreTimeout, err)
+	}
+	if br != nil {
+		if ctx.Err() == nil {
+			br.record(err) // a store that did not answer in time failed as well
+		} else {
+			br.release() // a caller giving up says nothing about the store
+		}
 	}
 	return results, err
 }
