@@ -64,7 +64,7 @@ func TestSoak(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), dur+5*time.Minute)
 	defer cancel()
 	producer := e.nodeCmd(ctx, "stream.mjs", queueName, "--rate", strconv.Itoa(rate),
-		"--duration-ms", strconv.FormatInt(dur.Milliseconds(), 10), "--tick-ms", "10", "--out", idsFile,
+		"--duration-ms", strconv.FormatInt(dur.Milliseconds(), 10), "--deadline", "--tick-ms", "10", "--out", idsFile,
 		"--watchdog-ms", strconv.FormatInt((dur+4*time.Minute).Milliseconds(), 10))
 	var stdout, stderr bytes.Buffer
 	producer.Stdout, producer.Stderr = &stdout, &stderr
@@ -134,6 +134,9 @@ sampling:
 		t.Fatalf("stream.mjs output: %v: %s", err, stdout.Bytes())
 	}
 	t.Logf("producer: %d events in %d ms (%d/s offered, largest backlog %d)", res.Count, res.ElapsedMs, res.OfferedRate, res.MaxBehind)
+	if res.OfferedRate < int64(rate)*9/10 {
+		t.Errorf("the producer offered %d events/s, under 90 %% of the %d asked: the host could not carry the soak's load", res.OfferedRate, rate)
+	}
 	keys := e.readKeys(idsFile, res.Count)
 	e.waitDrained(int64(res.Count), 5*time.Minute, logPath)
 	if err := w.stop(t, 30*time.Second); err != nil {

@@ -1,7 +1,9 @@
 // stream.mjs: offer a steady stream of realistic audit events: every --tick-ms
 // (default 10) it adds, with one Queue.addBulk, the jobs due by then at --rate
 // events per second, for --duration-ms. A producer that falls behind catches up
-// with larger chunks (at most --max-chunk, default 1000).
+// with larger chunks (at most --max-chunk, default 1000). With --deadline it
+// stops at --duration-ms even when it could not add every job by then (a
+// soak's length is its duration, whatever the host manages).
 //
 //   node stream.mjs --prefix P --queue Q --rate 5000 --duration-ms 20000 [--out FILE]
 //
@@ -16,6 +18,7 @@ run(async (args) => {
   const durationMs = intArg(args, 'duration-ms', 10000);
   const tickMs = intArg(args, 'tick-ms', 10);
   const maxChunk = intArg(args, 'max-chunk', 1000);
+  const deadline = Boolean(args.deadline);
   const out = idWriter(args.out);
   const queue = new Queue(name, opts);
   await queue.waitUntilReady();
@@ -27,6 +30,7 @@ run(async (args) => {
     // Bounded: every pass either adds jobs or sleeps one tick, and ends at total.
     while (sent < total) {
       const elapsed = performance.now() - start;
+      if (deadline && elapsed >= durationMs) break;
       const due = Math.min(total, Math.floor((elapsed * rate) / 1000));
       if (due <= sent) {
         await sleep(tickMs - (elapsed % tickMs));
