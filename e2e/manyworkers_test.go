@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/smartlogs/audit-worker/bullmq"
 	"github.com/smartlogs/audit-worker/internal/testenv"
@@ -502,4 +505,103 @@ func TestManyWorkersKillOne(t *testing.T) {
 	if bound := 2*time.Duration(lock)*time.Millisecond + 5*time.Second; recovery > bound {
 		t.Errorf("stalled jobs recovered %s after the kill, want within %s (twice the lock, plus 5 s)", recovery, bound)
 	}
+}
+
+// TestManyWorkersScaling runs only with AUDIT_E2E_MANY_SCALING=1: for 1, 2
+// and 3 worker processes it fills a queue with AUDIT_E2E_MANY_EVENTS events
+// (on a redis-server of its own, so that Redis's CPU time is the queue's
+// alone), starts the workers, and reports the drain rate between 10 % and 90 %
+// of the rows and the share of one core Redis used meanwhile (INFO cpu): when
+// that share nears 1, Redis is what limits the queue.
+func TestManyWorkersScaling(t *testing.T) {
+	if os.Getenv("AUDIT_E2E_MANY_SCALING") != "1" {
+		t.Skip("set AUDIT_E2E_MANY_SCALING=1 to measure the drain rate with 1, 2 and 3 workers")
+	}
+	n := envInt(t, "AUDIT_E2E_MANY_EVENTS", 20000)
+	redisURL := startRedisServer(t)
+	for k := 1; k <= 3; k++ {
+		t.Run(fmt.Sprintf("workers=%d", k), func(t *testing.T) {
+			e := newEnv(t)
+			e.useRedis(redisURL)
+			ctx := context.Background()
+			cfg := e.writeConfig("worker.json", workerConfig{Concurrency: 2, BatchSize: 250})
+			e.migrate(cfg)
+			e.enqueue(n, filepath.Join(e.dir, "ids.txt"))
+			workers := e.startGoWorkers(k, cfg)
+			lo, hi := int64(n)/10, int64(n)*9/10
+			mark := func(rows int64) (time.Time, float64) {
+				testenv.EventuallyNil(t, 5*time.Minute+time.Duration(n)*time.Millisecond, func() error {
+					got, err := e.rowCount(ctx)
+					if err == nil && got < rows {
+						err = fmt.Errorf("%d/%d rows", got, rows)
+					}
+					return err
+				})
+				return time.Now(), redisCPUSeconds(t, e)
+			}
+			t0, cpu0 := mark(lo)
+			t1, cpu1 := mark(hi)
+			wall := t1.Sub(t0).Seconds()
+			t.Logf("%d worker(s), %d events: %.0f events/s between 10 %% and 90 %% of the rows; Redis used %.2f of a core (%.0f µs per event)",
+				k, n, float64(hi-lo)/wall, (cpu1-cpu0)/wall, 1e6*(cpu1-cpu0)/float64(hi-lo))
+			e.waitDrained(int64(n), 5*time.Minute, workers[0].logPath)
+		})
+	}
+}
+
+// startRedisServer starts a redis-server of the test's own on a free port.
+func startRedisServer(t *testing.T) string {
+	t.Helper()
+	server, err := exec.LookPath("redis-server")
+	if err != nil {
+		testenv.Unavailable(t, "redis-server", "apt-get install redis-server", err)
+	}
+	port := freePortPair(t)
+	cmd := exec.Command(server, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", t.TempDir(),
+		"--save", "", "--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	opts, _ := redis.ParseURL(url)
+	probe := redis.NewClient(opts)
+	defer probe.Close()
+	testenv.Eventually(t, 20*time.Second, "redis-server on port "+strconv.Itoa(port), func() bool {
+		return probe.Ping(context.Background()).Err() == nil
+	})
+	return url
+}
+
+// useRedis points the environment (its client, the workers' configuration and
+// the Node scripts) at another Redis.
+func (e *env) useRedis(url string) {
+	e.t.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	old := e.rdb
+	e.redisURL, e.rdb = url, redis.NewClient(opts)
+	_ = old.Close()
+}
+
+// redisCPUSeconds is the CPU time (user + system) Redis has used so far.
+func redisCPUSeconds(t testing.TB, e *env) float64 {
+	t.Helper()
+	info, err := e.rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for line := range strings.Lines(info) {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_user" || k == "used_cpu_sys" {
+			f, _ := strconv.ParseFloat(v, 64)
+			sum += f
+		}
+	}
+	return sum
 }
