@@ -321,7 +321,7 @@ func keysOf(t testing.TB, path, queue string, want int) map[string]bool {
 
 // TestClusterFailover runs the worker against a six-node Redis Cluster (three
 // masters, one replica each). Node producers add AUDIT_E2E_CLUSTER_EVENTS
-// events (default 10000) over an ioredis Cluster connection; once the replica
+// events (default 5000) over an ioredis Cluster connection; once the replica
 // of the queue's master has caught up, the worker starts, and when a third of
 // the rows are stored the queue's master is SIGKILLed. The replica takes over
 // after the cluster node timeout (2 s) and the worker, not restarted, must
@@ -331,7 +331,7 @@ func TestClusterFailover(t *testing.T) {
 	if testingParallelOK() {
 		t.Parallel()
 	}
-	n := envInt(t, "AUDIT_E2E_CLUSTER_EVENTS", 10000)
+	n := envInt(t, "AUDIT_E2E_CLUSTER_EVENTS", 5000)
 	e := newEnv(t)
 	c := startRedisCluster(t)
 	ctx := context.Background()

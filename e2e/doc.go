@@ -36,7 +36,7 @@
 // TestManyWorkersOneQueue runs three worker processes and one Node bullmq
 // Worker (node/node-consumer.mjs, which records the jobs it takes instead of
 // storing them) on one queue while AUDIT_E2E_MANY_EVENTS events (default
-// 20000) are added, then sends five failed logins of one principal and three
+// 10000) are added, then sends five failed logins of one principal and three
 // invalid events to the Go workers one at a time. The rows and the Node
 // worker's jobs must cover every event exactly once, each Go worker must store
 // at least 20 % of the events (from its /metrics), the detectors must evaluate
@@ -50,7 +50,7 @@
 //
 // TestClusterFailover starts a Redis Cluster of six local redis-server
 // processes (three masters, one replica each; redis-server and redis-cli must
-// be installed), adds AUDIT_E2E_CLUSTER_EVENTS events (default 10000) to the
+// be installed), adds AUDIT_E2E_CLUSTER_EVENTS events (default 5000) to the
 // hash-tagged queue {audit-events} over an ioredis Cluster connection
 // (node/cluster-produce.mjs), waits until the queue's replica has caught up,
 // and SIGKILLs the queue's master while the worker drains. The worker is not

@@ -253,7 +253,7 @@ func jobKey(j *bullmq.Job) string {
 }
 
 // TestManyWorkersOneQueue runs three audit-worker processes and one Node bullmq
-// Worker on one queue while AUDIT_E2E_MANY_EVENTS events (default 20000) are
+// Worker on one queue while AUDIT_E2E_MANY_EVENTS events (default 10000) are
 // added. The Node worker stores nothing; it records the jobs it took. Then,
 // with the Node worker stopped, five failed logins of one principal and three
 // invalid events go to the Go workers one at a time, so that they spread over
@@ -265,7 +265,7 @@ func TestManyWorkersOneQueue(t *testing.T) {
 	if testingParallelOK() {
 		t.Parallel()
 	}
-	n := envInt(t, "AUDIT_E2E_MANY_EVENTS", 20000)
+	n := envInt(t, "AUDIT_E2E_MANY_EVENTS", 10000)
 	e := newEnv(t)
 	ctx := context.Background()
 	cfg := e.writeConfig("worker.json", workerConfig{Concurrency: 2, BatchSize: 100})
@@ -453,7 +453,7 @@ func TestManyWorkersKillOne(t *testing.T) {
 	if testingParallelOK() {
 		t.Parallel()
 	}
-	n := envInt(t, "AUDIT_E2E_MANY_EVENTS", 20000)
+	n := envInt(t, "AUDIT_E2E_MANY_EVENTS", 10000)
 	lock := lockMs(t)
 	if lock == 0 {
 		lock = 5000
@@ -517,7 +517,7 @@ func TestManyWorkersScaling(t *testing.T) {
 	if os.Getenv("AUDIT_E2E_MANY_SCALING") != "1" {
 		t.Skip("set AUDIT_E2E_MANY_SCALING=1 to measure the drain rate with 1, 2 and 3 workers")
 	}
-	n := envInt(t, "AUDIT_E2E_MANY_EVENTS", 20000)
+	n := envInt(t, "AUDIT_E2E_MANY_EVENTS", 10000)
 	redisURL := startRedisServer(t)
 	for k := 1; k <= 3; k++ {
 		t.Run(fmt.Sprintf("workers=%d", k), func(t *testing.T) {
