@@ -480,6 +480,9 @@ func newBlockingConn(rdb redis.UniversalClient, name string) (*blockingConn, err
 			TLSConfig: o.TLSConfig, DialTimeout: o.DialTimeout,
 			ClientName: name, PoolSize: 1, MaxRetries: -1,
 			ReadTimeout: -1, ContextTimeoutEnabled: true,
+			// The shared client's slot-map refresh: after a failover the
+			// blocking connection moves to the new master as soon as it does.
+			ClusterStateReloadInterval: o.ClusterStateReloadInterval,
 		})
 	default:
 		return nil, fmt.Errorf("bullmq: blocking connection: unsupported client type %T (use *redis.Client or *redis.ClusterClient)", rdb)

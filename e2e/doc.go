@@ -5,13 +5,16 @@
 // resolved from ../interop/node_modules: run `npm ci --prefix interop` first),
 // and check the stored result in PostgreSQL and what is left in Redis.
 //
-//	go test -race ./e2e                                 # defaults, about 1.5 minutes
+//	go test -race ./e2e                                 # defaults, a few minutes
 //	AUDIT_E2E_EVENTS=100000 go test -run TestCrashRecoveryExactlyOnce -timeout 20m ./e2e
 //	AUDIT_E2E_OUTAGE_SECONDS=30 go test -run TestStoreOutage ./e2e
 //	AUDIT_E2E_FAULT_EVENTS=20000 AUDIT_E2E_FAULT_SECONDS=10 AUDIT_E2E_FAULT_TABLE=faults.md go test -run TestNetworkFaults -v -timeout 30m ./e2e
 //	AUDIT_E2E_BENCH=1 AUDIT_E2E_BENCH_OUT=bench.md go test -run TestBenchmarkHarness -v -timeout 60m ./e2e
 //	AUDIT_E2E_SOAK=1 AUDIT_E2E_SOAK_MINUTES=3 go test -run TestSoak -v -timeout 30m ./e2e
 //	scripts/soak.sh                                     # the 30-minute soak, with plots
+//	AUDIT_E2E_MANY_EVENTS=200000 go test -run 'TestManyWorkers' -parallel 1 -v -timeout 60m ./e2e
+//	AUDIT_E2E_CLUSTER_EVENTS=100000 go test -run TestClusterFailover -v -timeout 30m ./e2e
+//	AUDIT_E2E_MANY_SCALING=1 AUDIT_E2E_MANY_EVENTS=200000 go test -run TestManyWorkersScaling -v -timeout 60m ./e2e
 //
 // TestCrashRecoveryExactlyOnce SIGKILLs the worker three times while it
 // processes AUDIT_E2E_EVENTS events (default 10000) and checks that every job
@@ -54,6 +57,30 @@
 // user of the server: run it alone (go test -run TestStoreOutage ./e2e, never
 // with ./... or other test processes using the same server).
 //
+// TestManyWorkersOneQueue runs three worker processes and one Node bullmq
+// Worker (node/node-consumer.mjs, which records the jobs it takes instead of
+// storing them) on one queue while AUDIT_E2E_MANY_EVENTS events (default
+// 10000) are added, then sends five failed logins of one principal and three
+// invalid events to the Go workers one at a time. The rows and the Node
+// worker's jobs must cover every event exactly once, each Go worker must store
+// at least 20 % of the events (from its /metrics), the detectors must evaluate
+// each stored event once and raise one FAILED_AUTH alert, and each invalid
+// event must be dead-lettered once. TestManyWorkersKillOne SIGKILLs one of
+// three workers on a full queue (AUDIT_E2E_LOCK_MS, default 5000 there): its
+// jobs come back as stalled to the other two and are stored once.
+// TestManyWorkersScaling (AUDIT_E2E_MANY_SCALING=1) reports the drain rate with
+// 1, 2 and 3 workers and the share of a core Redis uses, on a redis-server of
+// its own.
+//
+// TestClusterFailover starts a Redis Cluster of six local redis-server
+// processes (three masters, one replica each; redis-server and redis-cli must
+// be installed), adds AUDIT_E2E_CLUSTER_EVENTS events (default 5000) to the
+// hash-tagged queue {audit-events} over an ioredis Cluster connection
+// (node/cluster-produce.mjs), waits until the queue's replica has caught up,
+// and SIGKILLs the queue's master while the worker drains. The worker is not
+// restarted: every event must be stored exactly once, nothing may be left in
+// wait or active, and rows must grow again within 30 s of the kill.
+//
 // TestBenchmarkHarness runs only with AUDIT_E2E_BENCH=1: it measures how fast
 // the worker drains a pre-filled queue (events/s, peak RSS, Redis commands per
 // event), the same for a Node bullmq Worker with an empty processor, and the
@@ -76,6 +103,7 @@
 // (internal/soakstat) or an event is lost or doubled. scripts/soak.sh runs it
 // on a private Redis and draws docs/images/soak-*.png with scripts/soakplot.
 //
-// Without PostgreSQL, Redis, node or interop/node_modules the tests skip with a
+// Without PostgreSQL, Redis, node, interop/node_modules (or, for the cluster
+// test, redis-server and redis-cli) the tests skip with a
 // hint; with AUDIT_TEST_REQUIRE_SERVICES=1 they fail instead.
 package e2e

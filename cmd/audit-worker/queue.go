@@ -17,12 +17,19 @@ import (
 	"github.com/smartlogs/audit-worker/queueworker"
 )
 
+// clusterStateReload is how often the cluster client re-reads the slot map.
+// A refused connection does not make go-redis re-read it (only MOVED, ASK and
+// READONLY replies do), so after a failover the client keeps sending the
+// queue's commands to the dead master until the next periodic reload: 60 s
+// by default, 2 s here, at the cost of one CLUSTER SLOTS per period.
+const clusterStateReload = 2 * time.Second
+
 // newRedisClient connects as the configuration says: a cluster, a URL, or
 // host/port/password/db as in the original's redis section.
 func newRedisClient(cfg config.Config) (redis.UniversalClient, error) {
 	r := cfg.Redis
 	if len(r.ClusterNodes) > 0 {
-		opts := &redis.ClusterOptions{Addrs: r.ClusterNodes}
+		opts := &redis.ClusterOptions{Addrs: r.ClusterNodes, ClusterStateReloadInterval: clusterStateReload}
 		if r.Password != nil {
 			opts.Password = *r.Password
 		}
