@@ -361,16 +361,16 @@ func TestManyWorkersOneQueue(t *testing.T) {
 			storedSum, evaluatedSum, duplicateSum, len(stored))
 	}
 
-	// The failed logins went to more than one worker and raised one alert.
+	// The failed logins raised one alert. Which workers took them is Redis's
+	// choice (usually two or three of them); TestTwoWorkersRaiseOneFailedAuthAlert
+	// forces the split.
 	takers := map[string]int{}
 	failureKeys := map[string]bool{}
 	for _, j := range failures {
 		takers[e.processedBy(q, j.ID)]++
 		failureKeys[jobKey(j)] = true
 	}
-	if len(takers) < 2 {
-		t.Errorf("the 5 failed logins were all processed by %v, want at least 2 workers", takers)
-	}
+	t.Logf("the 5 failed logins were processed by %v", takers)
 	var alerts []map[string]any
 	testenv.Until(10*time.Second, func() bool { // judged below
 		alerts = nil
