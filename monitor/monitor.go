@@ -133,11 +133,22 @@ func (m *Monitor) SetConfig(cfg Config) error {
 }
 
 // detection is a condition found in a batch; repeats of one DedupKey within a
-// batch are merged into the latest (n counts them).
+// batch are merged into the latest (n counts them). It holds the op by value
+// and what raising needs of the event, so that a folded repeat (see folder)
+// can outlive the batch.
 type detection struct {
-	op  *op
+	s   *settings
+	op  op
 	res result
 	n   int
+	// Of the event: its organization, correlation id, action and time.
+	org, correlation, action string
+	observed                 time.Time
+}
+
+func newDetection(s *settings, o *op, r result, n int) detection {
+	return detection{s: s, op: *o, res: r, n: n,
+		org: o.ev.OrganizationID, correlation: o.ev.CorrelationID, action: o.ev.Action, observed: o.ev.Time}
 }
 
 // ObserveBatch counts the batch's accepted events in the detectors' windows
@@ -204,18 +215,33 @@ func (m *Monitor) ObserveBatch(ctx context.Context, r *pipeline.BatchReport) {
 			byKey = make(map[string]int)
 		}
 		if j, ok := byKey[o.dedupKey]; ok {
-			found[j] = detection{op: o, res: res[i], n: found[j].n + 1}
+			found[j] = newDetection(s, o, res[i], found[j].n+1)
 			continue
 		}
 		byKey[o.dedupKey] = len(found)
-		found = append(found, detection{op: o, res: res[i], n: 1})
+		found = append(found, newDetection(s, o, res[i], 1))
 	}
 	if len(found) == 0 {
 		return
 	}
-	conds := make([]audit.AlertCondition, len(found))
-	for i, d := range found {
-		conds[i] = condition(s, d)
+	conds := make([]audit.AlertCondition, 0, len(found))
+	for i := range found {
+		d, occurrences := &found[i], int64(1)
+		if f := m.raiser.fold; f != nil {
+			var held bool
+			if d, occurrences, held = f.hold(d, m.now()); held {
+				m.m.folded.Inc()
+				continue
+			}
+		}
+		c := condition(d)
+		if occurrences > 1 {
+			c.Occurrences = occurrences
+		}
+		conds = append(conds, c)
+	}
+	if len(conds) == 0 {
+		return
 	}
 	rctx, cancel := context.WithTimeout(ctx, m.raiseTimeout)
 	defer cancel()
