@@ -1,6 +1,3 @@
-// Package eventgen makes realistic audit events for tests, benchmarks and the
-// demo: a healthcare mix of logins, FHIR reads and data exports, with ~300 bytes
-// of custom details, optionally hashed and signed as the Node producer does.
 package eventgen
 
 import (
@@ -16,11 +13,16 @@ import (
 type Generator struct {
 	rng     *rand.Rand
 	HMACKey []byte    // when set, events are signed (HMAC-SHA256 over the hash)
-	Start   time.Time // timestamps start here and advance a few ms per event
+	Start   time.Time // Synthetic: timestamps start here and advance 3 ms per event
+	// Now is the Production profile's clock: each event is stamped Now()
+	// minus 0–2 s of jitter.
+	Now     func() time.Time
 	n       int
+	profile Profile
+	prod    *population
 }
 
-// New returns a deterministic generator for the given seed.
+// New returns a deterministic generator of the Synthetic profile.
 func New(seed uint64) *Generator {
 	return &Generator{
 		rng:   rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
@@ -40,6 +42,9 @@ var actions = []struct {
 // Fields returns the next valid event as a map, ready to be changed by a test.
 func (g *Generator) Fields() map[string]any {
 	g.n++
+	if g.profile == Production {
+		return g.productionFields()
+	}
 	a := actions[g.rng.IntN(len(actions))]
 	status := "success"
 	if a.action == "auth.login.failure" {
@@ -127,7 +132,11 @@ func (g *Generator) Invalid() ([]byte, string) {
 		fields["timestamp"] = "26/10/2023 10:30"
 		code = audit.ErrInvalidFormat
 	default:
-		fields["sessionContext"].(map[string]any)["ipAddress"] = "999.1.1.1"
+		if sc, ok := fields["sessionContext"].(map[string]any); ok {
+			sc["ipAddress"] = "999.1.1.1"
+		} else { // a system event has no session
+			fields["timestamp"] = "2023-10-26 10:30"
+		}
 		code = audit.ErrInvalidFormat
 	}
 	data, _ := json.Marshal(fields)
