@@ -104,8 +104,8 @@ func countedRedis(tb testing.TB, rc *redisCounter) *redis.Client {
 // The first variants use eventgen's uniform mix (logins and failures, FHIR
 // reads, exports, 50 organizations, 20 000 principals), which the detectors
 // rarely count twice for one key. The prod variants use production-shaped
-// traffic (see productionMix: few organizations and users, stamped at a
-// drain's rate), where most events are counted and hundreds of keys are over
+// traffic (eventgen's Production profile: 5 organizations of 15–40 users,
+// stamped as made, here at a drain's rate of 20,000 events a second), where most events are counted and hundreds of keys are over
 // their thresholds; they fold alert repeats as the worker does (a 5 s
 // interval) and report the alert store's round trips per batch, and Redis
 // commands and bytes per event.
@@ -128,10 +128,21 @@ func BenchmarkMonitorBatch(b *testing.B) {
 	}
 	// By day (12:00 UTC): off-hours markers are the night's concern.
 	noon := time.Date(now.Year(), now.Month(), now.Day(), 12, 0, 0, 0, time.UTC)
-	mixed := productionMix(7, noon, size*batches)
+	// Stamped as they are made, at a drain's rate: 20,000 events a second.
+	pg := eventgen.NewProfile(eventgen.Production, 7)
+	clock := noon
+	pg.Now = func() time.Time { return clock }
 	prod := make([][]audit.Event, batches)
 	for n := range prod {
-		prod[n] = mixed[n*size : (n+1)*size]
+		prod[n] = make([]audit.Event, size)
+		for i := range prod[n] {
+			clock = clock.Add(50 * time.Microsecond)
+			e, _, err := audit.ParseEvent(pg.Valid(), audit.DefaultRules(), clock)
+			if err != nil {
+				b.Fatal(err)
+			}
+			prod[n][i] = e
+		}
 	}
 
 	// run feeds the batches to monitors on the states in turn (two states on
