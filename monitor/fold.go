@@ -55,10 +55,10 @@ func (f *folder) hold(d *detection, now time.Time) (write *detection, occurrence
 	if now.Sub(k.written) < f.every {
 		switch {
 		case k.pending == nil:
-			p := d.detached()
-			k.pending = &p
+			k.pending = new(detection)
+			d.detachInto(k.pending)
 		case !d.observed.Before(k.pending.observed): // the latest observation's evidence wins
-			*k.pending = d.detached()
+			d.detachInto(k.pending)
 		}
 		k.repeats++
 		return nil, 0, true
@@ -102,13 +102,22 @@ func (f *folder) due(now time.Time, all bool) []audit.AlertCondition {
 	return out
 }
 
-// detached is a copy of d that shares no memory with its batch: the event's
-// strings share one buffer with the whole event, which a pending repeat must
-// not keep alive.
-func (d *detection) detached() detection {
-	c := *d
-	c.op.ev = nil
-	c.op.value = strings.Clone(c.op.value)
-	c.org, c.correlation, c.action = strings.Clone(c.org), strings.Clone(c.correlation), strings.Clone(c.action)
-	return c
+// detachInto copies d to p so that p shares no memory with d's batch: the
+// event's strings share one buffer with the whole event, which a pending
+// repeat must not keep alive. Strings p already holds with the same value
+// (a key's principal, mostly its organization) are kept, not cloned again.
+func (d *detection) detachInto(p *detection) {
+	value, org, action := p.op.value, p.org, p.action
+	*p = *d
+	p.op.ev = nil
+	p.op.value, p.org, p.action = cloneUnlessEqual(value, d.op.value), cloneUnlessEqual(org, d.org), cloneUnlessEqual(action, d.action)
+	p.correlation = strings.Clone(d.correlation)
+}
+
+// cloneUnlessEqual returns have when it equals s, else a copy of s.
+func cloneUnlessEqual(have, s string) string {
+	if have == s {
+		return have
+	}
+	return strings.Clone(s)
 }
