@@ -3,10 +3,12 @@ package monitor
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/internal/eventgen"
 	"github.com/smartlogs/audit-worker/internal/testenv"
 	"github.com/smartlogs/audit-worker/pipeline"
 )
@@ -662,6 +665,57 @@ func TestRecordCount(t *testing.T) {
 			t.Errorf("recordCount(%s) = %v, want %v", in, got, want)
 		}
 	}
+	// The top-level walk reads what a decode into a struct reads: keys of any
+	// case after the hint (the last one wins), values of every kind before and after,
+	// nested objects and arrays, strings with escapes and braces, spaces,
+	// escaped keys (decoded), and the production profile's details.
+	cases := []string{
+		`{"RecordCount": 40}`, `{"recordcount":40}`, `{"recordCount":3,"RECORDCOUNT":30}`,
+		`{"a":"}\"recordCount\":99","recordCount":12}`, `{"x":[1,{"recordCount":77}],"recordCount" : 15 }`,
+		` { "n":null , "t":true,"f":false,"s":"a,b","o":{"p":[[],{}]}, "recordCount":-2.5e1}`,
+		`{"record\u0043ount":33}`, `{"a\"b":1,"recordCount":21}`, `{"recordCount":{"n":50}}`, `{"recordCount":[50]}`,
+		`{"recordCount":"x"}`, `[{"recordCount":50}]`, `"recordCount"`, `{"recordCountX":50}`, `{}`,
+	}
+	g := eventgen.NewProfile(eventgen.Production, 3)
+	for range 2000 {
+		e, _, err := audit.ParseEvent(g.Valid(), audit.DefaultRules(), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, string(e.Details))
+	}
+	counted := 0
+	for _, in := range cases {
+		want := decodedRecordCount([]byte(in))
+		if want > 0 {
+			counted++
+		}
+		if got := recordCount([]byte(in)); got != want {
+			t.Errorf("recordCount(%s) = %v, a decode reads %v", in, got, want)
+		}
+	}
+	if counted < 100 {
+		t.Fatalf("only %d of the details had a recordCount; the test proves too little", counted)
+	}
+}
+
+// decodedRecordCount is recordCount by decoding alone (after the same
+// search for the hint, which a key spelt otherwise than "...Count" misses).
+func decodedRecordCount(details []byte) float64 {
+	if !bytes.Contains(details, recordCountHint) {
+		return 0
+	}
+	var d struct {
+		RecordCount json.RawMessage `json:"recordCount"`
+	}
+	if json.Unmarshal(details, &d) != nil {
+		return 0
+	}
+	n, err := strconv.ParseFloat(string(d.RecordCount), 64)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // Organizations without a zone of their own use DefaultTimeZone.
