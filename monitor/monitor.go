@@ -173,7 +173,9 @@ func (m *Monitor) ObserveBatch(ctx context.Context, r *pipeline.BatchReport) {
 
 	s := m.cfg.Load()
 	now := m.now()
-	mt := matcher{s: s, now: now}
+	// Most events make at most one op (a failed login two): room for one
+	// each spares the growing of a slice of large elements.
+	mt := matcher{s: s, now: now, ops: make([]op, 0, len(r.Accepted))}
 	for i := range r.Accepted {
 		if a := &r.Accepted[i]; a.Event != nil {
 			mt.match(a.Key, a.Event)
