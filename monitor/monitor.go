@@ -189,7 +189,7 @@ func (m *Monitor) ObserveBatch(ctx context.Context, r *pipeline.BatchReport) {
 		return
 	}
 	// In event-time order a batch's bursts are seen as they happened.
-	slices.SortStableFunc(mt.ops, func(a, b op) int { return cmp.Compare(a.at, b.at) })
+	mt.ops = byEventTime(mt.ops)
 
 	sctx, cancel := context.WithTimeout(ctx, m.stateTimeout)
 	res, evicted, err := m.state.apply(sctx, now.UnixMilli(), s.MaxTrackedKeys, mt.ops)
@@ -248,4 +248,32 @@ func (m *Monitor) ObserveBatch(ctx context.Context, r *pipeline.BatchReport) {
 	rctx, cancel := context.WithTimeout(ctx, m.raiseTimeout)
 	defer cancel()
 	m.raiser.raiseAll(rctx, conds)
+}
+
+// byEventTime returns ops in event-time order, ops of one time in the order
+// given (a stable sort). It sorts small (time, position) pairs and moves
+// each op once: ops are large, and a stable sort of them moved each many
+// times.
+func byEventTime(ops []op) []op {
+	sorted := true
+	for i := 1; i < len(ops) && sorted; i++ {
+		sorted = ops[i-1].at <= ops[i].at
+	}
+	if sorted {
+		return ops
+	}
+	type place struct {
+		at int64
+		i  int
+	}
+	order := make([]place, len(ops))
+	for i := range ops {
+		order[i] = place{ops[i].at, i}
+	}
+	slices.SortFunc(order, func(a, b place) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.i, b.i)) })
+	out := make([]op, len(ops))
+	for j, p := range order {
+		out[j] = ops[p.i]
+	}
+	return out
 }

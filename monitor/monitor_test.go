@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -997,4 +998,23 @@ func TestOffHoursOncePerPrincipalAndNight(t *testing.T) {
 				h.alerts.occurrences("OFF_HOURS:principal:u-1"))
 		}
 	})
+}
+
+// byEventTime orders ops as a stable sort by event time does.
+func TestByEventTimeIsStable(t *testing.T) {
+	var ops []op
+	for i := range 300 {
+		ops = append(ops, op{at: int64((i * 7919) % 37), member: strconv.Itoa(i)})
+	}
+	want := slices.Clone(ops)
+	slices.SortStableFunc(want, func(a, b op) int { return cmp.Compare(a.at, b.at) })
+	got := byEventTime(slices.Clone(ops))
+	for i := range want {
+		if got[i].at != want[i].at || got[i].member != want[i].member {
+			t.Fatalf("position %d: %d/%s, want %d/%s", i, got[i].at, got[i].member, want[i].at, want[i].member)
+		}
+	}
+	if in := want[:10]; &byEventTime(in)[0] != &in[0] {
+		t.Error("ops already in order were copied")
+	}
 }
