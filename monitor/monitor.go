@@ -250,10 +250,10 @@ func (m *Monitor) ObserveBatch(ctx context.Context, r *pipeline.BatchReport) {
 	m.raiser.raiseAll(rctx, conds)
 }
 
-// byEventTime returns ops in event-time order, ops of one time in the order
-// given (a stable sort). It sorts small (time, position) pairs and moves
-// each op once: ops are large, and a stable sort of them moved each many
-// times.
+// byEventTime puts ops in event-time order, ops of one time in the order
+// given (a stable sort), and returns them. It sorts small (time, position)
+// pairs and moves each op once, in place: ops are large, and a stable sort
+// of them moved each many times.
 func byEventTime(ops []op) []op {
 	sorted := true
 	for i := 1; i < len(ops) && sorted; i++ {
@@ -271,9 +271,22 @@ func byEventTime(ops []op) []op {
 		order[i] = place{ops[i].at, i}
 	}
 	slices.SortFunc(order, func(a, b place) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.i, b.i)) })
-	out := make([]op, len(ops))
-	for j, p := range order {
-		out[j] = ops[p.i]
+	// Position j takes the op at order[j].i: follow each cycle of that
+	// permutation with one op in hand, marking the places done.
+	for start := range order {
+		if order[start].i < 0 || order[start].i == start {
+			continue
+		}
+		held, j := ops[start], start
+		for {
+			from := order[j].i
+			order[j].i = -1
+			if from == start {
+				ops[j] = held
+				break
+			}
+			ops[j], j = ops[from], from
+		}
 	}
-	return out
+	return ops
 }
