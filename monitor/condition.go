@@ -37,27 +37,27 @@ type offHours struct {
 }
 
 // condition turns a detection into the alert condition it raises.
-func condition(s *settings, d detection) audit.AlertCondition {
-	o, r, ev := d.op, d.res, d.op.ev
+func condition(d *detection) audit.AlertCondition {
+	o, r, s := &d.op, d.res, d.s
 	e := evidence{
 		Pattern: o.pattern, Key: o.dim + ":" + o.value, Count: r.count, Threshold: o.threshold,
 		EventKeys: r.keys, Detections: d.n,
 	}
 	var desc string
 	window := time.Duration(o.window) * time.Millisecond
-	// A condition can outlive its batch (folded repeats wait for their
-	// interval): the event's strings are cloned, as they share one buffer
-	// with the whole event.
+	// A condition can outlive its batch (it is written after the batch when
+	// the store is slow): the event's strings are cloned, as they share one
+	// buffer with the whole event.
 	c := audit.AlertCondition{
-		OrganizationID: strings.Clone(ev.OrganizationID),
+		OrganizationID: strings.Clone(d.org),
 		Type:           audit.AlertSecurity,
 		Severity:       o.pattern.Severity(),
 		DedupKey:       o.dedupKey,
 		DedupWindow:    window,
 		Title:          "Suspicious pattern: " + string(o.pattern),
 		Tags:           []string{"suspicious-pattern", strings.ToLower(strings.ReplaceAll(string(o.pattern), "_", "-"))},
-		CorrelationID:  strings.Clone(ev.CorrelationID),
-		ObservedAt:     ev.Time,
+		CorrelationID:  strings.Clone(d.correlation),
+		ObservedAt:     d.observed,
 	}
 	switch o.pattern {
 	case PatternOffHours:
@@ -67,7 +67,7 @@ func condition(s *settings, d detection) audit.AlertCondition {
 			TimeZone: o.local.Location().String(), LocalTime: o.local.Format(time.RFC3339)}
 		c.DedupWindow = offHoursDedupWindow
 		desc = fmt.Sprintf("principal %s accessed data (%s) at %s local time in organization %s, within off hours %02d:00–%02d:00 %s",
-			o.value, ev.Action, o.local.Format("15:04"), ev.OrganizationID, s.OffHoursStart, s.OffHoursEnd, o.local.Location())
+			o.value, d.action, o.local.Format("15:04"), d.org, s.OffHoursStart, s.OffHoursEnd, o.local.Location())
 	default:
 		e.WindowMs = o.window
 		e.FirstEventAt, e.LastEventAt = time.UnixMilli(r.first).UTC(), time.UnixMilli(r.last).UTC()

@@ -206,21 +206,123 @@ func isBulk(ev *audit.Event) bool {
 // quoted name would.
 var recordCountHint = []byte(`Count"`)
 
-// recordCount reads details.recordCount when it is a number (0 otherwise). The
-// cheap byte search skips the decode for the many events without it.
+var recordCountName = []byte("recordCount")
+
+// recordCount reads details.recordCount when it is a number (0 otherwise),
+// as decoding details into a struct with that field would: the key matched
+// case-insensitively, the last match winning. The cheap byte search skips
+// the many events without it; the others are walked at the top level only,
+// which costs a fraction of a decode (a read carries a recordCount, and a
+// read is one event in seven).
 func recordCount(details json.RawMessage) float64 {
 	if !bytes.Contains(details, recordCountHint) {
 		return 0
 	}
-	var d struct {
-		RecordCount json.RawMessage `json:"recordCount"`
+	raw, ok := topLevelMember(details, recordCountName)
+	if !ok { // escapes in a key: decode
+		var d struct {
+			RecordCount json.RawMessage `json:"recordCount"`
+		}
+		if json.Unmarshal(details, &d) != nil {
+			return 0
+		}
+		raw = d.RecordCount
 	}
-	if json.Unmarshal(details, &d) != nil {
-		return 0
-	}
-	n, err := strconv.ParseFloat(string(d.RecordCount), 64)
+	n, err := strconv.ParseFloat(string(raw), 64)
 	if err != nil {
 		return 0 // absent, a string, or not a number
 	}
 	return n
+}
+
+// topLevelMember returns the raw value of the last member of the object data
+// whose key equals name case-insensitively (nil when there is none, or data
+// is not an object). data is valid JSON; ok is false when a key holds an
+// escape, which only a decode reads as it should.
+func topLevelMember(data, name []byte) (raw []byte, ok bool) {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return nil, true
+	}
+	i = skipSpace(data, i+1)
+	for i < len(data) && data[i] == '"' {
+		end := i + 1 + bytes.IndexAny(data[i+1:], `"\`)
+		if end <= i || data[end] == '\\' {
+			return nil, false
+		}
+		key := data[i+1 : end]
+		i = skipSpace(data, end+1)
+		if i >= len(data) || data[i] != ':' {
+			return nil, true
+		}
+		i = skipSpace(data, i+1)
+		v := i
+		i = skipValue(data, i)
+		if bytes.EqualFold(key, name) {
+			raw = data[v:i]
+		}
+		i = skipSpace(data, i)
+		if i < len(data) && data[i] == ',' {
+			i = skipSpace(data, i+1)
+		}
+	}
+	return raw, true
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the index just past the JSON value at data[i].
+func skipValue(data []byte, i int) int {
+	depth := 0
+	for i < len(data) {
+		switch c := data[i]; c {
+		case '"':
+			i = skipString(data, i)
+		case '{', '[':
+			depth++
+			i++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			depth--
+			i++
+		case ',':
+			if depth == 0 {
+				return i
+			}
+			i++
+		default:
+			if depth == 0 && (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+				return i
+			}
+			i++
+		}
+		if depth == 0 && i > 0 && (data[i-1] == '"' || data[i-1] == '}' || data[i-1] == ']') {
+			return i
+		}
+	}
+	return i
+}
+
+// skipString returns the index just past the string literal at data[i].
+func skipString(data []byte, i int) int {
+	i++
+	for i < len(data) {
+		j := bytes.IndexAny(data[i:], `"\`)
+		if j < 0 {
+			return len(data)
+		}
+		i += j
+		if data[i] == '"' {
+			return i + 1
+		}
+		i += 2 // an escape and the byte it escapes
+	}
+	return i
 }

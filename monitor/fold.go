@@ -1,7 +1,7 @@
 package monitor
 
 import (
-	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -10,10 +10,15 @@ import (
 
 // folder spares the alert store a write per batch while a condition persists.
 // Once this process has written a key, repeats of it within the interval are
-// folded into one pending condition (occurrences added up, the latest evidence
-// kept, the highest severity) that is written when the interval has passed. A
-// key not written recently is written at once, so an alert still opens, and is
+// folded into one pending detection (occurrences added up, the latest
+// evidence kept) that is written when the interval has passed. A key not
+// written recently is written at once, so an alert still opens, and is
 // notified, with the batch whose events crossed the threshold.
+//
+// A repeat is folded as the detection it is: its condition (description,
+// evidence as JSON) is built only when it is written. Under a sustained burst
+// nearly every detection is folded, and building the conditions only to
+// drop them cost more than counting the events.
 //
 // The price: a continuing alert's count and last-seen time lag by up to one
 // interval, and a crash loses the repeats folded since the last write (the
@@ -27,33 +32,46 @@ type folder struct {
 }
 
 type foldedKey struct {
-	written time.Time             // when this process last wrote the key
-	pending *audit.AlertCondition // repeats folded since; nil when none
+	written time.Time  // when this process last wrote the key
+	pending *detection // the latest repeat folded since; nil when none
+	repeats int64      // the repeats folded since
 }
 
 func newFolder(every time.Duration) *folder {
 	return &folder{every: every, keys: make(map[string]*foldedKey)}
 }
 
-// hold folds c into its key's pending condition when the key was written less
-// than an interval ago. Otherwise it returns c, with anything still pending for
-// the key folded in, to be written now.
-func (f *folder) hold(c audit.AlertCondition, now time.Time) (audit.AlertCondition, bool) {
+// hold folds d into its key's pending detection when the key was written
+// less than an interval ago (held). Otherwise it returns the detection to
+// write now, d or a later one still pending, and the occurrences it stands
+// for (d and the repeats pending).
+func (f *folder) hold(d *detection, now time.Time) (write *detection, occurrences int64, held bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	k := f.keys[c.DedupKey]
+	k := f.keys[d.op.dedupKey]
 	if k == nil {
-		return c, false
+		return d, 1, false
 	}
 	if now.Sub(k.written) < f.every {
-		k.pending = foldInto(k.pending, c)
-		return c, true
+		switch {
+		case k.pending == nil:
+			k.pending = new(detection)
+			d.detachInto(k.pending)
+		case !d.observed.Before(k.pending.observed): // the latest observation's evidence wins
+			d.detachInto(k.pending)
+		}
+		k.repeats++
+		return nil, 0, true
 	}
+	write, occurrences = d, 1
 	if k.pending != nil {
-		c = *foldInto(k.pending, c)
-		k.pending = nil
+		if k.pending.observed.After(d.observed) {
+			write = k.pending
+		}
+		occurrences += k.repeats
+		k.pending, k.repeats = nil, 0
 	}
-	return c, false
+	return write, occurrences, false
 }
 
 // wrote records that key was just written.
@@ -63,9 +81,9 @@ func (f *folder) wrote(key string, now time.Time) {
 	f.keys[key] = &foldedKey{written: now}
 }
 
-// due takes the pending conditions whose interval has passed (all of them when
-// all is set) and forgets keys that have been quiet for an interval, so the
-// map holds only the keys of conditions that persist.
+// due takes the conditions of the pending repeats whose interval has passed
+// (all of them when all is set) and forgets keys that have been quiet for an
+// interval, so the map holds only the keys of conditions that persist.
 func (f *folder) due(now time.Time, all bool) []audit.AlertCondition {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -75,35 +93,31 @@ func (f *folder) due(now time.Time, all bool) []audit.AlertCondition {
 			continue
 		}
 		if k.pending != nil {
-			out = append(out, *k.pending)
+			c := condition(k.pending)
+			c.Occurrences = k.repeats
+			out = append(out, c)
 		}
 		delete(f.keys, key)
 	}
 	return out
 }
 
-// foldInto adds c to p (nil: nothing pending yet) and returns the result.
-func foldInto(p *audit.AlertCondition, c audit.AlertCondition) *audit.AlertCondition {
-	n := max(c.Occurrences, 1)
-	if p == nil {
-		c.Occurrences = n
-		c.Tags = slices.Clone(c.Tags)
-		return &c
+// detachInto copies d to p so that p shares no memory with d's batch: the
+// event's strings share one buffer with the whole event, which a pending
+// repeat must not keep alive. Strings p already holds with the same value
+// (a key's principal, mostly its organization) are kept, not cloned again.
+func (d *detection) detachInto(p *detection) {
+	value, org, action := p.op.value, p.org, p.action
+	*p = *d
+	p.op.ev = nil
+	p.op.value, p.org, p.action = cloneUnlessEqual(value, d.op.value), cloneUnlessEqual(org, d.org), cloneUnlessEqual(action, d.action)
+	p.correlation = strings.Clone(d.correlation)
+}
+
+// cloneUnlessEqual returns have when it equals s, else a copy of s.
+func cloneUnlessEqual(have, s string) string {
+	if have == s {
+		return have
 	}
-	total := max(p.Occurrences, 1) + n
-	severity := p.Severity
-	if c.Severity.Rank() > severity.Rank() {
-		severity = c.Severity
-	}
-	tags := p.Tags
-	for _, t := range c.Tags {
-		if !slices.Contains(tags, t) {
-			tags = append(tags, t)
-		}
-	}
-	if !c.ObservedAt.Before(p.ObservedAt) { // the latest observation's evidence wins
-		*p = c
-	}
-	p.Occurrences, p.Severity, p.Tags = total, severity, tags
-	return p
+	return strings.Clone(s)
 }

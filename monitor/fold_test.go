@@ -10,8 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/internal/testenv"
+	"github.com/smartlogs/audit-worker/pipeline"
 )
 
 // With FoldInterval, an alert opens with the batch that crosses the threshold,
@@ -85,30 +85,79 @@ func TestFoldedRepeats(t *testing.T) {
 func TestDueRepeatsWrittenTogether(t *testing.T) {
 	store := &batchAlerts{fakeAlerts: newFakeAlerts()}
 	clock := testenv.NewClock(t0)
-	m, err := New(DefaultConfig(), Options{State: NewMemoryState(), Alerts: store, Now: clock.Now, FoldInterval: 10 * time.Second})
+	cfg := DefaultConfig()
+	cfg.FailedAuth.Threshold = 1
+	m, err := New(cfg, Options{State: NewMemoryState(), Alerts: store, Now: clock.Now, FoldInterval: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const keys = maxRaiseBatch + 44
-	var first, repeats []audit.AlertCondition
-	for i := range keys {
-		c := audit.AlertCondition{DedupKey: fmt.Sprintf("FAILED_AUTH:principal:u-%d", i), Type: audit.AlertSecurity,
-			Severity: audit.SeverityHigh, Title: "t", DedupWindow: time.Hour, ObservedAt: t0}
-		first = append(first, c)
-		c.ObservedAt = t0.Add(time.Second)
-		repeats = append(repeats, c)
+	batch := func(round int, at time.Time) {
+		r := &pipeline.BatchReport{}
+		for i := range keys {
+			e := failedLogin(fmt.Sprintf("r%d:u-%d", round, i), fmt.Sprintf("u-%d", i), at)
+			r.Accepted = append(r.Accepted, e.accepted())
+		}
+		m.ObserveBatch(context.Background(), r)
 	}
-	m.raiser.raiseAll(context.Background(), first)   // written at once
-	m.raiser.raiseAll(context.Background(), repeats) // folded
+	batch(0, t0)                  // written at once
+	batch(1, t0.Add(time.Second)) // folded
 	clock.Set(t0.Add(10 * time.Second))
 	m.raiser.flush(context.Background(), false)
 	want := []int{maxRaiseBatch, keys - maxRaiseBatch, maxRaiseBatch, keys - maxRaiseBatch}
 	if !slices.Equal(store.batches, want) {
 		t.Fatalf("RaiseAlerts calls of %v conditions, want %v", store.batches, want)
 	}
-	for _, c := range first {
-		if n := store.occurrences(c.DedupKey); n != 2 {
-			t.Fatalf("%s: %d occurrences, want 2", c.DedupKey, n)
+	for i := range keys {
+		key := fmt.Sprintf("FAILED_AUTH:principal:u-%d", i)
+		if n := store.occurrences(key); n != 2 {
+			t.Fatalf("%s: %d occurrences, want 2", key, n)
 		}
+	}
+}
+
+// A repeat is folded as a detection and its condition built when it is
+// written: the write carries the latest observation's evidence (not an
+// earlier one's, nor one that arrived later with an older event time) and the
+// occurrences of every repeat.
+func TestFoldedRepeatKeepsTheLatestEvidence(t *testing.T) {
+	store := newFakeAlerts()
+	clock := testenv.NewClock(t0)
+	cfg := DefaultConfig()
+	cfg.FailedAuth.Threshold = 2
+	m, err := New(cfg, Options{State: NewMemoryState(), Alerts: store, Now: clock.Now, FoldInterval: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed := func(key string, at time.Time) {
+		e := failedLogin(key, "u-1", at).accepted()
+		e.Event.CorrelationID = "corr-" + key
+		m.ObserveBatch(context.Background(), &pipeline.BatchReport{Accepted: []pipeline.AcceptedEvent{e}})
+	}
+	feed("a", t0)
+	feed("b", t0.Add(4*time.Second)) // crosses: written at once
+	feed("c", t0.Add(6*time.Second)) // folded
+	feed("d", t0.Add(8*time.Second)) // folded, the latest
+	feed("e", t0.Add(5*time.Second)) // folded, arrived last but observed earlier
+	if n := len(store.conditions()); n != 1 {
+		t.Fatalf("%d writes before the interval passed, want 1", n)
+	}
+	clock.Set(t0.Add(10 * time.Second))
+	m.raiser.flush(context.Background(), false)
+	conds := store.conditions()
+	if len(conds) != 2 {
+		t.Fatalf("%d writes, want 2", len(conds))
+	}
+	c := conds[1]
+	e := metadata(t, c)
+	if c.Occurrences != 3 || !c.ObservedAt.Equal(t0.Add(8*time.Second)) || c.CorrelationID != "corr-d" {
+		t.Fatalf("folded write: occurrences %d, observed %s, correlation %q; want 3, the latest event (t0+8s), corr-d",
+			c.Occurrences, c.ObservedAt, c.CorrelationID)
+	}
+	if e.Count != 4 || !slices.Equal(e.EventKeys, []string{"a", "b", "c", "d"}) || c.Source != SourcePatternDetector {
+		t.Fatalf("folded write's evidence %+v from %s; want the window a–d as d saw it", e, c.Source)
+	}
+	if store.occurrences("FAILED_AUTH:principal:u-1") != 4 {
+		t.Fatalf("%d occurrences in the store, want 4", store.occurrences("FAILED_AUTH:principal:u-1"))
 	}
 }

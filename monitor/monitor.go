@@ -133,11 +133,22 @@ func (m *Monitor) SetConfig(cfg Config) error {
 }
 
 // detection is a condition found in a batch; repeats of one DedupKey within a
-// batch are merged into the latest (n counts them).
+// batch are merged into the latest (n counts them). It holds the op by value
+// and what raising needs of the event, so that a folded repeat (see folder)
+// can outlive the batch.
 type detection struct {
-	op  *op
+	s   *settings
+	op  op
 	res result
 	n   int
+	// Of the event: its organization, correlation id, action and time.
+	org, correlation, action string
+	observed                 time.Time
+}
+
+func newDetection(s *settings, o *op, r result, n int) detection {
+	return detection{s: s, op: *o, res: r, n: n,
+		org: o.ev.OrganizationID, correlation: o.ev.CorrelationID, action: o.ev.Action, observed: o.ev.Time}
 }
 
 // ObserveBatch counts the batch's accepted events in the detectors' windows
@@ -162,7 +173,9 @@ func (m *Monitor) ObserveBatch(ctx context.Context, r *pipeline.BatchReport) {
 
 	s := m.cfg.Load()
 	now := m.now()
-	mt := matcher{s: s, now: now}
+	// Most events make at most one op (a failed login two): room for one
+	// each spares the growing of a slice of large elements.
+	mt := matcher{s: s, now: now, ops: make([]op, 0, len(r.Accepted))}
 	for i := range r.Accepted {
 		if a := &r.Accepted[i]; a.Event != nil {
 			mt.match(a.Key, a.Event)
@@ -176,7 +189,7 @@ func (m *Monitor) ObserveBatch(ctx context.Context, r *pipeline.BatchReport) {
 		return
 	}
 	// In event-time order a batch's bursts are seen as they happened.
-	slices.SortStableFunc(mt.ops, func(a, b op) int { return cmp.Compare(a.at, b.at) })
+	mt.ops = byEventTime(mt.ops)
 
 	sctx, cancel := context.WithTimeout(ctx, m.stateTimeout)
 	res, evicted, err := m.state.apply(sctx, now.UnixMilli(), s.MaxTrackedKeys, mt.ops)
@@ -204,20 +217,76 @@ func (m *Monitor) ObserveBatch(ctx context.Context, r *pipeline.BatchReport) {
 			byKey = make(map[string]int)
 		}
 		if j, ok := byKey[o.dedupKey]; ok {
-			found[j] = detection{op: o, res: res[i], n: found[j].n + 1}
+			found[j] = newDetection(s, o, res[i], found[j].n+1)
 			continue
 		}
 		byKey[o.dedupKey] = len(found)
-		found = append(found, detection{op: o, res: res[i], n: 1})
+		found = append(found, newDetection(s, o, res[i], 1))
 	}
 	if len(found) == 0 {
 		return
 	}
-	conds := make([]audit.AlertCondition, len(found))
-	for i, d := range found {
-		conds[i] = condition(s, d)
+	conds := make([]audit.AlertCondition, 0, len(found))
+	for i := range found {
+		d, occurrences := &found[i], int64(1)
+		if f := m.raiser.fold; f != nil {
+			var held bool
+			if d, occurrences, held = f.hold(d, m.now()); held {
+				m.m.folded.Inc()
+				continue
+			}
+		}
+		c := condition(d)
+		if occurrences > 1 {
+			c.Occurrences = occurrences
+		}
+		conds = append(conds, c)
+	}
+	if len(conds) == 0 {
+		return
 	}
 	rctx, cancel := context.WithTimeout(ctx, m.raiseTimeout)
 	defer cancel()
 	m.raiser.raiseAll(rctx, conds)
+}
+
+// byEventTime puts ops in event-time order, ops of one time in the order
+// given (a stable sort), and returns them. It sorts small (time, position)
+// pairs and moves each op once, in place: ops are large, and a stable sort
+// of them moved each many times.
+func byEventTime(ops []op) []op {
+	sorted := true
+	for i := 1; i < len(ops) && sorted; i++ {
+		sorted = ops[i-1].at <= ops[i].at
+	}
+	if sorted {
+		return ops
+	}
+	type place struct {
+		at int64
+		i  int
+	}
+	order := make([]place, len(ops))
+	for i := range ops {
+		order[i] = place{ops[i].at, i}
+	}
+	slices.SortFunc(order, func(a, b place) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.i, b.i)) })
+	// Position j takes the op at order[j].i: follow each cycle of that
+	// permutation with one op in hand, marking the places done.
+	for start := range order {
+		if order[start].i < 0 || order[start].i == start {
+			continue
+		}
+		held, j := ops[start], start
+		for {
+			from := order[j].i
+			order[j].i = -1
+			if from == start {
+				ops[j] = held
+				break
+			}
+			ops[j], j = ops[from], from
+		}
+	}
+	return ops
 }

@@ -2,11 +2,14 @@ package monitor
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/internal/eventgen"
 	"github.com/smartlogs/audit-worker/internal/testenv"
 	"github.com/smartlogs/audit-worker/pipeline"
 )
@@ -662,6 +666,57 @@ func TestRecordCount(t *testing.T) {
 			t.Errorf("recordCount(%s) = %v, want %v", in, got, want)
 		}
 	}
+	// The top-level walk reads what a decode into a struct reads: keys of any
+	// case after the hint (the last one wins), values of every kind before and after,
+	// nested objects and arrays, strings with escapes and braces, spaces,
+	// escaped keys (decoded), and the production profile's details.
+	cases := []string{
+		`{"RecordCount": 40}`, `{"recordcount":40}`, `{"recordCount":3,"RECORDCOUNT":30}`,
+		`{"a":"}\"recordCount\":99","recordCount":12}`, `{"x":[1,{"recordCount":77}],"recordCount" : 15 }`,
+		` { "n":null , "t":true,"f":false,"s":"a,b","o":{"p":[[],{}]}, "recordCount":-2.5e1}`,
+		`{"record\u0043ount":33}`, `{"a\"b":1,"recordCount":21}`, `{"recordCount":{"n":50}}`, `{"recordCount":[50]}`,
+		`{"recordCount":"x"}`, `[{"recordCount":50}]`, `"recordCount"`, `{"recordCountX":50}`, `{}`,
+	}
+	g := eventgen.NewProfile(eventgen.Production, 3)
+	for range 2000 {
+		e, _, err := audit.ParseEvent(g.Valid(), audit.DefaultRules(), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, string(e.Details))
+	}
+	counted := 0
+	for _, in := range cases {
+		want := decodedRecordCount([]byte(in))
+		if want > 0 {
+			counted++
+		}
+		if got := recordCount([]byte(in)); got != want {
+			t.Errorf("recordCount(%s) = %v, a decode reads %v", in, got, want)
+		}
+	}
+	if counted < 100 {
+		t.Fatalf("only %d of the details had a recordCount; the test proves too little", counted)
+	}
+}
+
+// decodedRecordCount is recordCount by decoding alone (after the same
+// search for the hint, which a key spelt otherwise than "...Count" misses).
+func decodedRecordCount(details []byte) float64 {
+	if !bytes.Contains(details, recordCountHint) {
+		return 0
+	}
+	var d struct {
+		RecordCount json.RawMessage `json:"recordCount"`
+	}
+	if json.Unmarshal(details, &d) != nil {
+		return 0
+	}
+	n, err := strconv.ParseFloat(string(d.RecordCount), 64)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // Organizations without a zone of their own use DefaultTimeZone.
@@ -943,4 +998,23 @@ func TestOffHoursOncePerPrincipalAndNight(t *testing.T) {
 				h.alerts.occurrences("OFF_HOURS:principal:u-1"))
 		}
 	})
+}
+
+// byEventTime orders ops as a stable sort by event time does.
+func TestByEventTimeIsStable(t *testing.T) {
+	var ops []op
+	for i := range 300 {
+		ops = append(ops, op{at: int64((i * 7919) % 37), member: strconv.Itoa(i)})
+	}
+	want := slices.Clone(ops)
+	slices.SortStableFunc(want, func(a, b op) int { return cmp.Compare(a.at, b.at) })
+	got := byEventTime(slices.Clone(ops))
+	for i := range want {
+		if got[i].at != want[i].at || got[i].member != want[i].member {
+			t.Fatalf("position %d: %d/%s, want %d/%s", i, got[i].at, got[i].member, want[i].at, want[i].member)
+		}
+	}
+	if in := ops[:50]; &byEventTime(in)[0] != &in[0] {
+		t.Error("the ops were copied, not ordered in place")
+	}
 }

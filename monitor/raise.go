@@ -43,30 +43,28 @@ func newRaiser(source string, store audit.AlertStore, n Notifier, log *slog.Logg
 	return raiser{store: store, notifier: n, source: source, log: log, m: met}, nil
 }
 
-// raise reports whether the store took the condition (or it was folded into a
-// pending one); a failure is logged and counted, never returned: alerting must
-// not fail the work that observed it.
+// raise reports whether the store took the condition; a failure is logged
+// and counted, never returned: alerting must not fail the work that observed
+// it.
 func (r *raiser) raise(ctx context.Context, c audit.AlertCondition) bool {
-	c, held := r.hold(c)
-	return held || r.raiseHeld(ctx, c)
+	c.Source = r.source
+	return r.raiseHeld(ctx, c)
 }
 
-// raiseAll raises the conditions of one batch (see writeAll).
+// raiseAll raises the conditions of one batch (see writeAll); the folding of
+// repeats is the caller's (see folder).
 func (r *raiser) raiseAll(ctx context.Context, cs []audit.AlertCondition) {
-	todo := cs[:0:0]
-	for _, c := range cs {
-		if c, held := r.hold(c); !held {
-			todo = append(todo, c)
-		}
+	for i := range cs {
+		cs[i].Source = r.source
 	}
-	r.writeAll(ctx, todo)
+	r.writeAll(ctx, cs)
 }
 
 // maxRaiseBatch bounds the conditions of one store transaction: PostgreSQL
 // takes a lock per key, and its lock table is shared and finite.
 const maxRaiseBatch = 256
 
-// writeAll writes conditions that hold has already seen. A store that takes
+// writeAll writes conditions whose Source is set. A store that takes
 // them in one transaction gets them so (in chunks of maxRaiseBatch): at night
 // a batch raises an off-hours alert for each principal, and the folded
 // repeats of thousands of them fall due together; a transaction each cost
@@ -106,7 +104,7 @@ func (r *raiser) writeAll(ctx context.Context, todo []audit.AlertCondition) {
 	}
 }
 
-// raiseHeld writes a condition that hold has already seen.
+// raiseHeld writes a condition whose Source is set.
 func (r *raiser) raiseHeld(ctx context.Context, c audit.AlertCondition) bool {
 	if !r.write(ctx, c) {
 		return false
@@ -115,32 +113,18 @@ func (r *raiser) raiseHeld(ctx context.Context, c audit.AlertCondition) bool {
 	return true
 }
 
-// hold sets the condition's source and folds it into a pending repeat when
-// its key was written within the fold interval (held: nothing to write now).
-func (r *raiser) hold(c audit.AlertCondition) (audit.AlertCondition, bool) {
-	c.Source = r.source
-	if r.fold == nil {
-		return c, false
-	}
-	c, held := r.fold.hold(c, r.now())
-	if held {
-		r.m.folded.Inc()
-	}
-	return c, held
-}
-
 func (r *raiser) wrote(c audit.AlertCondition) {
 	if r.fold != nil {
 		r.fold.wrote(c.DedupKey, r.now())
 	}
 }
 
-// flush writes the folded conditions that are due (all of them when all is set).
+// flush writes the folded repeats that are due (all of them when all is set).
 func (r *raiser) flush(ctx context.Context, all bool) {
 	if r.fold == nil {
 		return
 	}
-	r.writeAll(ctx, r.fold.due(r.now(), all))
+	r.raiseAll(ctx, r.fold.due(r.now(), all))
 }
 
 func (r *raiser) write(ctx context.Context, c audit.AlertCondition) bool {

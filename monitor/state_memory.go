@@ -123,8 +123,9 @@ func (s *MemoryState) apply(_ context.Context, now int64, maxKeys int, ops []op)
 func (k *memKey) evidence(r *result, lo, hi int64) {
 	from, to := k.lowerBound(lo), k.lowerBound(hi+1)
 	r.first, r.last = k.entries[from].score, k.entries[to-1].score
-	r.keys = r.keys[:0]
-	for _, e := range k.entries[max(from, to-maxEvidenceKeys):to] {
+	newest := k.entries[max(from, to-maxEvidenceKeys):to]
+	r.keys = make([]string, 0, len(newest))
+	for _, e := range newest {
 		r.keys = append(r.keys, e.member)
 	}
 }
@@ -160,7 +161,11 @@ func (k *memKey) add(o *op, now int64) (r result, lo, hi int64) {
 		cut++
 	}
 	if cut > 0 {
-		k.entries = slices.Delete(k.entries, 0, cut)
+		// Dropping the front reslices rather than moves the rest: on a busy
+		// key nearly every op trims one, and the window holds thousands.
+		// The next append that outgrows the array copies the live ones only.
+		clear(k.entries[:cut])
+		k.entries = k.entries[cut:]
 	}
 	if k.has(o.member) {
 		return result{}, 0, 0
