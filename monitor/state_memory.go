@@ -139,6 +139,15 @@ type evidenceAt struct {
 
 func (s *MemoryState) drop(k *memKey) { delete(s.keys, k.name) }
 
+// marked reports whether the state holds the key of a marker that has not
+// expired by now.
+func (s *MemoryState) marked(key string, now int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.keys[key]
+	return ok && k.expireAt > now
+}
+
 // extend is the expiry to give a window key that must live until o.expireAt:
 // a quarter of the retention more, so an active key moves in the heap every
 // few minutes rather than on every event (as RedisState pushes its TTL).

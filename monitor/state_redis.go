@@ -107,6 +107,12 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 	}
 	var streams []stream
 	for i := range ops {
+		if ops[i].window == 0 && s.replica.marked(ops[i].key, now) {
+			// A marker this process holds already (an off-hours night
+			// noticed): the op changes nothing anywhere, and logging every
+			// such event would keep a whole night of them in Redis.
+			continue
+		}
 		pattern := patternOf(ops[i].key)
 		j := 0
 		for j < len(streams) && streams[j].pattern != pattern {
@@ -128,6 +134,9 @@ func (s *RedisState) apply(ctx context.Context, now int64, maxKeys int, ops []op
 		defer func() { <-s.turn }()
 	case <-ctx.Done():
 		return nil, 0, fmt.Errorf("monitor: shared log (%d ops): waiting for this process's previous batch: %w", len(ops), ctx.Err())
+	}
+	if len(streams) == 0 {
+		return s.replica.apply(ctx, now, maxKeys, ops)
 	}
 
 	backlogs, ids, err := s.log(ctx, ops, streams, names)
