@@ -55,10 +55,13 @@ failed=0
 for t in "${targets[@]}"; do
 	pkg=${t% *}
 	name=${t#* }
-	log="$logs/$(echo "${pkg#./}" | tr / _)_$name.log"
+	where=${pkg#./}
+	[ "$pkg" = . ] && where=audit
+	log="$logs/$(echo "$where" | tr / _)_$name.log"
 	start=$(date +%s)
+	# -timeout 0: go test's default of 10 minutes would end a long run.
 	go test "$pkg" -run '^$' -fuzz "^$name\$" -fuzztime "${execs}x" -fuzzminimizetime 10s \
-		-parallel "$parallel" >"$log" 2>&1
+		-parallel "$parallel" -timeout 0 >"$log" 2>&1
 	rc=$?
 	secs=$(($(date +%s) - start))
 	# The last progress line holds the executions; a run too short to print
@@ -69,7 +72,7 @@ for t in "${targets[@]}"; do
 		result="FAIL (see $log)"
 		failed=1
 	fi
-	printf '%-52s %12s %9ss  %s\n' "${pkg#./}.$name" "${n:--}" "$secs" "$result" | tee -a "$table"
+	printf '%-52s %12s %9ss  %s\n' "$where.$name" "${n:--}" "$secs" "$result" | tee -a "$table"
 done
 echo
 cat "$table"
