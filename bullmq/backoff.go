@@ -17,8 +17,8 @@ import (
 // Job.Unsupported gives the reason to record.
 func BackoffDelay(job *Job) (time.Duration, bool) {
 	// attemptsMade+1 >= attempts, written so that no count read from a hash
-	// overflows: attempts 0 and 1 (or less) mean no retry.
-	if job.DeferredFailure != "" || job.Opts.Attempts <= 1 || job.AttemptsMade >= job.Opts.Attempts-1 {
+	// overflows.
+	if job.DeferredFailure != "" || job.Opts.Attempts == math.MinInt || job.AttemptsMade >= job.Opts.Attempts-1 {
 		return 0, false
 	}
 	b := job.Opts.Backoff

@@ -3,7 +3,9 @@ package bullmq
 import (
 	"encoding/json"
 	"math"
+	"math/big"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -39,6 +41,14 @@ func FuzzJobFromHash(f *testing.F) {
 		h := map[string]string{"name": "audit-events", "data": data, "opts": opts, "atm": atm, "timestamp": timestamp,
 			"stacktrace": stacktrace, "ats": atm, "stc": timestamp, "processedOn": timestamp, "priority": atm}
 		j := jobFromHash("1", h, nil)
+		for _, n := range []struct {
+			field string
+			got   int64
+		}{{"atm", int64(j.AttemptsMade)}, {"timestamp", j.Timestamp}} {
+			if f, err := strconv.ParseFloat(h[n.field], 64); err == nil && math.Abs(f) < 1<<62 && math.Abs(float64(n.got)-f) > 1 {
+				t.Fatalf("%s %q read as %d", n.field, h[n.field], n.got)
+			}
+		}
 		if data == "" && string(j.Data) != "{}" || data != "" && string(j.Data) != data {
 			t.Fatalf("data %q read as %q", data, j.Data)
 		}
@@ -75,7 +85,8 @@ func FuzzJobFromHash(f *testing.F) {
 func checkBackoff(t *testing.T, j *Job) {
 	t.Helper()
 	d, retry := BackoffDelay(j)
-	shouldRetry := j.DeferredFailure == "" && float64(j.AttemptsMade)+1 < float64(j.Opts.Attempts)
+	made, attempts := big.NewInt(int64(j.AttemptsMade)), big.NewInt(int64(j.Opts.Attempts))
+	shouldRetry := j.DeferredFailure == "" && made.Add(made, big.NewInt(1)).Cmp(attempts) < 0
 	if b := j.Opts.Backoff; b != nil && b.Type != BackoffFixed && b.Type != BackoffExponential {
 		shouldRetry = false
 	}
