@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/smartlogs/audit-worker/internal/jsontext"
 )
@@ -493,14 +494,27 @@ func AlertCursor(a Alert) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(raw))
 }
 
-// DecodeAlertCursor reads a cursor made by AlertCursor; anything else is CodeInvalid.
+// The years of a cursor's time: those a query bound takes (ParseQueryTime),
+// all of which both stores hold.
+const (
+	minAlertCursorYear = 0
+	maxAlertCursorYear = 9999
+)
+
+// DecodeAlertCursor reads a cursor made by AlertCursor; anything else is
+// CodeInvalid. Only the exact text AlertCursor writes is taken, so that one
+// position has one cursor, and the id must be text a store can compare (UTF-8
+// without NUL): PostgreSQL refuses anything else with an error of its own.
 func DecodeAlertCursor(cursor string) (firstSeen time.Time, id string, err error) {
 	raw, err := base64.RawURLEncoding.DecodeString(cursor)
 	if err == nil {
 		micros, rest, ok := strings.Cut(string(raw), "|")
 		n, perr := strconv.ParseInt(micros, 10, 64)
-		if ok && perr == nil && rest != "" {
-			return time.UnixMicro(n).UTC(), rest, nil
+		at := time.UnixMicro(n).UTC()
+		if ok && perr == nil && rest != "" && utf8.ValidString(rest) && strings.IndexByte(rest, 0) < 0 &&
+			at.Year() >= minAlertCursorYear && at.Year() <= maxAlertCursorYear &&
+			AlertCursor(Alert{ID: rest, FirstSeen: at}) == cursor {
+			return at, rest, nil
 		}
 	}
 	return time.Time{}, "", Errorf(CodeInvalid, "alert filter: malformed cursor")

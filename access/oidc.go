@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -152,18 +153,30 @@ func (o *OIDC) checkTimes(claims map[string]json.RawMessage) error {
 	if err := json.Unmarshal(claims["exp"], &exp); err != nil || exp == 0 {
 		return fmt.Errorf("no exp claim")
 	}
-	if expiry := time.Unix(int64(exp), 0); now.After(expiry.Add(o.cfg.ClockSkew)) {
-		return fmt.Errorf("expired at %s", expiry.UTC().Format(time.RFC3339))
+	// Compared as the numbers they are: converting a time past what an int64
+	// holds would wrap it around into the past.
+	if exp < float64(now.Add(-o.cfg.ClockSkew).Unix()) {
+		return fmt.Errorf("expired at %s", unixText(exp))
 	}
 	if raw, ok := claims["nbf"]; ok {
 		if err := json.Unmarshal(raw, &nbf); err != nil {
 			return fmt.Errorf("nbf is not a number")
 		}
-		if notBefore := time.Unix(int64(nbf), 0); now.Add(o.cfg.ClockSkew).Before(notBefore) {
-			return fmt.Errorf("not valid before %s", notBefore.UTC().Format(time.RFC3339))
+		if nbf >= float64(now.Add(o.cfg.ClockSkew).Unix())+1 {
+			return fmt.Errorf("not valid before %s", unixText(nbf))
 		}
 	}
 	return nil
+}
+
+// unixText writes a NumericDate claim for a log line: as a time when it is
+// one of the years 0000 to 9999, else as the number.
+func unixText(v float64) string {
+	const lo, hi = -62167219200, 253402300799 // 0000-01-01, 9999-12-31T23:59:59 UTC
+	if v >= lo && v <= hi {
+		return time.Unix(int64(v), 0).UTC().Format(time.RFC3339)
+	}
+	return strconv.FormatFloat(v, 'g', -1, 64)
 }
 
 func (o *OIDC) principal(subject string, claims map[string]json.RawMessage) (audit.Principal, error) {

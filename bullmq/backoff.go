@@ -16,7 +16,9 @@ import (
 // Custom backoff types cannot be evaluated here, so they are never retried;
 // Job.Unsupported gives the reason to record.
 func BackoffDelay(job *Job) (time.Duration, bool) {
-	if job.DeferredFailure != "" || job.AttemptsMade+1 >= job.Opts.Attempts {
+	// attemptsMade+1 >= attempts, written so that no count read from a hash
+	// overflows.
+	if job.DeferredFailure != "" || job.Opts.Attempts == math.MinInt || job.AttemptsMade >= job.Opts.Attempts-1 {
 		return 0, false
 	}
 	b := job.Opts.Backoff
@@ -35,8 +37,23 @@ func BackoffDelay(job *Job) (time.Duration, bool) {
 	if j := math.Min(b.Jitter, 1); j > 0 {
 		ms = math.Floor(ms*(1-j) + rand.Float64()*ms*j)
 	}
-	if ms < 0 {
-		ms = 0
+	return msDuration(ms), true
+}
+
+// longestDelayMs is the longest delay a time.Duration holds, in milliseconds
+// (about 292 years).
+const longestDelayMs = math.MaxInt64 / int64(time.Millisecond)
+
+// msDuration turns a delay in milliseconds into a Duration: below zero is
+// zero, and past the longest Duration is the longest, where a plain
+// conversion would wrap around to a short or negative delay (a large fixed
+// delay, or an exponential one after some 30 attempts) and retry at once.
+func msDuration(ms float64) time.Duration {
+	switch {
+	case !(ms > 0): // NaN too
+		return 0
+	case ms >= float64(longestDelayMs):
+		return time.Duration(longestDelayMs) * time.Millisecond
 	}
-	return time.Duration(ms) * time.Millisecond, true
+	return time.Duration(ms) * time.Millisecond
 }

@@ -384,6 +384,14 @@ func parseIntText(s string) int64 {
 		return n
 	}
 	if f, err := strconv.ParseFloat(s, 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
+		// Beyond int64 a conversion would wrap (9.7e18 became a large
+		// negative count): such a count is the nearest int64.
+		switch {
+		case f >= math.MaxInt64: // 2^63 as a float64
+			return math.MaxInt64
+		case f < math.MinInt64:
+			return math.MinInt64
+		}
 		return int64(f)
 	}
 	return 0

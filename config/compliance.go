@@ -6,9 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/robfig/cron/v3"
-
 	audit "github.com/smartlogs/audit-worker"
+	"github.com/smartlogs/audit-worker/report"
 )
 
 // problems checks the compliance section.
@@ -47,8 +46,7 @@ func (c *Compliance) problems() []Problem {
 		case (r.Frequency == "") == (r.Cron == ""):
 			check(false, field+".frequency", "exactly one of frequency and cron must be set")
 		case r.Cron != "":
-			_, err := cron.ParseStandard(r.Cron)
-			check(err == nil, field+".cron", "must be a five-field cron expression such as 0 6 * * 1")
+			check(report.ParseCron(r.Cron) == nil, field+".cron", "must be a five-field cron expression such as 0 6 * * 1")
 		default:
 			check(slices.Contains(ReportFrequencies, r.Frequency), field+".frequency", "must be one of "+strings.Join(ReportFrequencies, ", "))
 		}

@@ -162,6 +162,13 @@ func EncryptDocument(plain []byte, password string, salt []byte) ([]byte, error)
 // DecryptDocument decrypts a document written by EncryptDocument or by the
 // original's secure storage. A wrong password or salt gives ErrDecryptionFailed.
 func DecryptDocument(doc []byte, password string, salt []byte) ([]byte, error) {
+	return openDocument(doc, func() (cipher.Block, error) { return newBlock(password, salt) })
+}
+
+// openDocument decrypts a document with the cipher block derives, which it
+// calls only once the document's form is right: the key derivation costs
+// 100,000 rounds of PBKDF2.
+func openDocument(doc []byte, derive func() (cipher.Block, error)) ([]byte, error) {
 	var enc encryptedDocument
 	if err := json.Unmarshal(doc, &enc); err != nil {
 		return nil, fmt.Errorf("decrypt config: %w", err)
@@ -184,7 +191,7 @@ func DecryptDocument(doc []byte, password string, salt []byte) ([]byte, error) {
 	if len(iv) == 0 {
 		return nil, errors.New("decrypt config: iv is empty")
 	}
-	block, err := newBlock(password, salt)
+	block, err := derive()
 	if err != nil {
 		return nil, err
 	}

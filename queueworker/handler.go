@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	audit "github.com/smartlogs/audit-worker"
 	"github.com/smartlogs/audit-worker/bullmq"
@@ -80,12 +82,14 @@ func (h *Handler) SetAlertThreshold(n int) { h.alertThreshold.Store(int64(max(n,
 //
 // A custom id longer than maxKeyedJobID stands in the key as its SHA-256:
 // BullMQ puts no limit on ids, while the key is in a unique index whose
-// entries PostgreSQL caps at 2,704 bytes.
+// entries PostgreSQL caps at 2,704 bytes. So does an id that is not text a
+// store keeps (invalid UTF-8 or NUL, which Redis ids may hold): PostgreSQL
+// would refuse the event and its dead letter, and JSON would alter the key.
 func IdempotencyKey(queue string, j *bullmq.Job) string {
 	if _, err := strconv.ParseUint(j.ID, 10, 64); err == nil {
 		return "bullmq:" + queue + ":" + j.ID + ":" + strconv.FormatInt(j.Timestamp, 10)
 	}
-	if len(j.ID) > maxKeyedJobID {
+	if len(j.ID) > maxKeyedJobID || !utf8.ValidString(j.ID) || strings.IndexByte(j.ID, 0) >= 0 {
 		sum := sha256.Sum256([]byte(j.ID))
 		return "bullmq:" + queue + ":sha256:" + hex.EncodeToString(sum[:])
 	}
@@ -102,13 +106,7 @@ const maxKeyedJobID = 256
 func (h *Handler) Handle(ctx context.Context, jobs []*bullmq.Job) ([]bullmq.Result, error) {
 	inputs := make([]pipeline.Input, len(jobs))
 	for i, j := range jobs {
-		inputs[i] = pipeline.Input{
-			Payload:        j.Data,
-			IdempotencyKey: IdempotencyKey(h.cfg.Queue, j),
-			Source:         "bullmq:" + h.cfg.Queue,
-			ReceivedAt:     time.UnixMilli(j.Timestamp),
-			Trace:          j.TraceContext(), // the batch span links to the producer
-		}
+		inputs[i] = h.inputOf(j)
 	}
 	outcomes, err := h.cfg.Processor.Process(ctx, inputs)
 	if err != nil {
@@ -137,6 +135,18 @@ func (h *Handler) Handle(ctx context.Context, jobs []*bullmq.Job) ([]bullmq.Resu
 		h.alertIfDeep(ctx)
 	}
 	return results, nil
+}
+
+// inputOf is the pipeline input of a job's event: its data exactly as the
+// producer wrote it, under the job's idempotency key.
+func (h *Handler) inputOf(j *bullmq.Job) pipeline.Input {
+	return pipeline.Input{
+		Payload:        j.Data,
+		IdempotencyKey: IdempotencyKey(h.cfg.Queue, j),
+		Source:         "bullmq:" + h.cfg.Queue,
+		ReceivedAt:     time.UnixMilli(j.Timestamp),
+		Trace:          j.TraceContext(), // the batch span links to the producer
+	}
 }
 
 // IsTransient makes a Handle error that is a dependency's outage (the store

@@ -6,9 +6,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -55,8 +57,19 @@ var Frequencies = []string{"daily", "weekly", "monthly"}
 
 // ParseCron checks a five-field cron expression.
 func ParseCron(expr string) error {
-	_, err := cron.ParseStandard(expr)
+	_, err := parseCron(expr)
 	return err
+}
+
+// parseCron parses a five-field cron expression (or a descriptor such as
+// @daily). A TZ= or CRON_TZ= prefix is refused: the schedule's time zone is
+// its own setting, and the cron parser indexes past the end of a prefix
+// that no space follows.
+func parseCron(expr string) (cron.Schedule, error) {
+	if t := strings.TrimSpace(expr); strings.HasPrefix(t, "TZ=") || strings.HasPrefix(t, "CRON_TZ=") {
+		return nil, errors.New("a time zone prefix (TZ=, CRON_TZ=) is not taken: set the schedule's time zone instead")
+	}
+	return cron.ParseStandard(expr)
 }
 
 // prepare loads the zone and parses the cron expression.
@@ -66,7 +79,7 @@ func (s *Schedule) prepare() error {
 		return err
 	}
 	if s.Cron != "" {
-		if s.cron, err = cron.ParseStandard(s.Cron); err != nil {
+		if s.cron, err = parseCron(s.Cron); err != nil {
 			return audit.Errorf(audit.CodeInvalid, "schedule %s: cron %q: %v", s.Name, s.Cron, err)
 		}
 	}
