@@ -305,7 +305,10 @@ func (in *Integrator) Integrate(ctx context.Context) (int, error) {
 	// alone, instead of every row above the floor again; with too many
 	// holes (a restart, another integrator's leaves), it walks from the
 	// floor.
-	holes := in.holes()
+	var holes [][2]int64
+	if in.cursor == 0 {
+		holes = in.holes()
+	}
 	var rows []audit.LeafRow
 	complete := true // every range read to its end
 	read := func(after, through int64) error {
@@ -392,12 +395,17 @@ func (in *Integrator) append(ctx context.Context, rows []audit.LeafRow) error {
 	}
 	in.size += int64(len(rows))
 	in.maxSeq = max(in.maxSeq, rows[len(rows)-1].Seq)
+	// rows are in Seq order; they extend appended in order unless they
+	// filled holes below its end.
+	sorted := len(in.appended) == 0 || rows[0].Seq > in.appended[len(in.appended)-1]
 	for _, r := range rows {
 		if r.Seq > in.floor {
 			in.appended = append(in.appended, r.Seq)
 		}
 	}
-	slices.Sort(in.appended)
+	if !sorted {
+		slices.Sort(in.appended)
+	}
 	return nil
 }
 
@@ -445,6 +453,9 @@ func (in *Integrator) holes() [][2]int64 {
 	for _, seq := range in.appended {
 		if seq > prev+1 {
 			out = append(out, [2]int64{prev, seq - 1})
+			if len(out) > maxHoleReads {
+				return out // too many: the pass walks from the floor
+			}
 		}
 		prev = seq
 	}
