@@ -56,6 +56,16 @@ type RedisState struct {
 // minutes by default) and clocks that differ between workers and Redis.
 const logSlack = 10 * time.Minute
 
+// LogRetention is how long the shared log keeps a window op under c: the
+// longest window's retention (2·window + late tolerance) and logSlack. Redis
+// memory for the log levels off once the worker has run this long at a steady
+// rate. (Off-hours markers are kept until their night ends, but a marker is
+// logged once per principal and night.)
+func LogRetention(c Config) time.Duration {
+	longest := max(c.FailedAuth.Window, c.UnauthorizedAccess.Window, c.DataVelocity.Window, c.BulkOperation.Window)
+	return 2*longest + c.LateTolerance + logSlack
+}
+
 // replayChunk bounds the entries one reply brings (an entry is a batch's ops).
 const replayChunk = 100
 

@@ -1,8 +1,9 @@
 // Package soakstat holds the samples of a soak run (one row every few seconds:
 // the worker's memory, goroutines and open files, Redis memory, end-to-end
 // latency), reads and writes them as CSV, and judges growth: a metric grows
-// when the least-squares line through the second half of the run rises by
-// more than its tolerance over that half.
+// when the least-squares line through the settled part of the run (its second
+// half, or later for a metric that fills up by design) rises by more than its
+// tolerance over that part.
 package soakstat
 
 import (
@@ -29,15 +30,15 @@ type Metric struct {
 	Name  string
 	Unit  string
 	Value func(Sample) float64
-	// The fitted rise over the second half may be at most
-	// max(Relative × the half's mean, Absolute).
+	// The fitted rise over the judged span may be at most
+	// max(Relative × the span's mean, Absolute).
 	Relative, Absolute float64
 }
 
 // Metrics are the columns judged for growth. The tolerances allow the noise of
 // a shared machine (a GC cycle moves RSS by megabytes, a batch in flight adds
 // goroutines) but not a leak that keeps rising: 10 % of the level over the
-// second half, with a floor for small values.
+// judged span, with a floor for small values.
 var Metrics = []Metric{
 	{Name: "rss", Unit: "MiB", Value: func(s Sample) float64 { return s.RSSKiB / 1024 }, Relative: 0.10, Absolute: 16},
 	{Name: "goroutines", Unit: "goroutines", Value: func(s Sample) float64 { return s.Goroutines }, Relative: 0.10, Absolute: 10},
@@ -122,42 +123,57 @@ func Slope(x, y []float64) float64 {
 	return (n*sxy - sx*sy) / den
 }
 
-// Judgement is one metric's verdict over the second half of a run.
+// MinJudgedSeconds is the shortest settled span a metric is judged over: a
+// fit through fewer minutes says more about noise than about growth.
+const MinJudgedSeconds = 10 * 60
+
+// Judgement is one metric's verdict over the settled part of a run.
 type Judgement struct {
 	Metric    Metric
-	Mean      float64 // over the second half
+	Judged    bool    // false when the settled part is shorter than MinJudgedSeconds
+	From, To  float64 // the judged span, in minutes of the run
+	Mean      float64 // over the judged span
 	PerMinute float64 // fitted slope
-	Rise      float64 // slope × the half's duration
+	Rise      float64 // slope × the span's duration
 	Tolerance float64
 	Grows     bool
 }
 
 func (j Judgement) String() string {
+	if !j.Judged {
+		return fmt.Sprintf("%-10s NOT JUDGED: it settles after minute %.0f, and the run has no %d minutes after that",
+			j.Metric.Name, j.From, MinJudgedSeconds/60)
+	}
 	verdict := "flat"
 	if j.Grows {
 		verdict = "GROWS"
 	}
-	return fmt.Sprintf("%-10s mean %10.1f %-10s slope %+9.3f/min  rise %+9.1f  tolerance %8.1f  %s",
-		j.Metric.Name, j.Mean, j.Metric.Unit, j.PerMinute, j.Rise, j.Tolerance, verdict)
+	return fmt.Sprintf("%-10s minutes %3.0f–%3.0f  mean %10.1f %-10s slope %+9.3f/min  rise %+9.1f  tolerance %8.1f  %s",
+		j.Metric.Name, j.From, j.To, j.Mean, j.Metric.Unit, j.PerMinute, j.Rise, j.Tolerance, verdict)
 }
 
-// Judge fits each metric over the samples of the second half of the run.
-// Samples whose value is NaN (not measured) are left out of that metric.
-func Judge(samples []Sample) []Judgement {
+// Judge fits each metric over the samples of the second half of the run, or
+// from settle[metric name] seconds on when that is later: a metric that fills
+// up by design (Redis holding a log of the last N minutes) is judged only once
+// it has had time to fill. Samples whose value is NaN (not measured) are left
+// out of that metric.
+func Judge(samples []Sample, settle map[string]float64) []Judgement {
 	if len(samples) == 0 {
 		return nil
 	}
-	mid := samples[len(samples)-1].Elapsed / 2
+	end := samples[len(samples)-1].Elapsed
 	var out []Judgement
 	for _, m := range Metrics {
+		from := max(end/2, settle[m.Name])
 		var x, y []float64
 		for _, s := range samples {
-			if v := m.Value(s); s.Elapsed >= mid && !math.IsNaN(v) {
+			if v := m.Value(s); s.Elapsed >= from && !math.IsNaN(v) {
 				x, y = append(x, s.Elapsed/60), append(y, v)
 			}
 		}
-		j := Judgement{Metric: m}
-		if len(x) >= 2 {
+		j := Judgement{Metric: m, From: from / 60, To: end / 60}
+		if len(x) >= 2 && x[len(x)-1]-x[0] >= MinJudgedSeconds/60 {
+			j.Judged = true
 			var sum float64
 			for _, v := range y {
 				sum += v

@@ -3,6 +3,7 @@ package soakstat
 import (
 	"bytes"
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -38,13 +39,46 @@ func grows(js []Judgement, name string) bool {
 func TestJudgeTellsALeakFromAWarmUp(t *testing.T) {
 	// Rises for the first third, then flat with noise: not growth.
 	warm := run(30, func(m float64) float64 { return 100 + 50*math.Min(m, 10)/10 + 3*math.Sin(m*7) })
-	if js := Judge(warm); grows(js, "rss") || grows(js, "goroutines") {
+	if js := Judge(warm, nil); grows(js, "rss") || grows(js, "goroutines") {
 		t.Fatalf("warm-up judged as growth: %v", js)
 	}
 	// 2 MiB a minute on 150 MiB: 30 MiB over the second half, more than 10 %.
 	leak := run(30, func(m float64) float64 { return 150 + 2*m })
-	if js := Judge(leak); !grows(js, "rss") || grows(js, "fds") {
+	if js := Judge(leak, nil); !grows(js, "rss") || grows(js, "fds") {
 		t.Fatalf("a steady leak not judged as growth: %v", js)
+	}
+}
+
+func judgement(js []Judgement, name string) Judgement {
+	for _, j := range js {
+		if j.Metric.Name == name {
+			return j
+		}
+	}
+	panic(name)
+}
+
+func TestJudgeWaitsForAMetricToSettle(t *testing.T) {
+	// Redis fills for 35 minutes (a log of the last 35 minutes), then holds.
+	samples := run(50, func(float64) float64 { return 100 })
+	for i := range samples {
+		m := samples[i].Elapsed / 60
+		samples[i].RedisBytes = (100 + 200*math.Min(m, 35)/35 + 2*math.Sin(m*5)) * (1 << 20)
+	}
+	if j := judgement(Judge(samples, nil), "redis"); !j.Judged || !j.Grows {
+		t.Fatalf("from the half, the filling log is growth: %v", j)
+	}
+	settled := Judge(samples, map[string]float64{"redis": 35 * 60})
+	if j := judgement(settled, "redis"); !j.Judged || j.Grows || j.From != 35 {
+		t.Fatalf("after it settles, the log is flat: %v", j)
+	}
+	if j := judgement(settled, "rss"); !j.Judged || j.From != 25 {
+		t.Fatalf("other metrics are still judged from the half: %v", j)
+	}
+	// A run that ends before the metric settles cannot judge it.
+	short := Judge(samples[:len(samples)*4/5], map[string]float64{"redis": 35 * 60})
+	if j := judgement(short, "redis"); j.Judged || j.Grows || !strings.Contains(j.String(), "NOT JUDGED") {
+		t.Fatalf("40 minutes judge a metric settling at 35: %v", j)
 	}
 }
 

@@ -1,7 +1,8 @@
 // Command soakplot draws the samples of a soak run (the CSV TestSoak writes)
 // as one PNG per metric and prints the growth verdict of each: the fitted
-// rise over the second half of the run against its tolerance
-// (internal/soakstat). It exits 1 when a metric grows.
+// rise over the second half of the run (Redis: after -redis-settle, the
+// detectors' log retention) against its tolerance (internal/soakstat). It
+// exits 1 when a metric grows or cannot be judged.
 //
 //	go run ./scripts/soakplot -csv soak.csv -out docs/images
 package main
@@ -19,25 +20,28 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/smartlogs/audit-worker/internal/soakstat"
+	"github.com/smartlogs/audit-worker/monitor"
 )
 
 func main() {
 	csvPath := flag.String("csv", "soak.csv", "samples written by TestSoak")
 	outDir := flag.String("out", "docs/images", "directory of the soak-<metric>.png files")
+	redisSettle := flag.Duration("redis-settle", monitor.LogRetention(monitor.DefaultConfig()),
+		"judge Redis memory only after this much of the run: the detectors' log fills until then")
 	flag.Parse()
-	grows, err := run(*csvPath, *outDir)
+	grows, err := run(*csvPath, *outDir, map[string]float64{"redis": redisSettle.Seconds()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "soakplot:", err)
 		os.Exit(2)
 	}
 	if grows {
-		fmt.Println("verdict: GROWTH")
+		fmt.Println("verdict: GROWTH, or a metric not judged")
 		os.Exit(1)
 	}
 	fmt.Println("verdict: no growth")
 }
 
-func run(csvPath, outDir string) (grows bool, err error) {
+func run(csvPath, outDir string, settle map[string]float64) (grows bool, err error) {
 	f, err := os.Open(csvPath)
 	if err != nil {
 		return false, err
@@ -53,10 +57,11 @@ func run(csvPath, outDir string) (grows bool, err error) {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return false, err
 	}
-	fmt.Printf("%d samples over %.1f min; growth over the second half:\n", len(samples), samples[len(samples)-1].Elapsed/60)
-	for _, j := range soakstat.Judge(samples) {
+	fmt.Printf("%d samples over %.1f min; growth over the second half (Redis from minute %.0f):\n",
+		len(samples), samples[len(samples)-1].Elapsed/60, settle["redis"]/60)
+	for _, j := range soakstat.Judge(samples, settle) {
 		fmt.Println(" ", j)
-		grows = grows || j.Grows
+		grows = grows || j.Grows || !j.Judged
 		path := filepath.Join(outDir, "soak-"+j.Metric.Name+".png")
 		if err := draw(path, samples, j); err != nil {
 			return false, fmt.Errorf("draw %s: %w", path, err)
@@ -87,26 +92,31 @@ func draw(path string, samples []soakstat.Sample, j soakstat.Judgement) error {
 		return err
 	}
 	line.Color = color.RGBA{R: 31, G: 119, B: 180, A: 255}
-	// The fit through the second half, through its mean at the half's centre.
-	mid, end := pts[len(pts)-1].X/2, pts[len(pts)-1].X
-	c := (mid + end) / 2
-	fit, err := plotter.NewLine(plotter.XYs{
-		{X: mid, Y: j.Mean + j.PerMinute*(mid-c)},
-		{X: end, Y: j.Mean + j.PerMinute*(end-c)},
-	})
-	if err != nil {
-		return err
-	}
-	fit.Color = color.RGBA{R: 214, G: 39, B: 40, A: 255}
-	fit.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
-	p.Add(plotter.NewGrid(), line, fit)
+	p.Add(plotter.NewGrid(), line)
 	p.Legend.Add(j.Metric.Name, line)
-	p.Legend.Add("second-half fit", fit)
+	if j.Judged {
+		// The fit through the judged span, through its mean at the span's centre.
+		c := (j.From + j.To) / 2
+		fit, err := plotter.NewLine(plotter.XYs{
+			{X: j.From, Y: j.Mean + j.PerMinute*(j.From-c)},
+			{X: j.To, Y: j.Mean + j.PerMinute*(j.To-c)},
+		})
+		if err != nil {
+			return err
+		}
+		fit.Color = color.RGBA{R: 214, G: 39, B: 40, A: 255}
+		fit.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		p.Add(fit)
+		p.Legend.Add(fmt.Sprintf("fit, minutes %.0f–%.0f", j.From, j.To), fit)
+	}
 	p.Legend.Top = false // bottom right: below the curves, which start above zero
 	return p.Save(16*vg.Centimeter, 9*vg.Centimeter, path)
 }
 
 func verdict(j soakstat.Judgement) string {
+	if !j.Judged {
+		return "not judged"
+	}
 	if j.Grows {
 		return fmt.Sprintf("GROWS %+.1f > %.1f", j.Rise, j.Tolerance)
 	}
