@@ -479,15 +479,15 @@ func saveCPUProfile(t *testing.T, baseURL, file string) {
 	saveWorkerGET(t, baseURL+"/debug/pprof/profile?seconds=3", file)
 }
 
-// saveWorkerGET saves the body of a GET of the worker's url (with its API key)
-// into file, reporting failures as test errors.
+// saveWorkerGET saves the body of a GET of the worker's url (with the
+// operator's key) into file, reporting failures as test errors.
 func saveWorkerGET(t *testing.T, url, file string) bool {
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		t.Errorf("GET %s: %v", url, err)
 		return false
 	}
-	req.Header.Set("Authorization", "Bearer "+ingestKey)
+	req.Header.Set("Authorization", "Bearer "+operatorKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Errorf("GET %s: %v", url, err)

@@ -27,6 +27,9 @@ import (
 // ingestKey is the workers' HTTP API key.
 const ingestKey = "e2e-ingest-key-0123456789"
 
+// operatorKey is an operator's key: the metrics details and pprof.
+const operatorKey = "e2e-operator-key-0123456789"
+
 const (
 	queueName      = "audit-events"
 	deadQueueName  = "audit-events-failed"
@@ -222,8 +225,9 @@ func (e *env) writeConfig(name string, wc workerConfig) string {
 			"circuitBreakerConfig": map[string]any{"failureThreshold": 5, "recoveryTimeout": 1000},
 			"deadLetterConfig":     map[string]any{"queueName": deadQueueName},
 		},
-		"worker":  map[string]any{"port": 3001, "shutdownTimeout": 10000},
-		"http":    map[string]any{"address": "127.0.0.1:0", "apiKeys": []string{ingestKey}},
+		"worker": map[string]any{"port": 3001, "shutdownTimeout": 10000},
+		"http": map[string]any{"address": "127.0.0.1:0", "apiKeys": []string{ingestKey},
+			"keys": []map[string]any{{"name": "e2e-operator", "key": operatorKey, "role": "operator", "organizations": []string{"*"}}}},
 		"storage": map[string]any{"dataDir": filepath.Join(e.dir, "data")},
 		"logging": map[string]any{"format": "json", "level": "info"},
 	}
@@ -523,7 +527,9 @@ func (e *env) readKeys(path string, want int) map[string]bool {
 
 func (e *env) rowCount(ctx context.Context) (int64, error) {
 	var n int64
-	err := e.pool.QueryRow(ctx, `SELECT count(*) FROM audit_log`).Scan(&n)
+	// The worker's own access records (a test's authenticated GET leaves one)
+	// are not the producers' events.
+	err := e.pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE action NOT LIKE 'audit.access.%'`).Scan(&n)
 	return n, err
 }
 

@@ -85,15 +85,32 @@ func (h *Handler) SetAlertThreshold(n int) { h.alertThreshold.Store(int64(max(n,
 // entries PostgreSQL caps at 2,704 bytes. So does an id that is not text a
 // store keeps (invalid UTF-8 or NUL, which Redis ids may hold): PostgreSQL
 // would refuse the event and its dead letter, and JSON would alter the key.
+// And so does a custom id that reads as another job's key ("1:5" is numeric id
+// 1 created at 5; "sha256:…" is a hashed id), so that no two jobs share a key.
 func IdempotencyKey(queue string, j *bullmq.Job) string {
 	if _, err := strconv.ParseUint(j.ID, 10, 64); err == nil {
 		return "bullmq:" + queue + ":" + j.ID + ":" + strconv.FormatInt(j.Timestamp, 10)
 	}
-	if len(j.ID) > maxKeyedJobID || !utf8.ValidString(j.ID) || strings.IndexByte(j.ID, 0) >= 0 {
+	if len(j.ID) > maxKeyedJobID || !utf8.ValidString(j.ID) || strings.IndexByte(j.ID, 0) >= 0 || readsAsAnotherKey(j.ID) {
 		sum := sha256.Sum256([]byte(j.ID))
 		return "bullmq:" + queue + ":sha256:" + hex.EncodeToString(sum[:])
 	}
 	return "bullmq:" + queue + ":" + j.ID
+}
+
+// readsAsAnotherKey reports whether a custom id, kept as it is in a key,
+// would read as a numeric id's "<id>:<created>" or as a hashed id.
+func readsAsAnotherKey(id string) bool {
+	if strings.HasPrefix(id, "sha256:") {
+		return true
+	}
+	n, created, ok := strings.Cut(id, ":")
+	if !ok {
+		return false
+	}
+	_, errID := strconv.ParseUint(n, 10, 64)
+	_, errCreated := strconv.ParseInt(created, 10, 64)
+	return errID == nil && errCreated == nil
 }
 
 // maxKeyedJobID is the longest custom job id kept as it is in a key.

@@ -2,7 +2,10 @@ package queueworker
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -21,13 +24,16 @@ import (
 // that fits the stores' unique index and is storable text, names the queue and, for BullMQ's
 // numeric ids, the creation time; the dead letter is JSON whose
 // originalEvent is the event (the same JSON value, or the data as a string
-// when it is not JSON) under an id made of the key.
+// when it is not JSON) under an id made of the key. The key reads back to the
+// job it was made for, so no two jobs share one.
 func FuzzJobEvent(f *testing.F) {
 	f.Add("7", int64(1795696026823), []byte(`{"timestamp":"2026-01-01T00:00:00Z","action":"a","status":"success"}`))
 	f.Add("redrive:dl-1", int64(0), []byte(`{"a": "<b>&"}`))
 	f.Add(strings.Repeat("x", 300), int64(-1), []byte("not json"))
 	f.Add("0007", int64(1), []byte(`[1, 2]`))
 	f.Add("18446744073709551616", int64(5), []byte("\xff"))
+	f.Add("1:5", int64(9), []byte(`{}`))
+	f.Add("sha256:0000000000000000000000000000000000000000000000000000000000000000", int64(9), []byte(`{}`))
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	h := NewHandler(Config{Queue: "audit-events", Now: func() time.Time { return now }})
 	f.Fuzz(func(t *testing.T, id string, timestamp int64, data []byte) {
@@ -46,6 +52,9 @@ func FuzzJobEvent(f *testing.F) {
 		}
 		if key != IdempotencyKey("audit-events", j) {
 			t.Fatal("the key is not the job's idempotency key")
+		}
+		if err := keyNamesJob(strings.TrimPrefix(key, "bullmq:audit-events:"), j); err != nil {
+			t.Fatalf("job %q created at %d: key %q: %v", id, timestamp, key, err)
 		}
 		o := pipeline.Outcome{Status: pipeline.StatusRejected, Key: key, Reason: audit.ReasonValidation, Message: "invalid"}
 		dl := h.deadLetterJob(j, o)
@@ -67,6 +76,34 @@ func FuzzJobEvent(f *testing.F) {
 			}
 		}
 	})
+}
+
+// keyNamesJob checks that the part of a key after its queue names exactly the
+// job it was made for, read the one way a reader could read it: numeric id and
+// creation time, a hashed custom id, or the custom id itself. Keys that read
+// back to their jobs are keys no two jobs share.
+func keyNamesJob(rest string, j *bullmq.Job) error {
+	if n, created, ok := strings.Cut(rest, ":"); ok {
+		_, errID := strconv.ParseUint(n, 10, 64)
+		ts, errCreated := strconv.ParseInt(created, 10, 64)
+		if errID == nil && errCreated == nil {
+			if n != j.ID || ts != j.Timestamp {
+				return fmt.Errorf("reads as numeric job %s created at %d", n, ts)
+			}
+			return nil
+		}
+	}
+	if hashed, ok := strings.CutPrefix(rest, "sha256:"); ok {
+		sum := sha256.Sum256([]byte(j.ID))
+		if hashed != hex.EncodeToString(sum[:]) {
+			return fmt.Errorf("reads as a hashed id that is not this job's")
+		}
+		return nil
+	}
+	if rest != j.ID {
+		return fmt.Errorf("reads as custom id %q", rest)
+	}
+	return nil
 }
 
 // sameJSON reports whether a and b are the same JSON value.

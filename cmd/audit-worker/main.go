@@ -21,11 +21,12 @@ import (
 
 // defaultGCPercent is the garbage collector's target when GOGC is not set.
 // The worker's heap is mostly the batches in flight: made and dropped every
-// few milliseconds, over a small live set. At Go's default of 100 the
-// collector runs so often that the worker needs 15–23 % more CPU per event in
-// a drain than at 200, which costs 13–23 MiB of RSS (docs/BENCHMARKS.md,
-// "Garbage collector target"). GOGC and GOMEMLIMIT in the environment still decide.
-const defaultGCPercent = 200
+// few milliseconds, over a live set of about 20 MB. At 150 and above a
+// drain's peak RSS passes 100 MB (up to 96–103 MiB on the benchmark's
+// synthetic events); at 120 it stays at 80–89 MiB, for a few per cent of the
+// worker's CPU against 150 (docs/BENCHMARKS.md, "Garbage collector target").
+// GOGC and GOMEMLIMIT in the environment still decide.
+const defaultGCPercent = 120
 
 // gcPercent is the target main set: defaultGCPercent, or -1 when GOGC decides.
 var gcPercent = -1
