@@ -79,11 +79,7 @@ func resolveEnvRefs(data []byte, lookup func(string) (string, bool)) ([]byte, []
 		switch v := v.(type) {
 		case map[string]any:
 			for k, e := range v {
-				p := k
-				if path != "" {
-					p = path + "." + k
-				}
-				v[k] = walk(e, p)
+				v[k] = walk(e, memberPath(path, k))
 			}
 		case []any:
 			for i, e := range v {
@@ -106,6 +102,22 @@ func resolveEnvRefs(data []byte, lookup func(string) (string, bool)) ([]byte, []
 	}
 	return out, probs, nil
 }
+
+// memberPath names member key of the object at path as the problems name
+// fields ("redis.host"); a key that is not a plain name (empty, or with dots,
+// spaces or brackets) is quoted (`worker[""]`), so that no problem names an
+// empty or misleading field.
+func memberPath(path, key string) string {
+	if !plainKey.MatchString(key) {
+		return path + "[" + strconv.Quote(key) + "]"
+	}
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // encryptedDocument is the original's secure-storage file: AES-GCM over the
 // JSON text, everything hex, the tag apart from the ciphertext, no AAD.

@@ -322,3 +322,18 @@ func TestRedactErrorKeepsTheChain(t *testing.T) {
 		t.Error("an error without secrets was wrapped")
 	}
 }
+
+func TestUnsetVariableInAnOddKeyNamesItsField(t *testing.T) {
+	lookup := func(string) (string, bool) { return "", false }
+	_, probs, err := resolveEnvRefs([]byte(`{"":{"":"${A}"},"redis":{"a.b":["${B}"]}}`), lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, p := range probs {
+		got[p.Field] = true
+	}
+	if len(probs) != 2 || !got[`[""][""]`] || !got[`redis["a.b"][0]`] {
+		t.Fatalf("problems %+v, want fields [\"\"][\"\"] and redis[\"a.b\"][0]", probs)
+	}
+}
