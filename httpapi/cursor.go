@@ -75,7 +75,10 @@ func (c cursor) encode(key []byte) string {
 func decodeCursor(s string, key []byte, filters [16]byte, now time.Time) (cursor, error) {
 	var c cursor
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) != cursorBody+cursorMAC || b[0] != cursorVersion {
+	// The decoder skips CR and LF and ignores stray low bits in the last
+	// character: only the text encodeCursor writes is taken, so one
+	// position has one cursor.
+	if err != nil || len(b) != cursorBody+cursorMAC || b[0] != cursorVersion || base64.RawURLEncoding.EncodeToString(b) != s {
 		return c, errBadCursor
 	}
 	mac := hmac.New(sha256.New, key)

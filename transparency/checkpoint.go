@@ -44,7 +44,8 @@ func ParseTree(text string) (Tree, error) {
 		return Tree{}, audit.Errorf(audit.CodeInvalid, "checkpoint: size %q is not a non-negative decimal", lines[1])
 	}
 	root, err := base64.StdEncoding.DecodeString(lines[2])
-	if err != nil || len(root) != tlog.HashSize {
+	// Only the canonical text: the decoder would also skip a CR inside it.
+	if err != nil || len(root) != tlog.HashSize || base64.StdEncoding.EncodeToString(root) != lines[2] {
 		return Tree{}, audit.Errorf(audit.CodeInvalid, "checkpoint: root %q is not a base64 SHA-256 hash", lines[2])
 	}
 	t := Tree{Origin: lines[0], Size: size}
