@@ -76,19 +76,20 @@ func (h *Handler) SetAlertThreshold(n int) { h.alertThreshold.Store(int64(max(n,
 
 // IdempotencyKey identifies a job's event across redeliveries. BullMQ's
 // auto-increment ids start again at 1 when Redis is emptied, so they are paired
-// with the job's creation time; a custom id (a redriven dead letter, say) is the
-// producer's own unique name for the event and stands alone, so re-adding the
-// same custom id never stores the event twice.
+// with the job's creation time; an id of digits counts as one only when written
+// as the counter writes it (no leading zeros). A custom id (a redriven dead
+// letter, say) is the producer's own unique name for the event and stands
+// alone, so re-adding the same custom id never stores the event twice.
 //
-// A custom id longer than maxKeyedJobID stands in the key as its SHA-256:
-// BullMQ puts no limit on ids, while the key is in a unique index whose
-// entries PostgreSQL caps at 2,704 bytes. So does an id that is not text a
-// store keeps (invalid UTF-8 or NUL, which Redis ids may hold): PostgreSQL
-// would refuse the event and its dead letter, and JSON would alter the key.
-// And so does a custom id that reads as another job's key ("1:5" is numeric id
-// 1 created at 5; "sha256:…" is a hashed id), so that no two jobs share a key.
+// A custom id stands in the key as its SHA-256 when it is longer than
+// maxKeyedJobID (BullMQ puts no limit on ids, while the key is in a unique
+// index whose entries PostgreSQL caps at 2,704 bytes), when it is not text a
+// store keeps (invalid UTF-8 or NUL, which Redis ids may hold: PostgreSQL would
+// refuse the event and its dead letter, and JSON would alter the key), and when
+// it reads as another job's key ("1:5" is numeric id 1 created at 5;
+// "sha256:…" is a hashed id), so that no two jobs share a key.
 func IdempotencyKey(queue string, j *bullmq.Job) string {
-	if _, err := strconv.ParseUint(j.ID, 10, 64); err == nil {
+	if isCounterID(j.ID) {
 		return "bullmq:" + queue + ":" + j.ID + ":" + strconv.FormatInt(j.Timestamp, 10)
 	}
 	if len(j.ID) > maxKeyedJobID || !utf8.ValidString(j.ID) || strings.IndexByte(j.ID, 0) >= 0 || readsAsAnotherKey(j.ID) {
@@ -96,6 +97,14 @@ func IdempotencyKey(queue string, j *bullmq.Job) string {
 		return "bullmq:" + queue + ":sha256:" + hex.EncodeToString(sum[:])
 	}
 	return "bullmq:" + queue + ":" + j.ID
+}
+
+// isCounterID reports whether id is what BullMQ's id counter hands out: a
+// decimal without leading zeros. Digits with leading zeros are a custom id
+// (and could be long enough to overflow the key's index entry).
+func isCounterID(id string) bool {
+	n, err := strconv.ParseUint(id, 10, 64)
+	return err == nil && strconv.FormatUint(n, 10) == id
 }
 
 // readsAsAnotherKey reports whether a custom id, kept as it is in a key,

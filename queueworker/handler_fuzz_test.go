@@ -47,7 +47,8 @@ func FuzzJobEvent(f *testing.F) {
 			!utf8.ValidString(key) || strings.IndexByte(key, 0) >= 0 {
 			t.Fatalf("job %q: key %q (%d bytes)", id, key, len(key))
 		}
-		if _, err := strconv.ParseUint(id, 10, 64); err == nil && !strings.HasSuffix(key, ":"+id+":"+strconv.FormatInt(timestamp, 10)) {
+		if n, err := strconv.ParseUint(id, 10, 64); err == nil && strconv.FormatUint(n, 10) == id &&
+			!strings.HasSuffix(key, ":"+id+":"+strconv.FormatInt(timestamp, 10)) {
 			t.Fatalf("numeric job id %q created at %d: key %q", id, timestamp, key)
 		}
 		if key != IdempotencyKey("audit-events", j) {
