@@ -103,8 +103,8 @@ func IdempotencyKey(queue string, j *bullmq.Job) string {
 // decimal without leading zeros. Digits with leading zeros are a custom id
 // (and could be long enough to overflow the key's index entry).
 func isCounterID(id string) bool {
-	n, err := strconv.ParseUint(id, 10, 64)
-	return err == nil && strconv.FormatUint(n, 10) == id
+	_, err := strconv.ParseUint(id, 10, 64)
+	return err == nil && (id[0] != '0' || id == "0")
 }
 
 // readsAsAnotherKey reports whether a custom id, kept as it is in a key,
